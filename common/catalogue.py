@@ -1,0 +1,148 @@
+"""The task catalogue: tasks registered by name; workers run nothing else."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from common.errors import ConfigurationError, InvalidArguments, UnknownTask
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TASK_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+"""Task names: identifiers, optionally namespaced with dots (`images.resize`)."""
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    """A registered task: its name, its function and what its signature accepts."""
+
+    name: str
+    func: Callable[..., Any]
+    signature: inspect.Signature
+    hints: dict[str, Any]
+
+    def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Raise InvalidArguments unless args and kwargs fit the signature and its type hints."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"{self.name}{self.signature}: {exc}") from None
+        for name, value in bound.arguments.items():
+            parameter = self.signature.parameters[name]
+            hint = self.hints.get(name)
+            if hint is None:
+                continue
+            values = value if parameter.kind is inspect.Parameter.VAR_POSITIONAL else (value,)
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                values = tuple(value.values())
+            for item in values:
+                if not _matches(item, hint):
+                    raise InvalidArguments(
+                        f"{self.name}: argument {name!r} must be {_describe(hint)}, got {_describe_value(item)}"
+                    )
+
+
+class Catalogue:
+    """A registry of tasks keyed by name; registering a name twice is an error."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+
+    @overload
+    def register(self, func: F, *, name: str | None = None) -> F: ...
+
+    @overload
+    def register(self, func: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+
+    def register(self, func: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
+        """Register `func` under `name` (default: its own name); usable as `@register` or `@register(name=)`."""
+
+        def decorate(target: F) -> F:
+            task_name = name or target.__name__
+            if not TASK_NAME_PATTERN.match(task_name):
+                raise ConfigurationError(f"invalid task name {task_name!r}")
+            if task_name in self._tasks:
+                raise ConfigurationError(f"task {task_name!r} is already registered")
+            try:
+                hints = typing.get_type_hints(target)
+            except Exception:  # unresolvable annotations: validate arity only
+                hints = {}
+            hints.pop("return", None)
+            self._tasks[task_name] = TaskDefinition(task_name, target, inspect.signature(target), hints)
+            return target
+
+        return decorate(func) if func is not None else decorate
+
+    def get(self, name: str) -> TaskDefinition:
+        """The task called `name`; UnknownTask (listing what exists) if there is none."""
+        try:
+            return self._tasks[name]
+        except (KeyError, TypeError):
+            offered = ", ".join(sorted(self._tasks)[:40])
+            raise UnknownTask(f"unknown task {name!r}; this worker offers: {offered}") from None
+
+    def names(self) -> list[str]:
+        """Sorted names of every registered task."""
+        return sorted(self._tasks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[TaskDefinition]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+default_catalogue = Catalogue()
+"""The catalogue that `@task` registers into and that workers serve by default."""
+
+
+@overload
+def task(func: F, *, name: str | None = None) -> F: ...
+
+
+@overload
+def task(func: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def task(func: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Register a function as a task in the default catalogue: `@task` or `@task(name="ns.name")`."""
+    return default_catalogue.register(func, name=name)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    if hint is Any or hint is object:
+        return True
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_matches(value, option) for option in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (list, tuple, dict):
+        return isinstance(value, list if origin is tuple else origin)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # annotations we cannot check are not enforced
+
+
+def _describe(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _describe_value(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"

@@ -1,0 +1,66 @@
+"""The one place that builds a Redis client, and the one place that explains why it failed."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from common.errors import ConfigurationError, RedisUnavailable
+from common.settings import Settings
+
+DEFAULT_SOCKET_TIMEOUT = 30.0
+"""Seconds a single command may take; every blocking read of ours blocks for far less than this."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by '***', safe to print and log."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable Redis URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET_TIMEOUT) -> redis.Redis:
+    """Build a Redis client from the settings' URL (the connection opens on first use).
+
+    redis-py 8 defaults to a 5 s socket timeout, shorter than a worker's or a dispatcher's blocking
+    reads; an explicit timeout keeps a dead network from hanging a process forever.
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": 10.0,
+        "health_check_interval": 30,
+    }
+    try:
+        return redis.Redis.from_url(settings.redis_url, **options)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Redis URL {redact_url(settings.redis_url)}: {exc}") from None
+
+
+def describe_redis_error(url: str, exc: BaseException) -> RedisUnavailable:
+    """Turn a redis-py error into one clear message that names the URL without its password."""
+    text = str(exc).replace(url, redact_url(url))
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+        reason = "authentication failed (check the user and password in the URL)"
+    elif "SSL" in text or "certificate" in text.lower():
+        reason = f"TLS handshake failed: {text}"
+    else:
+        reason = text or type(exc).__name__
+    return RedisUnavailable(f"cannot use Redis at {redact_url(url)}: {reason}")
+
+
+def check_connection(client: redis.Redis, settings: Settings) -> None:
+    """PING Redis now, so an unreachable or refusing server is reported before any work starts."""
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise describe_redis_error(settings.redis_url, exc) from None

@@ -1,0 +1,93 @@
+"""One error tree for the whole system; each branch carries the CLI exit code it maps to."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+"""Every task succeeded."""
+EXIT_TASKS_FAILED = 1
+"""The batch finished but some tasks failed."""
+EXIT_USAGE = 2
+"""Bad usage, bad configuration or bad input."""
+EXIT_REDIS = 3
+"""Redis was unreachable or refused us (authentication, TLS)."""
+EXIT_TIMEOUT = 4
+"""The wait timed out; the batch goes on and its results can be fetched later."""
+EXIT_INTERRUPTED = 130
+"""Interrupted by the user (Ctrl-C)."""
+
+
+class DispatchError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    exit_code: int = EXIT_USAGE
+
+
+class ConfigurationError(DispatchError):
+    """A setting or option has an invalid value."""
+
+
+class InputError(DispatchError):
+    """The batch input cannot be used (for example a malformed line under --strict)."""
+
+
+class RedisUnavailable(DispatchError):
+    """Redis cannot be reached, or refused the connection (wrong password, TLS failure)."""
+
+    exit_code = EXIT_REDIS
+
+
+class WaitTimeout(DispatchError):
+    """Results did not all arrive before the deadline."""
+
+    exit_code = EXIT_TIMEOUT
+
+
+class BatchNotFound(DispatchError):
+    """No batch with this id exists (or its results have expired)."""
+
+
+class TaskError(DispatchError):
+    """Base of the errors that fail one task (never a worker or a batch).
+
+    Its class name is the error type reported in that task's result.
+    """
+
+
+class UnknownTask(TaskError):
+    """The task name is not in the worker's catalogue."""
+
+
+class InvalidArguments(TaskError):
+    """The arguments do not fit the task's signature or types."""
+
+
+class LimitExceeded(TaskError):
+    """An argument, a result or a batch is larger than its configured bound."""
+
+
+class TaskTimeout(TaskError):
+    """The task ran longer than its time limit and was stopped."""
+
+
+class MalformedInput(TaskError):
+    """An input line could not be parsed into a task."""
+
+
+class PayloadError(TaskError):
+    """A job or chunk payload on the wire is not in our format."""
+
+
+class RefusedJob(PayloadError):
+    """A job names a function other than ours; it was refused and not run."""
+
+
+class ChunkFailed(TaskError):
+    """The queue gave up on the chunk that held this task (retries exhausted)."""
+
+
+class TaskLost(TaskError):
+    """The task's chunk vanished from Redis (for example Redis restarted without persistence)."""
+
+
+class Cancelled(TaskError):
+    """The batch was cancelled before this task ran."""

@@ -1,0 +1,46 @@
+"""The RQ job class both sides load jobs with: inert (no callbacks, no webhooks) and crash-proof."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+
+class InertJob(Job):
+    """A Job that never imports callbacks or sends webhooks named in Redis, and survives a bad hash.
+
+    RQ resolves callback names by importing any dotted path stored in the job hash, in whichever
+    process loads the job (a worker, or a dispatcher cleaning a registry). Loading jobs through this
+    class means a job planted in Redis can make neither side run code or send requests.
+    """
+
+    refusal: str | None = None
+
+    def restore(self, raw_data: Any) -> None:
+        """RQ's restore, but a malformed job hash marks the job refused instead of raising."""
+        try:
+            super().restore(raw_data)
+        except NoSuchJobError:
+            raise
+        except Exception as exc:
+            self.refusal = f"malformed job hash ({type(exc).__name__}: {exc}); refused, nothing was run"
+            self._status = JobStatus.QUEUED
+            if not isinstance(self.timeout, int):
+                self.timeout = None
+
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+    def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
+        """Never: a job read from Redis must not make us send requests anywhere."""

@@ -1,0 +1,48 @@
+"""Every Redis key name, prefix and job id this system uses (RQ's own keys stay RQ's)."""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "dw:"
+"""Prefix of every key of ours, so they never collide with RQ's `rq:` keys."""
+
+BATCHES = PREFIX + "batches"
+"""Sorted set of batch ids scored by creation time: the recent-batches index."""
+
+CHUNK_FUNCTION = "worker.chunk.run_chunk"
+"""Dotted path of the only job function workers execute; the dispatcher names it, never imports it."""
+
+WORKER_FIELD_PREFIX = "dw_"
+"""Prefix of the fields a worker adds to RQ's own worker hash (slots, tasks, host)."""
+
+BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+"""Batch ids: RQ job ids allow only [A-Za-z0-9_-], and '-' separates batch from chunk."""
+
+
+def batch_key(batch_id: str) -> str:
+    """Hash describing one batch: state, total, chunk count, created time, settings."""
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def results_key(batch_id: str) -> str:
+    """Stream of one batch's results, one entry per published group of task results."""
+    return f"{PREFIX}batch:{batch_id}:results"
+
+
+def chunks_key(batch_id: str) -> str:
+    """List of the number of tasks in each chunk of a batch, in chunk order."""
+    return f"{PREFIX}batch:{batch_id}:chunks"
+
+
+def chunk_job_id(batch_id: str, chunk: int) -> str:
+    """The deterministic RQ job id of one chunk."""
+    return f"{batch_id}-{chunk}"
+
+
+def parse_chunk_job_id(job_id: str) -> tuple[str, int] | None:
+    """Split a chunk job id into (batch id, chunk number); None if it is not one of ours."""
+    batch_id, sep, chunk = job_id.rpartition("-")
+    if not sep or not chunk.isdigit() or not BATCH_ID_PATTERN.match(batch_id):
+        return None
+    return batch_id, int(chunk)

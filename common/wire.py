@@ -1,0 +1,172 @@
+"""The wire format of a chunk of tasks and of its results: plain JSON, versioned, never pickle."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.errors import PayloadError
+
+WIRE_VERSION = 1
+"""Version of both formats below; a reader refuses versions it does not know."""
+
+JSONValue = Any
+"""A value that json.dumps accepts (the type system cannot say more without a recursive alias)."""
+
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """One task of a batch, as the dispatcher read it."""
+
+    index: int
+    task: str
+    args: list[JSONValue] = field(default_factory=list)
+    kwargs: dict[str, JSONValue] = field(default_factory=dict)
+    id: str | None = None
+
+    def to_wire(self) -> list[JSONValue]:
+        return [self.index, self.id, self.task, self.args, self.kwargs]
+
+
+@dataclass(slots=True)
+class TaskResult:
+    """The outcome of one task: a value, or an error type and message."""
+
+    index: int
+    task: str
+    args: list[JSONValue]
+    kwargs: dict[str, JSONValue]
+    id: str | None
+    ok: bool
+    value: JSONValue = None
+    error_type: str | None = None
+    error_message: str | None = None
+    worker: str | None = None
+    elapsed_ms: float = 0.0
+
+    def to_record(self) -> dict[str, JSONValue]:
+        """The public JSON shape of a result (one line of `--json` output)."""
+        record: dict[str, JSONValue] = {
+            "index": self.index,
+            "id": self.id,
+            "task": self.task,
+            "args": self.args,
+        }
+        if self.kwargs:
+            record["kwargs"] = self.kwargs
+        record["ok"] = self.ok
+        record["result"] = self.value if self.ok else None
+        record["error"] = None if self.ok else {"type": self.error_type, "message": self.error_message}
+        record["worker"] = self.worker
+        record["elapsed_ms"] = round(self.elapsed_ms, 3)
+        return record
+
+
+@dataclass(slots=True)
+class ChunkPayload:
+    """A chunk of tasks as one RQ job carries it."""
+
+    batch_id: str
+    chunk: int
+    ttl: int
+    tasks: list[TaskSpec]
+
+
+def encode_chunk(batch_id: str, chunk: int, ttl: int, tasks: Iterable[TaskSpec]) -> dict[str, JSONValue]:
+    """The single argument of a chunk job (RQ's JSON serializer encodes it)."""
+    return {"v": WIRE_VERSION, "b": batch_id, "c": chunk, "x": ttl, "t": [t.to_wire() for t in tasks]}
+
+
+def decode_chunk(payload: object) -> ChunkPayload:
+    """Check and decode a chunk job's argument; PayloadError says exactly what is wrong."""
+    if not isinstance(payload, dict):
+        raise PayloadError(f"chunk payload must be an object, got {type(payload).__name__}")
+    if payload.get("v") != WIRE_VERSION:
+        raise PayloadError(f"unsupported chunk wire version {payload.get('v')!r} (this worker reads 1)")
+    batch_id, chunk, ttl, raw_tasks = payload.get("b"), payload.get("c"), payload.get("x"), payload.get("t")
+    if not isinstance(batch_id, str) or not batch_id:
+        raise PayloadError("chunk payload has no batch id")
+    if not isinstance(chunk, int) or not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+        raise PayloadError("chunk payload has an invalid chunk number or ttl")
+    if not isinstance(raw_tasks, list):
+        raise PayloadError("chunk payload has no task list")
+    return ChunkPayload(batch_id, chunk, ttl, [_decode_task(raw) for raw in raw_tasks])
+
+
+def _decode_task(raw: object) -> TaskSpec:
+    if not isinstance(raw, list) or len(raw) != 5:
+        raise PayloadError("a task on the wire must be [index, id, task, args, kwargs]")
+    index, task_id, name, args, kwargs = raw
+    if not _is_int(index) or index < 0:
+        raise PayloadError(f"invalid task index {index!r}")
+    if not isinstance(name, str) or not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise PayloadError(f"task {index}: name must be a string, args a list, kwargs an object")
+    if task_id is not None and not isinstance(task_id, str):
+        raise PayloadError(f"task {index}: id must be a string or null")
+    return TaskSpec(index, name, args, kwargs, task_id)
+
+
+def encode_results(worker: str, chunk: int, results: Iterable[TaskResult]) -> dict[str, str]:
+    """The fields of one result-stream entry: a group of task results from one chunk."""
+    rows = [
+        [r.index, r.id, r.task, r.args, r.kwargs, 1, r.value, round(r.elapsed_ms, 3)]
+        if r.ok
+        else [
+            r.index,
+            r.id,
+            r.task,
+            r.args,
+            r.kwargs,
+            0,
+            [r.error_type, r.error_message],
+            round(r.elapsed_ms, 3),
+        ]
+        for r in results
+    ]
+    return {"v": str(WIRE_VERSION), "w": worker, "c": str(chunk), "r": _encode(rows)}
+
+
+def decode_results(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[int, list[TaskResult]]:
+    """Decode one result-stream entry into (chunk number, results); PayloadError if it is not ours."""
+    get = _field_getter(fields)
+    if get("v") != str(WIRE_VERSION):
+        raise PayloadError(f"unsupported result wire version {get('v')!r}")
+    worker, chunk_text, rows_text = get("w"), get("c"), get("r")
+    try:
+        chunk = int(chunk_text or "")
+        rows = json.loads(rows_text or "")
+    except ValueError as exc:
+        raise PayloadError(f"malformed result entry: {exc}") from None
+    results = []
+    for row in rows:
+        index, task_id, task, args, kwargs, ok, value, elapsed = row
+        if ok:
+            results.append(TaskResult(index, task, args, kwargs, task_id, True, value, None, None, worker, elapsed))
+        else:
+            results.append(
+                TaskResult(index, task, args, kwargs, task_id, False, None, value[0], value[1], worker, elapsed)
+            )
+    return chunk, results
+
+
+def encode_value(value: JSONValue) -> str:
+    """Compact JSON for a task value; raises ValueError/TypeError for values JSON cannot carry."""
+    return _encode(value)
+
+
+def _field_getter(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> Any:
+    def get(name: str) -> str | None:
+        raw = fields.get(name) if name in fields else fields.get(name.encode())  # type: ignore[call-overload]
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    return get
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,168 @@
+"""Submit a batch and await its results, with back-pressure; or reattach to a batch by id."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import redis
+
+from common.errors import InputError, LimitExceeded, WaitTimeout
+from common.settings import Settings
+from common.wire import TaskResult, TaskSpec
+from dispatcher.chunking import auto_chunk_size, peek_total
+from dispatcher.reader import BadInput, Item
+from dispatcher.status import live_capacity
+from dispatcher.submit import BatchSubmitter, new_batch_id
+from dispatcher.watch import BatchWatcher, ChunkSpan
+
+BLOCK_MS = 500
+"""Longest single blocking read; between reads the watcher checks for failed or abandoned chunks."""
+
+ResultSink = Callable[[TaskResult], None]
+Progress = Callable[[BatchWatcher], None]
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """How one batch is submitted and awaited."""
+
+    chunk_size: int | None = None
+    wait: bool = True
+    timeout: float | None = None
+    max_in_flight: int = 500_000
+    source: str = "-"
+    streaming: bool = False
+    """Input arrives over time (stdin, a live producer): send each chunk as soon as it is full."""
+
+
+@dataclass
+class BatchSummary:
+    """What became of a batch."""
+
+    batch_id: str
+    total: int
+    ok: int
+    failed: int
+    complete: bool
+    chunk_size: int = 0
+
+
+def submit_batch(
+    client: redis.Redis,
+    settings: Settings,
+    items: Iterable[Item],
+    options: SubmitOptions,
+    sink: ResultSink,
+    progress: Progress | None = None,
+    batch_id: str | None = None,
+) -> BatchSummary:
+    """Submit every item as a batch and (unless options.wait is False) deliver each result to `sink`."""
+    if options.chunk_size:
+        chunk_size, stream = options.chunk_size, iter(items)
+    else:
+        total_hint, stream = peek_total(items)  # type: ignore[assignment]
+        chunk_size = auto_chunk_size(total_hint, *live_capacity(client, settings))
+    batch_id = batch_id or new_batch_id()
+    submitter = BatchSubmitter(client, settings, batch_id, chunk_size)
+    watcher = BatchWatcher(client, settings, batch_id)
+    submitter.start(options.source)
+    deadline = None if options.timeout is None else time.monotonic() + options.timeout
+
+    def drain(block_ms: int | None) -> None:
+        for result in watcher.poll(block_ms):
+            sink(result)
+        for result in watcher.check_stalled():
+            sink(result)
+        if progress is not None:
+            progress(watcher)
+        _check_deadline(deadline, batch_id)
+
+    try:
+        _submit_all(submitter, watcher, stream, chunk_size, options, drain)
+    except BaseException:
+        with contextlib.suppress(Exception):  # keep the original error, not one from the cleanup
+            submitter.finish(state="aborted")
+        raise
+    submitter.finish()
+    watcher.set_total(submitter.tasks)
+    if not options.wait:
+        return BatchSummary(batch_id, submitter.tasks, 0, 0, False, chunk_size)
+    while not watcher.complete:
+        drain(BLOCK_MS)
+    return BatchSummary(batch_id, submitter.tasks, watcher.resolved - watcher.failed, watcher.failed, True, chunk_size)
+
+
+def _submit_all(
+    submitter: BatchSubmitter,
+    watcher: BatchWatcher,
+    stream: Iterable[Item],
+    chunk_size: int,
+    options: SubmitOptions,
+    drain: Callable[[int | None], None],
+) -> None:
+    limit = submitter.settings.max_batch_tasks
+    chunk: list[TaskSpec] = []
+    for item in stream:
+        if submitter.tasks >= limit:
+            raise LimitExceeded(f"batch has more than {limit} tasks (the limit); the rest was not submitted")
+        if isinstance(item, BadInput):
+            submitter.add_bad(item.to_result())
+            continue
+        chunk.append(item)
+        if len(chunk) >= chunk_size:
+            _add_chunk(submitter, watcher, chunk)
+            chunk = []
+            if options.streaming:
+                submitter.flush()
+                if options.wait:
+                    drain(None)
+            while options.wait and submitter.tasks - watcher.resolved > options.max_in_flight:
+                submitter.flush()
+                drain(BLOCK_MS)
+    if chunk:
+        _add_chunk(submitter, watcher, chunk)
+
+
+def _add_chunk(submitter: BatchSubmitter, watcher: BatchWatcher, chunk: list[TaskSpec]) -> None:
+    submitter.add_chunk(chunk)
+    watcher.add_chunk(ChunkSpan(chunk[0].index, chunk[-1].index, len(chunk)))
+
+
+def await_batch(
+    client: redis.Redis,
+    settings: Settings,
+    batch_id: str,
+    sink: ResultSink,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+) -> BatchSummary:
+    """Reattach to a batch by id: deliver every result already there and every one still to come."""
+    watcher = BatchWatcher(client, settings, batch_id)
+    watcher.load()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not watcher.complete:
+        for result in itertools.chain(watcher.poll(BLOCK_MS), watcher.check_stalled()):
+            sink(result)
+        if progress is not None:
+            progress(watcher)
+        _check_deadline(deadline, batch_id)
+    total = watcher.total or 0
+    return BatchSummary(batch_id, total, watcher.resolved - watcher.failed, watcher.failed, True)
+
+
+def _check_deadline(deadline: float | None, batch_id: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise WaitTimeout(
+            f"timed out waiting for batch {batch_id}; it goes on: `dispatcher results {batch_id}` fetches its results"
+        )
+
+
+def refuse_bad_input(items: Iterable[Item]) -> None:
+    """Raise InputError for the first malformed line (the --strict check, before anything is enqueued)."""
+    for item in items:
+        if isinstance(item, BadInput):
+            raise InputError(f"line {item.line_no}: {item.message} (--strict: nothing was submitted)")

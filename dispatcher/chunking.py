@@ -1,0 +1,36 @@
+"""Decide how many tasks go in one RQ job, and group a lazy stream of tasks into chunks."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+
+MAX_CHUNK_SIZE = 1000
+"""Largest automatic chunk: big enough that RQ's per-job cost vanishes, small enough to spread work."""
+CHUNKS_PER_PROCESS = 8
+"""Chunks each worker process should get at least, so faster processes can take more (balance)."""
+LOOKAHEAD = 50_000
+"""Tasks read ahead to learn a small batch's size before choosing the chunk size."""
+
+
+def auto_chunk_size(total: int | None, processes: int, slots: int) -> int:
+    """A chunk size for `total` tasks (None: very many) over live worker processes and their task slots.
+
+    A process runs one chunk at a time and its thread slots share that chunk, so a chunk should be
+    a multiple of the slots per process, and there should be several chunks per process.
+    """
+    processes = max(1, processes)
+    per_process = max(1, slots // processes)
+    if total is None:
+        return max(per_process, MAX_CHUNK_SIZE // per_process * per_process)
+    waves = max(1, total // (processes * per_process * CHUNKS_PER_PROCESS))
+    return max(1, min(MAX_CHUNK_SIZE, per_process * waves))
+
+
+def peek_total(items: Iterable[object], limit: int = LOOKAHEAD) -> tuple[int | None, Iterator[object]]:
+    """Read up to `limit` items ahead: (their count if the input ended there, else None; all the items)."""
+    iterator = iter(items)
+    head = list(itertools.islice(iterator, limit))
+    if len(head) < limit:
+        return len(head), iter(head)
+    return None, itertools.chain(head, iterator)

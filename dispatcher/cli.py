@@ -1,0 +1,289 @@
+"""The `dispatcher` command: submit batches, await or reattach to results, status, local mode, demo."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO, TypeVar
+
+import click
+import redis
+
+from common.connection import check_connection, connect, describe_redis_error
+from common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED, DispatchError, InputError
+from common.settings import Settings
+from dispatcher.batch import BatchSummary, SubmitOptions, await_batch, refuse_bad_input, submit_batch
+from dispatcher.output import ProgressLine, ResultWriter
+from dispatcher.reader import Item, detect_format, read_tasks
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def connection_options(func: F) -> F:
+    """--redis-url and --queue, with their environment variables."""
+    func = click.option("--queue", "-q", envvar="DW_QUEUE", help="RQ queue [env DW_QUEUE; default tasks].")(func)
+    return click.option(
+        "--redis-url", envvar="REDIS_URL", help="Redis URL [env REDIS_URL; default redis://localhost:6379/0]."
+    )(func)
+
+
+def output_options(func: F) -> F:
+    """Options shared by every command that prints task results."""
+    for option in reversed([
+        click.option("--json", "as_json", is_flag=True, help="One JSON object per task on stdout."),
+        click.option("--ordered", is_flag=True, help="Print in input order (default: as results arrive)."),
+        click.option("--timeout", type=click.FloatRange(min=0), help="Give up waiting after S seconds (exit 4)."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress line on stderr [default: when stderr is a terminal]."),
+    ]):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def submit_options(func: F) -> F:
+    """Options shared by `submit` and `run`."""
+    for option in reversed([
+        click.option("--format", "fmt", type=click.Choice(["auto", "text", "jsonl"]), default="auto",
+                     show_default=True, help="Input format; auto: .jsonl/.ndjson/.json are JSON lines."),
+        click.option("--strict", is_flag=True, help="Refuse the whole batch if any line is malformed."),
+        click.option("--chunk-size", type=click.IntRange(1, 100_000),
+                     help="Tasks per RQ job [default: automatic, from batch size and live workers]."),
+        click.option("--result-ttl", type=click.IntRange(1), envvar="DW_RESULT_TTL",
+                     help="Seconds results stay in Redis [env DW_RESULT_TTL; default 86400]."),
+    ]):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def handle_errors(func: F) -> F:
+    """The one edge where errors become messages and exit codes."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DispatchError as exc:
+            _fail(str(exc), exc.exit_code)
+        except (redis.RedisError, OSError) as exc:
+            url = click.get_current_context().meta.get("redis_url", "")
+            error = describe_redis_error(url, exc)
+            _fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"dispatcher: {message}", err=True)
+    sys.exit(code)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings from the environment with CLI overrides; remembers the URL for error messages."""
+    settings = Settings.from_env(**overrides)
+    click.get_current_context().meta["redis_url"] = settings.redis_url
+    return settings
+
+
+def open_redis(settings: Settings) -> redis.Redis:
+    """A client that has answered PING (so exit 3 comes before any work)."""
+    client = connect(settings)
+    check_connection(client, settings)
+    return client
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="redis-dispatch")
+def main() -> None:
+    """Dispatch batches of tasks to workers through Redis, and collect their results.
+
+    \b
+    Exit codes: 0 every task ok; 1 some tasks failed; 2 usage or input error;
+                3 Redis unreachable or refused; 4 timed out (the batch goes on).
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("source", type=click.File("r", encoding="utf-8", lazy=True))
+@submit_options
+@output_options
+@click.option("--no-wait", is_flag=True, help="Print the batch id and exit without waiting.")
+@connection_options
+@handle_errors
+def submit(source: TextIO, fmt: str, strict: bool, chunk_size: int | None, result_ttl: int | None,
+           as_json: bool, ordered: bool, timeout: float | None, progress: bool | None, no_wait: bool,
+           redis_url: str | None, queue: str | None) -> None:  # fmt: skip
+    """Submit the tasks in SOURCE (a file, or - for stdin) and print their results.
+
+    \b
+    Text lines:  TASK ARG ...     e.g.  add 10 5     echo "hi there"
+    JSON lines:  {"task": "add", "args": [10, 5], "kwargs": {}, "id": "my-id"}
+    Blank lines and lines starting with # are skipped.
+    """
+    settings = make_settings(redis_url=redis_url, queue=queue, result_ttl=result_ttl)
+    client = open_redis(settings)
+    streaming = source.name in ("<stdin>", "-")
+    options = SubmitOptions(chunk_size, not no_wait, timeout, source=source.name, streaming=streaming)
+    items = _items(source, fmt, strict, settings)
+    summary = _run_and_report(client, settings, items, options, as_json, ordered, progress)
+    sys.exit(_exit_code(summary))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("batch_id")
+@output_options
+@connection_options
+@handle_errors
+def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, progress: bool | None,
+            redis_url: str | None, queue: str | None) -> None:  # fmt: skip
+    """Print every result of batch BATCH_ID: those already in Redis and those still to come."""
+    settings = make_settings(redis_url=redis_url, queue=queue)
+    client = open_redis(settings)
+    writer = ResultWriter(sys.stdout, as_json, ordered)
+    bar = _progress(progress)
+    try:
+        summary = await_batch(client, settings, batch_id, writer, timeout, bar)
+    finally:
+        writer.close()
+        if bar:
+            bar.close()
+    _summarize(summary, as_json)
+    sys.exit(_exit_code(summary))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="A machine-readable snapshot.")
+@connection_options
+@handle_errors
+def status(as_json: bool, redis_url: str | None, queue: str | None) -> None:
+    """Show queue depth, live workers and recent batches."""
+    from dispatcher.status import collect_status
+
+    settings = make_settings(redis_url=redis_url, queue=queue)
+    snapshot = collect_status(open_redis(settings), settings)
+    if as_json:
+        click.echo(json.dumps(snapshot, indent=2))
+        return
+    q = snapshot["queue"]
+    click.echo(f"queue {q['name']}: {q['queued_chunks']} chunks queued, {q['running_chunks']} running, "
+               f"{q['failed_chunks']} failed")  # fmt: skip
+    click.echo(f"workers: {len(snapshot['workers'])} live, {sum(w['slots'] for w in snapshot['workers'])} slots")
+    for w in snapshot["workers"]:
+        click.echo(f"  {w['name']:<28} {w['host']:<20} {w['state']:<10} slots={w['slots']} "
+                   f"chunks ok={w['successful_jobs']} failed={w['failed_jobs']}")  # fmt: skip
+    click.echo("recent batches:")
+    for b in snapshot["batches"]:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b["created"]))
+        total = "?" if b["total"] is None else b["total"]
+        click.echo(f"  {b['batch_id']}  {created}  {b['state']:<10} {b['done']}/{total} done, {b['failed']} failed")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("source", type=click.File("r", encoding="utf-8", lazy=True))
+@click.option(
+    "--local",
+    "local_workers",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Local worker processes to start.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 1024),
+    default=1,
+    show_default=True,
+    help="Task slots (threads) per local worker process.",
+)
+@submit_options
+@output_options
+@handle_errors
+def run(source: TextIO, local_workers: int, threads: int, fmt: str, strict: bool, chunk_size: int | None,
+        result_ttl: int | None, as_json: bool, ordered: bool, timeout: float | None,
+        progress: bool | None) -> None:  # fmt: skip
+    """Run SOURCE on this machine alone: an embedded Redis, N local workers, then stop them all."""
+    from dispatcher.local import EmbeddedRedis, LocalWorkers, wait_for_workers
+
+    with EmbeddedRedis() as server:
+        settings = make_settings(redis_url=server.url, result_ttl=result_ttl)
+        client = open_redis(settings)
+        with LocalWorkers(server.url, local_workers, ["--threads", str(threads)]):
+            wait_for_workers(client, local_workers)
+            options = SubmitOptions(chunk_size, True, timeout, source=source.name)
+            items = _items(source, fmt, strict, settings)
+            summary = _run_and_report(client, settings, items, options, as_json, ordered, progress)
+    sys.exit(_exit_code(summary))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--workers", type=click.IntRange(1, 16), default=3, show_default=True, help="Local workers.")
+@click.option(
+    "--pace",
+    type=click.FloatRange(0, 5),
+    default=0.1,
+    show_default=True,
+    help="Seconds between incoming tasks.",
+)
+@handle_errors
+def demo(workers: int, pace: float) -> None:
+    """The dispatcher/worker pattern, live: embedded Redis, local workers, a stream of tasks."""
+    from dispatcher.demo import run_demo
+
+    sys.exit(run_demo(workers, pace))
+
+
+def _items(source: TextIO, fmt: str, strict: bool, settings: Settings) -> Iterator[Item]:
+    name = getattr(source, "name", None)
+    kind = detect_format(name, fmt)
+    if not strict:
+        return read_tasks(source, kind, settings.max_arg_bytes)
+    if source.seekable():
+        refuse_bad_input(read_tasks(source, kind, settings.max_arg_bytes))
+        source.seek(0)
+        return read_tasks(source, kind, settings.max_arg_bytes)
+    buffered = list(read_tasks(source, kind, settings.max_arg_bytes))
+    refuse_bad_input(buffered)
+    return iter(buffered)
+
+
+def _progress(enabled: bool | None) -> ProgressLine | None:
+    show = sys.stderr.isatty() if enabled is None else enabled
+    return ProgressLine() if show else None
+
+
+def _run_and_report(client: redis.Redis, settings: Settings, items: Iterator[Item], options: SubmitOptions,
+                    as_json: bool, ordered: bool, progress: bool | None) -> BatchSummary:  # fmt: skip
+    writer = ResultWriter(sys.stdout, as_json, ordered)
+    bar = _progress(progress) if options.wait else None
+    started = time.monotonic()
+    try:
+        summary = submit_batch(client, settings, items, options, writer, bar)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"input is not UTF-8 text: {exc}") from None
+    finally:
+        writer.close()
+        if bar:
+            bar.close()
+    if not options.wait:
+        click.echo(json.dumps({"batch_id": summary.batch_id, "total": summary.total}) if as_json else summary.batch_id)
+        return summary
+    _summarize(summary, as_json, time.monotonic() - started)
+    return summary
+
+
+def _summarize(summary: BatchSummary, as_json: bool, elapsed: float | None = None) -> None:
+    rate = f" in {elapsed:.2f} s ({summary.total / max(elapsed, 1e-9):,.0f} tasks/s)" if elapsed else ""
+    click.echo(f"batch {summary.batch_id}: {summary.total} tasks, {summary.ok} ok, {summary.failed} failed{rate}",
+               err=True)  # fmt: skip
+
+
+def _exit_code(summary: BatchSummary) -> int:
+    if not summary.complete:
+        return EXIT_OK
+    return EXIT_TASKS_FAILED if summary.failed else EXIT_OK

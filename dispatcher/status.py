@@ -1,0 +1,91 @@
+"""What is going on in Redis: queue depth, live workers and their capacity, recent batches."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
+from common import keys
+from common.jobs import InertJob
+from common.settings import Settings
+
+F = keys.WORKER_FIELD_PREFIX
+
+
+def live_workers(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
+    """Registered, heartbeating workers that serve the settings' queue, with what they advertise."""
+    queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
+    workers = []
+    for worker_key in sorted(Worker.all_keys(connection=client, queue=queue)):
+        fields: dict[bytes, bytes] = client.hgetall(worker_key)  # type: ignore[assignment]
+        if not fields:
+            continue  # expired: the worker died without unregistering
+        text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+        workers.append({
+            "name": worker_key.removeprefix("rq:worker:"),
+            "host": text.get(F + "host") or text.get("hostname", ""),
+            "pid": int(text.get(F + "pid") or text.get("pid") or 0),
+            "state": text.get("state", "?"),
+            "slots": int(text.get(F + "slots") or 1),
+            "current_job": text.get("current_job") or None,
+            "successful_jobs": int(text.get("successful_job_count") or 0),
+            "failed_jobs": int(text.get("failed_job_count") or 0),
+            "last_heartbeat": text.get("last_heartbeat"),
+            "tasks": json.loads(text.get(F + "tasks") or "[]"),
+        })  # fmt: skip
+    return workers
+
+
+def live_capacity(client: redis.Redis, settings: Settings) -> tuple[int, int]:
+    """(worker processes, task slots) serving the queue now; (1, 1) when none is live yet."""
+    workers = live_workers(client, settings)
+    if not workers:
+        return 1, 1
+    return len(workers), sum(w["slots"] for w in workers)
+
+
+def recent_batches(client: redis.Redis, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest batches, newest first, with their progress."""
+    raw_ids: list[bytes] = client.zrevrange(keys.BATCHES, 0, limit - 1)  # type: ignore[assignment]
+    ids = [raw.decode() for raw in raw_ids]
+    pipe = client.pipeline(transaction=False)
+    for batch_id in ids:
+        pipe.hgetall(keys.batch_key(batch_id))
+    batches = []
+    for batch_id, record in zip(ids, pipe.execute(), strict=True):
+        if not record:
+            continue
+        text = {k.decode(): v.decode() for k, v in record.items()}
+        total = int(text["total"]) if "total" in text else None
+        done = int(text.get("done", 0))
+        batches.append({
+            "batch_id": batch_id,
+            "state": "finished" if total is not None and done >= total else text.get("state", "?"),
+            "created": float(text.get("created", 0)),
+            "total": total,
+            "done": min(done, total) if total is not None else done,
+            "failed": int(text.get("failed", 0)),
+            "queue": text.get("queue"),
+        })  # fmt: skip
+    return batches
+
+
+def collect_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
+    """A snapshot for `dispatcher status`."""
+    queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
+    return {
+        "time": time.time(),
+        "queue": {
+            "name": settings.queue,
+            "queued_chunks": queue.count,
+            "running_chunks": len(queue.started_job_registry),
+            "failed_chunks": len(queue.failed_job_registry),
+        },
+        "workers": live_workers(client, settings),
+        "batches": recent_batches(client),
+    }

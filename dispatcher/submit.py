@@ -1,0 +1,115 @@
+"""Record a batch in Redis and enqueue its chunks through RQ, pipelined."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import redis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+from common import keys
+from common.settings import Settings
+from common.wire import TaskResult, TaskSpec, encode_chunk, encode_results
+
+PIPELINE_TASKS = 20_000
+"""Tasks buffered before one pipelined enqueue round trip."""
+BATCH_INDEX_LIMIT = 1000
+"""How many recent batches the index keeps."""
+
+
+def new_batch_id() -> str:
+    """A fresh batch id (RQ job ids allow only [A-Za-z0-9_-]; we use hex)."""
+    return uuid.uuid4().hex[:16]
+
+
+class BatchSubmitter:
+    """Writes one batch: its record, its chunk jobs (RQ enqueue_many) and the chunk index."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, batch_id: str, chunk_size: int) -> None:
+        self.client = client
+        self.settings = settings
+        self.batch_id = batch_id
+        self.chunk_size = chunk_size
+        self.queue = Queue(settings.queue, connection=client, serializer=JSONSerializer)
+        self.chunks = 0
+        self.tasks = 0
+        self._pending_chunks: list[list[TaskSpec]] = []
+        self._pending_bad: list[TaskResult] = []
+        self._pending_tasks = 0
+
+    def start(self, source: str) -> None:
+        """Record the batch as being submitted."""
+        created = time.time()
+        ttl = self.settings.result_ttl
+        pipe = self.client.pipeline(transaction=False)
+        batch_key = keys.batch_key(self.batch_id)
+        pipe.hset(batch_key, mapping={
+            "state": "submitting", "created": f"{created:.3f}", "queue": self.settings.queue,
+            "chunk_size": self.chunk_size, "source": source[:200], "done": 0, "failed": 0,
+        })  # fmt: skip
+        pipe.expire(batch_key, ttl)
+        pipe.zadd(keys.BATCHES, {self.batch_id: created})
+        pipe.zremrangebyrank(keys.BATCHES, 0, -BATCH_INDEX_LIMIT - 1)
+        pipe.execute()
+
+    def add_chunk(self, tasks: list[TaskSpec]) -> None:
+        """Queue one chunk of tasks (sent with the next flush)."""
+        self._pending_chunks.append(tasks)
+        self._pending_tasks += len(tasks)
+        self.tasks += len(tasks)
+        if self._pending_tasks >= PIPELINE_TASKS:
+            self.flush()
+
+    def add_bad(self, result: TaskResult) -> None:
+        """Record the failed result of an input line that never became a task."""
+        self._pending_bad.append(result)
+        self.tasks += 1
+
+    def flush(self) -> None:
+        """Send everything pending in one round trip."""
+        if not self._pending_chunks and not self._pending_bad:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        ttl = self.settings.result_ttl
+        if self._pending_bad:
+            stream = keys.results_key(self.batch_id)
+            pipe.xadd(stream, encode_results("dispatcher", -1, self._pending_bad))  # type: ignore[arg-type]
+            pipe.expire(stream, ttl)
+            pipe.hincrby(keys.batch_key(self.batch_id), "done", len(self._pending_bad))
+            pipe.hincrby(keys.batch_key(self.batch_id), "failed", len(self._pending_bad))
+        if self._pending_chunks:
+            jobs = []
+            spans = []
+            for tasks in self._pending_chunks:
+                chunk = self.chunks
+                self.chunks += 1
+                spans.append(f"{tasks[0].index}:{tasks[-1].index}:{len(tasks)}")
+                jobs.append(self.queue.prepare_data(
+                    keys.CHUNK_FUNCTION,
+                    args=(encode_chunk(self.batch_id, chunk, ttl, tasks),),
+                    job_id=keys.chunk_job_id(self.batch_id, chunk),
+                    timeout=-1,
+                    result_ttl=0,
+                    failure_ttl=ttl,
+                    ttl=ttl,
+                    description=f"batch {self.batch_id} chunk {chunk} ({len(tasks)} tasks)",
+                    retry=Retry(max=self.settings.job_retries) if self.settings.job_retries else None,
+                ))  # fmt: skip
+            chunks_key = keys.chunks_key(self.batch_id)
+            pipe.rpush(chunks_key, *spans)
+            pipe.expire(chunks_key, ttl)
+            self.queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
+        self._pending_chunks.clear()
+        self._pending_bad.clear()
+        self._pending_tasks = 0
+
+    def finish(self, state: str = "submitted") -> None:
+        """Send what is pending and mark the batch fully submitted (or aborted), with its total."""
+        self.flush()
+        self.client.hset(
+            keys.batch_key(self.batch_id),
+            mapping={"state": state, "total": self.tasks, "chunks": self.chunks},
+        )

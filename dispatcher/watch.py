@@ -1,0 +1,230 @@
+"""Await a batch's results: blocking reads of its result stream, de-duplicated by task index,
+plus detection of chunks that RQ gave up on or that vanished, so a wait never hangs forever."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from common import keys
+from common.errors import BatchNotFound, PayloadError
+from common.jobs import InertJob
+from common.settings import Settings
+from common.wire import TaskResult, TaskSpec, decode_chunk, decode_results, encode_results
+
+log = logging.getLogger("dispatcher")
+
+FINAL_STATES = (b"submitted", b"aborted", b"cancelled")
+"""Batch states in which the batch's total is final."""
+
+READ_COUNT = 1000
+"""Stream entries taken per read (each entry holds up to a few thousand results)."""
+
+
+@dataclass(slots=True)
+class ChunkSpan:
+    """Where a chunk's tasks sit in the batch, and how many of them have a result."""
+
+    first: int
+    last: int
+    size: int
+    done: int = 0
+
+
+class BatchWatcher:
+    """Follows one batch's result stream from the start; yields each task's result exactly once."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, batch_id: str) -> None:
+        self.client = client
+        self.settings = settings
+        self.batch_id = batch_id
+        self.stream = keys.results_key(batch_id)
+        self.last_id = "0-0"
+        self.total: int | None = None
+        self.resolved = 0
+        self.failed = 0
+        self.chunks: list[ChunkSpan] = []
+        self._seen = bytearray()
+        self._last_check = time.monotonic()
+        self._queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
+
+    @property
+    def complete(self) -> bool:
+        """True when every task of a fully submitted batch has its result."""
+        return self.total is not None and self.resolved >= self.total
+
+    def add_chunk(self, span: ChunkSpan) -> None:
+        """Tell the watcher about a chunk the submitter just enqueued."""
+        self.chunks.append(span)
+
+    def set_total(self, total: int) -> None:
+        """Tell the watcher the batch is fully submitted with `total` tasks."""
+        self.total = total
+
+    def load(self) -> None:
+        """Load the batch's record and chunk index from Redis (to reattach to a batch by id)."""
+        record: dict[bytes, bytes] = self.client.hgetall(keys.batch_key(self.batch_id))  # type: ignore[assignment]
+        if not record:
+            raise BatchNotFound(f"no batch {self.batch_id!r} in Redis (wrong id, or its results expired)")
+        queue = record.get(b"queue", b"").decode()
+        if queue and queue != self._queue.name:
+            self.settings = self.settings.with_overrides(queue=queue)
+            self._queue = Queue(queue, connection=self.client, serializer=JSONSerializer, job_class=InertJob)
+        if record.get(b"state") in FINAL_STATES and b"total" in record:
+            self.total = int(record[b"total"])
+        self._load_chunks()
+
+    def _load_chunks(self) -> None:
+        key = keys.chunks_key(self.batch_id)
+        spans: list[bytes] = self.client.lrange(key, len(self.chunks), -1)  # type: ignore[assignment]
+        for raw in spans:
+            first, last, size = (int(part) for part in raw.split(b":"))
+            self.chunks.append(ChunkSpan(first, last, size))
+
+    def refresh_total(self) -> None:
+        """Re-read the batch record (for a reattached reader while the batch is still being submitted)."""
+        record = self.client.hmget(keys.batch_key(self.batch_id), ["state", "total"])
+        if record[0] in FINAL_STATES and record[1] is not None:
+            self.total = int(record[1])
+        self._load_chunks()
+
+    def poll(self, block_ms: int | None) -> list[TaskResult]:
+        """Block up to `block_ms` (None: do not block) for new results; return the ones not seen before."""
+        reply: Any = self.client.xread({self.stream: self.last_id}, count=READ_COUNT, block=block_ms)
+        fresh: list[TaskResult] = []
+        for _stream, entries in reply or ():
+            self._absorb(entries, fresh)
+        return fresh
+
+    def _absorb(self, entries: list[tuple[bytes, dict[bytes, bytes]]], fresh: list[TaskResult]) -> None:
+        for entry_id, fields in entries:
+            self.last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            try:
+                chunk, results = decode_results(fields)
+            except (PayloadError, ValueError, TypeError, IndexError) as exc:
+                log.warning("batch %s: ignoring malformed result entry %s: %s", self.batch_id, self.last_id, exc)
+                continue
+            span = self.chunks[chunk] if 0 <= chunk < len(self.chunks) else None
+            for result in results:
+                if self._mark_seen(result.index):
+                    fresh.append(result)
+                    self.resolved += 1
+                    self.failed += not result.ok
+                    if span is not None:
+                        span.done += 1
+
+    def _mark_seen(self, index: int) -> bool:
+        if index < 0:
+            return False
+        if index >= len(self._seen):
+            self._seen.extend(bytes(max(index + 1 - len(self._seen), len(self._seen))))
+        if self._seen[index]:
+            return False
+        self._seen[index] = 1
+        return True
+
+    def check_stalled(self, force: bool = False) -> list[TaskResult]:
+        """Every few seconds: recover abandoned chunks, and resolve chunks that failed or vanished.
+
+        Returns the results this produced (failures for tasks whose chunk is gone for good).
+        """
+        now = time.monotonic()
+        if not force and now - self._last_check < self.settings.heartbeat_interval:
+            return []
+        self._last_check = now
+        self._recover_abandoned()
+        if self.total is None:
+            self.refresh_total()
+        outstanding = [i for i, span in enumerate(self.chunks) if span.done < span.size]
+        if not outstanding:
+            return []
+        with self.client.pipeline(transaction=True) as pipe:
+            for chunk in outstanding:
+                pipe.hget(f"rq:job:{keys.chunk_job_id(self.batch_id, chunk)}", "status")
+            pipe.xrange(self.stream, min=f"({self.last_id}", max="+")
+            replies = pipe.execute()
+        fresh: list[TaskResult] = []
+        self._absorb(replies[-1], fresh)
+        for chunk, status in zip(outstanding, replies[:-1], strict=True):
+            span = self.chunks[chunk]
+            if span.done >= span.size:
+                continue
+            if status == b"failed":
+                fresh.extend(self._resolve_chunk(chunk, "ChunkFailed", self._failure_reason(chunk)))
+            elif status is None:
+                reason = "its job vanished from Redis (was Redis restarted without persistence?)"
+                fresh.extend(self._resolve_chunk(chunk, "TaskLost", reason))
+        return fresh
+
+    def _recover_abandoned(self) -> None:
+        """Run RQ's started-registry cleanup now: chunks of dead workers go back to the queue."""
+        registry = StartedJobRegistry(queue=self._queue, job_class=InertJob, serializer=JSONSerializer)
+        try:
+            registry.cleanup()
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # a planted or damaged job must not stop the dispatcher
+            log.warning("started-registry cleanup failed: %s", exc)
+
+    def _failure_reason(self, chunk: int) -> str:
+        try:
+            job = InertJob.fetch(
+                keys.chunk_job_id(self.batch_id, chunk), connection=self.client, serializer=JSONSerializer
+            )
+            result = job.latest_result()
+            text = (result.exc_string or "").strip().splitlines() if result else []
+        except Exception as exc:
+            return f"its chunk failed and the reason could not be read ({exc})"
+        return f"its chunk failed after all retries: {text[-1] if text else 'no reason recorded'}"
+
+    def _resolve_chunk(self, chunk: int, error_type: str, reason: str) -> list[TaskResult]:
+        """Publish a failure for every task of the chunk that has no result, and return them."""
+        tasks = self._chunk_tasks(chunk)
+        failures = [
+            TaskResult(t.index, t.task, t.args, t.kwargs, t.id, False, None, error_type, reason, "dispatcher", 0.0)
+            for t in tasks
+            if not self._is_seen(t.index)
+        ]
+        if failures:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xadd(self.stream, encode_results("dispatcher", chunk, failures))  # type: ignore[arg-type]
+            pipe.expire(self.stream, self.settings.result_ttl)
+            pipe.hincrby(keys.batch_key(self.batch_id), "done", len(failures))
+            pipe.hincrby(keys.batch_key(self.batch_id), "failed", len(failures))
+            pipe.execute()
+        fresh: list[TaskResult] = []
+        span = self.chunks[chunk]
+        for result in failures:
+            if self._mark_seen(result.index):
+                fresh.append(result)
+                self.resolved += 1
+                self.failed += 1
+                span.done += 1
+        span.done = max(span.done, span.size)
+        return fresh
+
+    def _chunk_tasks(self, chunk: int) -> list[TaskSpec]:
+        """The chunk's tasks from its job in Redis; placeholders for its index range if the job is gone."""
+        raw: Any = self.client.hget(f"rq:job:{keys.chunk_job_id(self.batch_id, chunk)}", "data")
+        if raw is not None:
+            try:
+                with contextlib.suppress(zlib.error):
+                    raw = zlib.decompress(raw)
+                _func, _instance, args, _kwargs = JSONSerializer.loads(raw)  # type: ignore[no-untyped-call]
+                return decode_chunk(args[0]).tasks
+            except Exception as exc:
+                log.warning("batch %s chunk %d: unreadable job data: %s", self.batch_id, chunk, exc)
+        span = self.chunks[chunk]
+        return [TaskSpec(index, "", [], {}, None) for index in range(span.first, span.last + 1)]
+
+    def _is_seen(self, index: int) -> bool:
+        return index < len(self._seen) and bool(self._seen[index])

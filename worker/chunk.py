@@ -1,0 +1,51 @@
+"""The one job function workers run: execute a chunk of catalogue tasks and publish the results."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import as_completed
+
+from rq import get_current_job
+
+from common.wire import TaskSpec, decode_chunk
+from worker import runtime
+from worker.execute import Watchdog, execute_task
+from worker.publish import ResultPublisher
+
+
+def run_chunk(payload: object) -> int:
+    """Run every task of a chunk and publish each result; returns how many tasks ran.
+
+    A task's failure is that task's error result. Only a broken payload or a lost Redis connection
+    fails the job itself, and RQ's retry policy then runs the chunk again.
+    """
+    chunk = decode_chunk(payload)
+    state = runtime.current()
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("run_chunk must run inside an RQ worker")
+    publisher = ResultPublisher(job.connection, chunk.batch_id, chunk.chunk, chunk.ttl, state.name)
+    pool = state.pool()
+    if state.log_tasks:
+        for spec in chunk.tasks:
+            _log_task(state.name, spec)
+    if pool is None:
+        with Watchdog(state.settings.task_timeout) as watchdog:
+            for spec in chunk.tasks:
+                publisher.add(execute_task(spec, state.catalogue, state.settings, state.name, watchdog))
+    else:
+        futures = [pool.submit(execute_task, spec, state.catalogue, state.settings, state.name) for spec in chunk.tasks]
+        for future in as_completed(futures):
+            publisher.add(future.result())
+    publisher.flush()
+    return len(chunk.tasks)
+
+
+def _log_task(worker: str, spec: TaskSpec) -> None:
+    label = spec.id if spec.id is not None else str(spec.index + 1)
+    if len(spec.args) == 2 and not spec.kwargs:
+        shown = f"{spec.args[0]} {spec.task} {spec.args[1]}"
+    else:
+        shown = " ".join([spec.task, *(str(a) for a in spec.args)])
+    sys.stdout.write(f"[{worker}] Processing task {label}: {shown}\n")
+    sys.stdout.flush()

@@ -1,0 +1,139 @@
+"""The `worker` command: serve chunks from Redis queues with N processes on this host."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import warnings
+
+import click
+
+from common import Settings, default_catalogue
+from common.connection import check_connection, connect, redact_url
+from common.errors import EXIT_INTERRUPTED, DispatchError
+from worker import runtime as runtime_module
+from worker.runner import ChunkWorker
+from worker.runtime import Runtime, import_task_modules
+from worker.supervisor import Supervisor
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--redis-url", envvar="REDIS_URL", help="Redis URL [env REDIS_URL; default redis://localhost:6379/0].")
+@click.option(
+    "--queue",
+    "-q",
+    "queues",
+    multiple=True,
+    envvar="DW_QUEUE",
+    help="Queue to serve; repeat for several, in priority order [env DW_QUEUE; default tasks].",
+)
+@click.option(
+    "--name",
+    "-n",
+    envvar="DW_WORKER_NAME",
+    help="Worker name (with --concurrency N, NAME-0 ... NAME-(N-1)) [default HOST-PID].",
+)
+@click.option("--burst", "-b", is_flag=True, help="Exit when the queues are empty.")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    envvar="DW_CONCURRENCY",
+    help="Worker processes on this host [env DW_CONCURRENCY].",
+)
+@click.option(
+    "--threads",
+    "-t",
+    type=click.IntRange(1, 1024),
+    default=1,
+    show_default=True,
+    envvar="DW_THREADS",
+    help="Task slots (threads) per process, for I/O-bound tasks [env DW_THREADS].",
+)
+@click.option(
+    "--tasks",
+    "task_modules",
+    multiple=True,
+    envvar="DW_TASK_MODULES",
+    help="Python module whose @task functions to serve; repeatable [env DW_TASK_MODULES, space-separated].",
+)
+@click.option(
+    "--task-timeout",
+    type=click.FloatRange(min=0.01),
+    envvar="DW_TASK_TIMEOUT",
+    help="Seconds a task may run before it is stopped [env DW_TASK_TIMEOUT; default 60].",
+)
+@click.option("--log-tasks", is_flag=True, help="Print a line as each task is taken (the demo's log format).")
+@click.option("--verbose", "-v", count=True, help="More logging: -v for each chunk, -vv for Redis details.")
+def main(
+    redis_url: str | None,
+    queues: tuple[str, ...],
+    name: str | None,
+    burst: bool,
+    concurrency: int,
+    threads: int,
+    task_modules: tuple[str, ...],
+    task_timeout: float | None,
+    log_tasks: bool,
+    verbose: int,
+) -> None:
+    """Serve tasks from Redis: take chunks from the queues, run them, publish the results.
+
+    Start as many as you like, on any machine that can reach Redis. SIGTERM or Ctrl-C stops a worker
+    after its current chunk (warm shutdown); a second signal stops it at once, and the chunk runs
+    again on another worker.
+
+    Exit codes: 0 stopped cleanly, 2 bad option or task module, 3 Redis unreachable or refused.
+    """
+    # RQ names its Redis client after the worker; names with spaces ("Worker 0") cannot be client
+    # names, which only costs RQ its record of our IP address.
+    warnings.filterwarnings("ignore", message="CLIENT SETNAME command not supported")
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        settings = Settings.from_env(redis_url=redis_url, task_timeout=task_timeout)
+        queue_names = _queue_names(queues, settings)
+        import_task_modules([m for entry in task_modules for m in entry.replace(",", " ").split()])
+        check_connection(connect(settings), settings)
+    except DispatchError as exc:
+        click.echo(f"worker: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+    def serve(index: int) -> None:
+        worker_name = _worker_name(name, index, concurrency)
+        runtime = Runtime(settings, default_catalogue, worker_name, threads, log_tasks)
+        runtime_module.configure(runtime)
+        worker = ChunkWorker(runtime, connect(settings), queue_names)
+        if log_tasks:
+            click.echo(f"[{worker_name}] Started")
+        logging.getLogger("worker").info(
+            "worker %s serving %s on %s, %d slot(s), tasks: %s",
+            worker_name, ",".join(queue_names), redact_url(settings.redis_url), threads,
+            ", ".join(default_catalogue.names()),
+        )  # fmt: skip
+        worker.work(burst=burst, logging_level=logging.getLevelName(level))
+
+    if concurrency == 1 and burst:
+        try:
+            serve(0)
+        except KeyboardInterrupt:
+            sys.exit(EXIT_INTERRUPTED)
+        return
+    sys.exit(Supervisor(concurrency, serve, respawn=not burst).run())
+
+
+def _queue_names(queues: tuple[str, ...], settings: Settings) -> list[str]:
+    names = [q for entry in queues for q in entry.replace(",", " ").split()] or [settings.queue]
+    for queue in names:
+        settings.with_overrides(queue=queue)  # validates the name
+    return names
+
+
+def _worker_name(name: str | None, index: int, concurrency: int) -> str:
+    if name is None:
+        return f"{socket.gethostname()}-{os.getpid()}"
+    return name if concurrency == 1 else f"{name}-{index}"

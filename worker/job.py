@@ -1,0 +1,48 @@
+"""The RQ job class workers run: only our chunk function, refused before anything of a job runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rq.exceptions import DeserializationError
+from rq.job import Job
+
+from common import keys
+from common.errors import RefusedJob
+from common.jobs import InertJob
+from worker.chunk import run_chunk
+
+
+class SafeJob(InertJob):
+    """An InertJob whose only runnable function is `worker.chunk.run_chunk`.
+
+    RQ resolves a job's function by importing whatever dotted path it finds in Redis, so anyone who
+    can write to Redis could run code on every worker. Overriding `func` (which `Job._execute`
+    calls) makes a refused job fail through RQ's normal failure path: the worker records the
+    reason and keeps serving.
+    """
+
+    @property
+    def func_name(self) -> str | None:
+        try:
+            return Job.func_name.fget(self)  # type: ignore[attr-defined,no-any-return]
+        except DeserializationError:
+            raise RefusedJob(
+                "job data is not JSON (a pickle or corrupt payload); refused, nothing was deserialized or run"
+            ) from None
+
+    @func_name.setter
+    def func_name(self, value: str | None) -> None:
+        Job.func_name.fset(self, value)  # type: ignore[attr-defined]
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        if self.refusal:
+            raise RefusedJob(self.refusal)
+        name = self.func_name
+        if name != keys.CHUNK_FUNCTION:
+            raise RefusedJob(f"job function {name!r} is not {keys.CHUNK_FUNCTION}; refused, nothing was run")
+        if self.instance is not None:
+            raise RefusedJob("jobs bound to an instance are refused; nothing was run")
+        return run_chunk

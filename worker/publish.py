@@ -1,0 +1,59 @@
+"""Publish task results to a batch's result stream, grouped so a chunk costs a few round trips."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from common import keys
+from common.wire import TaskResult, encode_results
+
+FLUSH_EVERY_RESULTS = 2000
+"""Results buffered before a flush, when tasks are fast."""
+FLUSH_EVERY_SECONDS = 0.2
+"""Longest a finished result waits in the buffer, when tasks are slow."""
+
+
+class ResultPublisher:
+    """Buffers one chunk's results and writes them as stream entries with one pipelined round trip."""
+
+    def __init__(self, client: redis.Redis, batch_id: str, chunk: int, ttl: int, worker: str) -> None:
+        self._client = client
+        self._batch_id = batch_id
+        self._chunk = chunk
+        self._ttl = ttl
+        self._worker = worker
+        self._buffer: list[TaskResult] = []
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, result: TaskResult) -> None:
+        """Buffer a result; flush when the buffer is large or old."""
+        with self._lock:
+            self._buffer.append(result)
+            due = len(self._buffer) >= FLUSH_EVERY_RESULTS or time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS
+            if due:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        """Write every buffered result now."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        results, self._buffer = self._buffer, []
+        failed = sum(1 for r in results if not r.ok)
+        batch_key = keys.batch_key(self._batch_id)
+        stream = keys.results_key(self._batch_id)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.xadd(stream, encode_results(self._worker, self._chunk, results))  # type: ignore[arg-type]
+        pipe.expire(stream, self._ttl)
+        pipe.hincrby(batch_key, "done", len(results))
+        if failed:
+            pipe.hincrby(batch_key, "failed", failed)
+        pipe.execute()

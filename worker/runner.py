@@ -1,0 +1,100 @@
+"""The RQ worker that runs chunks: RQ's SimpleWorker, configured for safety and fast recovery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.timeouts import BaseDeathPenalty
+
+from common import keys
+from worker.job import SafeJob
+from worker.runtime import Runtime
+
+log = logging.getLogger("worker")
+
+
+class NoDeathPenalty(BaseDeathPenalty):
+    """Chunk jobs get no job-wide alarm: each task has its own limit (worker.execute.Watchdog),
+    so one runaway task fails alone instead of taking its whole chunk down."""
+
+    def setup_death_penalty(self) -> None:
+        pass
+
+    def cancel_death_penalty(self) -> None:
+        pass
+
+
+class ChunkWorker(SimpleWorker):
+    """A SimpleWorker (no fork per job: chunks are our unit of isolation) that
+
+    - deserializes with JSON and runs only SafeJob's allowlisted function;
+    - heartbeats from a thread while a chunk runs, with a short TTL, so that a killed worker's
+      chunk is seen as abandoned within seconds instead of RQ's timeout + 60 s;
+    - advertises its slots and catalogue in RQ's own worker hash, for the dispatcher.
+    """
+
+    death_penalty_class = NoDeathPenalty
+
+    def __init__(self, runtime: Runtime, connection: redis.Redis, queue_names: list[str], **kwargs: Any) -> None:
+        queues = [Queue(name, connection=connection, job_class=SafeJob, serializer=JSONSerializer)
+                  for name in queue_names]  # fmt: skip
+        super().__init__(
+            queues,
+            name=runtime.name,
+            connection=connection,
+            job_class=SafeJob,
+            serializer=JSONSerializer,
+            default_result_ttl=0,
+            worker_ttl=max(30, runtime.settings.heartbeat_ttl * 3),
+            maintenance_interval=max(5, runtime.settings.heartbeat_ttl),
+            **kwargs,
+        )
+        self.runtime = runtime
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        """Overrides SimpleWorker's timeout + 60 s: our heartbeat thread refreshes it while busy."""
+        return self.runtime.settings.heartbeat_ttl
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """SimpleWorker.execute_job with a heartbeat thread around it."""
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat_loop, args=(job, stop), name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            stop.set()
+            beat.join(timeout=5)
+
+    def _heartbeat_loop(self, job: Job, stop: threading.Event) -> None:
+        while not stop.wait(self.runtime.settings.heartbeat_interval):
+            try:
+                if self.execution is not None:
+                    self.maintain_heartbeats(job)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("worker %s: heartbeat failed (%s); retrying", self.name, exc)
+
+    def register_birth(self) -> None:
+        """RQ's registration, plus our fields: host, pid, slots and the tasks this worker serves."""
+        super().register_birth()  # type: ignore[no-untyped-call]
+        self.connection.hset(self.key, mapping=advertisement(self.runtime))  # type: ignore[arg-type]
+
+
+def advertisement(runtime: Runtime) -> dict[str, str]:
+    """The fields a worker adds to its RQ worker hash."""
+    prefix = keys.WORKER_FIELD_PREFIX
+    return {
+        f"{prefix}host": socket.gethostname(),
+        f"{prefix}pid": str(os.getpid()),
+        f"{prefix}slots": str(runtime.threads),
+        f"{prefix}tasks": json.dumps(runtime.catalogue.names()),
+    }

@@ -1,0 +1,79 @@
+"""Run N worker processes on this host, forward shutdown signals, and replace any that die."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+log = logging.getLogger("worker")
+
+RESPAWN_DELAY_MAX = 30.0
+"""Longest pause before replacing a worker process that keeps dying."""
+
+
+class Supervisor:
+    """Keeps `count` children running `target(index)`; SIGTERM/SIGINT are forwarded to them.
+
+    RQ's WorkerPool does the same but builds its workers itself, with no way to hand them our
+    runtime (catalogue, slots, names); this is the small part of it that we need.
+    """
+
+    def __init__(self, count: int, target: Callable[[int], None], respawn: bool) -> None:
+        self.count = count
+        self.target = target
+        self.respawn = respawn
+        self.children: dict[int, BaseProcess] = {}
+        self.signals_received = 0
+        self._context = multiprocessing.get_context("fork")
+        self._failures: dict[int, int] = {}
+
+    def run(self) -> int:
+        """Start the children and supervise them until they have all stopped; returns an exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for index in range(self.count):
+            self._start(index)
+        worst = 0
+        while self.children:
+            time.sleep(0.2)
+            for index, process in list(self.children.items()):
+                if process.is_alive():
+                    continue
+                process.join()
+                code = process.exitcode or 0
+                del self.children[index]
+                if self.respawn and not self.signals_received:
+                    self._restart_later(index, code)
+                elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
+                    worst = max(worst, 1 if code < 0 else code)
+        return worst
+
+    def _start(self, index: int) -> None:
+        process = self._context.Process(target=self.target, args=(index,), name=f"worker-{index}")
+        process.start()
+        self.children[index] = process
+
+    def _restart_later(self, index: int, code: int) -> None:
+        failures = self._failures.get(index, 0) + 1
+        self._failures[index] = failures
+        delay = min(RESPAWN_DELAY_MAX, 0.5 * 2 ** (failures - 1))
+        log.warning("worker process %d exited with %s; starting a new one in %.1f s", index, code, delay)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and not self.signals_received:
+            time.sleep(0.1)
+        if not self.signals_received:
+            self._start(index)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals_received += 1
+        for process in self.children.values():
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
