@@ -67,11 +67,11 @@ def power(base: Number, exponent: Number) -> Number:
     """base ** exponent, refused before computing when the result would be enormous."""
     _operand(base)
     _operand(exponent)
-    if isinstance(base, int) and isinstance(exponent, int):
-        if exponent < 0 and base == 0:
-            raise ZeroDivisionError("0 cannot be raised to a negative power")
-        if abs(base) > 1 and abs(exponent) * math.log10(abs(base)) > MAX_RESULT_DIGITS:
-            raise LimitExceeded(f"result would have more than {MAX_RESULT_DIGITS} digits")
+    if exponent < 0 and base == 0:
+        raise ZeroDivisionError("0 cannot be raised to a negative power")
+    digits_allowed = MAX_RESULT_DIGITS if isinstance(base, int) and isinstance(exponent, int) else 300
+    if abs(base) > 1 and exponent > 0 and exponent * math.log10(abs(base)) > digits_allowed:
+        raise LimitExceeded(f"result would have more than {digits_allowed} digits")
     result = base**exponent
     if isinstance(result, complex):
         raise ValueError("result is a complex number")

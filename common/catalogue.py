@@ -32,7 +32,7 @@ class TaskDefinition:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise InvalidArguments(f"{self.name}{self.signature}: {exc}") from None
+            raise InvalidArguments(f"{self.name}({', '.join(self.signature.parameters)}): {exc}") from None
         for name, value in bound.arguments.items():
             parameter = self.signature.parameters[name]
             hint = self.hints.get(name)

@@ -30,6 +30,18 @@ class InertJob(Job):
             if not isinstance(self.timeout, int):
                 self.timeout = None
 
+    def _deserialize_data(self) -> None:
+        """RQ's data decoding, but undecodable data (a pickle under our JSON serializer, garbage)
+        leaves an inert placeholder and marks the job refused, so logging and failure handling
+        that read `func_name` or `args` never crash the process."""
+        try:
+            super()._deserialize_data()
+        except Exception:
+            self.refusal = (
+                "job data is not JSON (a pickle or corrupt payload); refused, nothing was deserialized or run"
+            )
+            self._func_name, self._instance, self._args, self._kwargs = "<refused>", None, (), {}
+
     @property
     def success_callback(self) -> None:
         return None

@@ -67,11 +67,11 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
     client = redis.Redis.from_url(redis_url)
 
     def start(*args: str, wait: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"worker-{len(processes)}.log").open("wb")
         full_env = {**os.environ, "REDIS_URL": redis_url, "DW_HEARTBEAT_INTERVAL": "0.5",
                     "DW_HEARTBEAT_TTL": "2", **(env or {})}  # fmt: skip
         before = client.scard("rq:workers")
-        process = spawn([sys.executable, "-m", "worker", *args], env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        with (tmp_path / f"worker-{len(processes)}.log").open("wb") as log:
+            process = spawn([sys.executable, "-m", "worker", *args], env=full_env, stdout=log, stderr=subprocess.STDOUT)
         processes.append(process)
         if wait:
             wait_for_workers(client, before + 1, timeout=30)

@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rq.exceptions import DeserializationError
-from rq.job import Job
-
 from common import keys
 from common.errors import RefusedJob
 from common.jobs import InertJob
@@ -24,23 +21,10 @@ class SafeJob(InertJob):
     """
 
     @property
-    def func_name(self) -> str | None:
-        try:
-            return Job.func_name.fget(self)  # type: ignore[attr-defined,no-any-return]
-        except DeserializationError:
-            raise RefusedJob(
-                "job data is not JSON (a pickle or corrupt payload); refused, nothing was deserialized or run"
-            ) from None
-
-    @func_name.setter
-    def func_name(self, value: str | None) -> None:
-        Job.func_name.fset(self, value)  # type: ignore[attr-defined]
-
-    @property
     def func(self) -> Callable[..., Any]:
+        name = self.func_name
         if self.refusal:
             raise RefusedJob(self.refusal)
-        name = self.func_name
         if name != keys.CHUNK_FUNCTION:
             raise RefusedJob(f"job function {name!r} is not {keys.CHUNK_FUNCTION}; refused, nothing was run")
         if self.instance is not None:

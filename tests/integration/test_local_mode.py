@@ -1,0 +1,93 @@
+"""Local mode and the demo: real redis-server, real workers, and nothing left running afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def children_of_this_process() -> set[int]:
+    me = str(os.getpid())
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture
+def subreaper() -> Iterator[set[int]]:
+    """Adopt orphans of the processes we start, so a leaked grandchild shows up as our child."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    yield children_of_this_process()
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0)
+
+
+def leftovers(before: set[int]) -> set[int]:
+    deadline = time.monotonic() + 15
+    while (extra := children_of_this_process() - before) and time.monotonic() < deadline:
+        for pid in extra:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    return extra
+
+
+def test_run_local_completes_a_batch_and_stops_everything(tmp_path: Path, subreaper: set[int]) -> None:
+    batch = tmp_path / "tasks.txt"
+    batch.write_text("".join(f"multiply {i} 3\n" for i in range(2000)))
+    done = run_cli("run", str(batch), "--local", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(r["index"] for r in records) == list(range(2000))
+    assert all(r["result"] == 3 * r["index"] for r in records)
+    assert leftovers(subreaper) == set()
+
+
+def test_ctrl_c_during_run_local_leaves_no_process_behind(tmp_path: Path, subreaper: set[int]) -> None:
+    batch = tmp_path / "tasks.txt"
+    batch.write_text("".join("sleep 0.05\n" for _ in range(400)))
+    process = subprocess.Popen([sys.executable, "-m", "dispatcher", "run", str(batch), "--local", "2", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout is not None
+    process.stdout.readline()  # the batch is running: a first result arrived
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert leftovers(subreaper) == set()
+
+
+def test_demo_prints_the_classic_log_format(subreaper: set[int]) -> None:
+    done = run_cli("demo", "--pace", "0")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "[Dispatcher] Starting 3 workers..."
+    assert {f"[Worker {i}] Started" for i in range(3)} <= set(lines)
+    assert "[Dispatcher] Received task 1" in lines
+    assert any(line.startswith("[Worker ") and line.endswith("Processing task 1: 10 add 5") for line in lines)
+    assert any(line.startswith("[Dispatcher] Got result: Task 1 = 15 (by Worker ") for line in lines)
+    assert any("Task 10 failed: ZeroDivisionError: division by zero" in line for line in lines)
+    assert sum(line.startswith("[Dispatcher] Got result: ") for line in lines) == 12
+    assert leftovers(subreaper) == set()
