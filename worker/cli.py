@@ -14,6 +14,7 @@ from common import Settings, default_catalogue
 from common.connection import check_connection, connect, redact_url
 from common.errors import EXIT_INTERRUPTED, DispatchError
 from worker import runtime as runtime_module
+from worker.health import run_check
 from worker.runner import ChunkWorker
 from worker.runtime import Runtime, import_task_modules
 from worker.supervisor import Supervisor
@@ -69,6 +70,12 @@ from worker.supervisor import Supervisor
 )
 @click.option("--log-tasks", is_flag=True, help="Print a line as each task is taken (the demo's log format).")
 @click.option("--verbose", "-v", count=True, help="More logging: -v for each chunk, -vv for Redis details.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Health probe, starts nothing: exit 0 if a worker of this host is registered and heartbeating, "
+    "1 if none is registered, 5 if none has heartbeated lately, 3 if Redis is unreachable.",
+)
 def main(
     redis_url: str | None,
     queues: tuple[str, ...],
@@ -80,6 +87,7 @@ def main(
     task_timeout: float | None,
     log_tasks: bool,
     verbose: int,
+    check: bool,
 ) -> None:
     """Serve tasks from Redis: take chunks from the queues, run them, publish the results.
 
@@ -89,6 +97,8 @@ def main(
 
     Exit codes: 0 stopped cleanly, 2 bad option or task module, 3 Redis unreachable or refused.
     """
+    if check:
+        sys.exit(run_check(redis_url))
     # RQ names its Redis client after the worker; names with spaces ("Worker 0") cannot be client
     # names, which only costs RQ its record of our IP address.
     warnings.filterwarnings("ignore", message="CLIENT SETNAME command not supported")
