@@ -15,8 +15,8 @@ COPY worker/ worker/
 ARG EXTRAS=fast
 # Dependencies come from pyproject.toml, at the exact versions of constraints.txt; every one of them
 # ships wheels, so no compiler is needed.
-RUN pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore \
-        --python /opt/venv/bin/python --constraint constraints.txt ".[${EXTRAS}]"
+RUN pip --python /opt/venv/bin/python install --no-cache-dir --disable-pip-version-check \
+        --root-user-action=ignore --constraint constraints.txt ".[${EXTRAS}]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

@@ -142,3 +142,17 @@ def duration_seconds(text: str) -> float:
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)", text)
     assert parts and "".join(n + u for n, u in parts) == text, f"not a duration: {text!r}"
     return sum(float(n) * units[u] for n, u in parts)
+
+
+def dockerignore_allows(path: str) -> bool:
+    """Whether .dockerignore lets `path` into the build context (last matching rule wins)."""
+    allowed = True
+    for rule in (ROOT / ".dockerignore").read_text().splitlines():
+        rule = rule.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        negate = rule.startswith("!")
+        pattern = rule.lstrip("!").rstrip("/")
+        if Path(path).match(pattern) or path == pattern or path.startswith(pattern + "/"):
+            allowed = negate
+    return allowed
