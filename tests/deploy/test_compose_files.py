@@ -26,6 +26,7 @@ from tests.deploy.compose import (
     resolved_model,
     run_tool,
     tool,
+    unavailable,
     unescape,
 )
 
@@ -189,7 +190,10 @@ def extra_scripts(extra: str) -> dict[str, click.Command]:
     """
     scripts = {}
     for requirement in requirements(extra):
-        dist = importlib.metadata.distribution(requirement.name)
+        try:
+            dist = importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            unavailable(f"{requirement.name} is not installed (pip install -e '.[deploy-check]')")
         for entry in dist.entry_points:
             if entry.group != "console_scripts":
                 continue
