@@ -17,12 +17,7 @@ from common.errors import EXIT_REDIS, DispatchError
 from common.settings import Settings
 
 HEARTBEAT_MAX_AGE = 60.0
-"""Seconds since a worker's last heartbeat after which it counts as hung.
-
-An idle RQ worker heartbeats each time its blocking dequeue times out (every 15 s with our
-30 s worker TTL); a busy one every few seconds from its heartbeat thread. Four missed idle
-heartbeats is a hang, not a slow network.
-"""
+"""Seconds since a worker's last heartbeat after which it counts as hung (at least; see heartbeat_max_age)."""
 
 CHECK_HEALTHY = 0
 """A worker of this host is registered and heartbeating."""
@@ -50,6 +45,17 @@ class CheckResult:
     code: int
     message: str
     workers: tuple[WorkerBeat, ...]
+
+
+def heartbeat_max_age(settings: Settings) -> float:
+    """How old a live worker's last heartbeat can be under these settings.
+
+    An idle RQ worker heartbeats each time its blocking dequeue times out, every worker TTL - 15 s
+    (ChunkWorker's TTL is max(30, 3 * heartbeat_ttl)); a busy one every heartbeat_interval from its
+    heartbeat thread. Missing two idle heartbeats in a row is a hang, not a slow network.
+    """
+    worker_ttl = max(30, 3 * settings.heartbeat_ttl)
+    return max(HEARTBEAT_MAX_AGE, 2.0 * (worker_ttl - 15) + 15)
 
 
 def registered_workers(client: redis.Redis, now: datetime.datetime) -> list[WorkerBeat]:
@@ -102,7 +108,7 @@ def run_check(redis_url: str | None) -> int:
         click.echo(f"worker: {exc}", err=True)
         return exc.exit_code
     try:
-        result = check_host(client, socket.gethostname())
+        result = check_host(client, socket.gethostname(), heartbeat_max_age(settings))
     except (redis.RedisError, OSError) as exc:
         click.echo(f"worker: {describe_redis_error(settings.redis_url, exc)}", err=True)
         return EXIT_REDIS

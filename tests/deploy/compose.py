@@ -1,4 +1,4 @@
-"""Helpers for the deployment tests: the resolved Compose model, the tools that check it, skip-or-fail."""
+"""What the deployment tests share: the resolved Compose model, the tools that check it, skip-or-fail."""
 
 from __future__ import annotations
 

@@ -13,7 +13,14 @@ from rq.utils import utcformat
 from common import default_catalogue
 from common.settings import Settings
 from worker import cli
-from worker.health import CHECK_HEALTHY, CHECK_NO_WORKER, CHECK_STALE, check_host, registered_workers
+from worker.health import (
+    CHECK_HEALTHY,
+    CHECK_NO_WORKER,
+    CHECK_STALE,
+    check_host,
+    heartbeat_max_age,
+    registered_workers,
+)
 from worker.runner import ChunkWorker
 from worker.runtime import Runtime
 
@@ -92,6 +99,15 @@ def test_an_expired_worker_hash_is_not_alive(fake_client: fakeredis.FakeRedis, f
     fake_client.delete(worker.key)  # what its TTL does when a killed worker stops heartbeating
     assert registered_workers(fake_client, datetime.datetime.now(UTC)) == []
     assert check_host(fake_client, socket.gethostname()).code == CHECK_NO_WORKER
+
+
+@pytest.mark.parametrize("heartbeat_ttl", [1, 10, 30, 120])
+def test_an_idle_worker_heartbeats_well_within_the_allowed_age(fake_client: fakeredis.FakeRedis,
+                                                               heartbeat_ttl: int) -> None:  # fmt: skip
+    settings = Settings.from_env({}, heartbeat_interval=heartbeat_ttl / 4, heartbeat_ttl=heartbeat_ttl)
+    worker = register(fake_client, settings, f"idle-{heartbeat_ttl}")
+    # RQ heartbeats an idle worker each time its blocking dequeue times out.
+    assert heartbeat_max_age(settings) >= 2 * worker.dequeue_timeout
 
 
 def test_check_reports_an_unreachable_redis_with_exit_code_3() -> None:
