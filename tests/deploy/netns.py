@@ -115,6 +115,9 @@ class ComposeNet:
         _ip("-n", netns, "link", "set", "lo", "up")
         _ip("-n", netns, "addr", "add", f"{SUBNET}.{octet}/24", "dev", "eth0")
         _ip("-n", netns, "link", "set", "eth0", "up")
+        routes = subprocess.run(["ip", "-n", netns, "route", "show", "default"], capture_output=True, text=True,
+                                check=True, timeout=30).stdout  # fmt: skip
+        assert not routes.strip(), f"{netns} has a default route: {routes}"
         replica = Replica(service, index, netns, f"{self.project}-{service}-{index}", f"{SUBNET}.{octet}",
                           self.workdir / f"{service}-{index}.log")  # fmt: skip
         self.replicas[(service, index)] = replica
