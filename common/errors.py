@@ -91,3 +91,33 @@ class TaskLost(TaskError):
 
 class Cancelled(TaskError):
     """The batch was cancelled before this task ran."""
+
+
+class TaskNotOffered(DispatchError):
+    """No live worker serves this task name, so nothing was enqueued (skip the check to queue anyway)."""
+
+
+class RemoteTaskError(TaskError):
+    """A task failed on a worker: carries the remote error type, message and traceback text.
+
+    Raised by the Python API's `Future.result()`; the remote traceback, when the worker sent one,
+    is also attached as `__cause__` so that it prints under the local one.
+    """
+
+    def __init__(self, remote_type: str, message: str, traceback: str | None = None, task: str = "") -> None:
+        super().__init__(f"{remote_type}: {message}")
+        self.remote_type = remote_type
+        self.remote_message = message
+        self.remote_traceback = traceback
+        self.task = task
+
+
+class RemoteTraceback(Exception):
+    """The text of a traceback printed on another machine (the `__cause__` of a RemoteTaskError)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text.rstrip()}\n"""'

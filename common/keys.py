@@ -16,6 +16,12 @@ CHUNK_FUNCTION = "worker.chunk.run_chunk"
 WORKER_FIELD_PREFIX = "dw_"
 """Prefix of the fields a worker adds to RQ's own worker hash (slots, tasks, host)."""
 
+TASKS_DONE_FIELD = WORKER_FIELD_PREFIX + "tasks_done"
+"""Field of a worker's RQ hash counting the tasks it has finished (one HINCRBY per result flush)."""
+
+RQ_WORKER_PREFIX = "rq:worker:"
+"""RQ's key prefix of a worker's hash (RQ owns the hash; we only add `dw_` fields to it)."""
+
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 """Batch ids: RQ job ids allow only [A-Za-z0-9_-], and '-' separates batch from chunk."""
 

@@ -12,6 +12,9 @@ from common.errors import PayloadError
 WIRE_VERSION = 1
 """Version of both formats below; a reader refuses versions it does not know."""
 
+TRACEBACK_FIELD = "t"
+"""Optional result-entry field: JSON object {task index: remote traceback text} for failed tasks."""
+
 JSONValue = Any
 """A value that json.dumps accepts (the type system cannot say more without a recursive alias)."""
 
@@ -47,6 +50,8 @@ class TaskResult:
     error_message: str | None = None
     worker: str | None = None
     elapsed_ms: float = 0.0
+    traceback: str | None = None
+    """The task's remote traceback text, for an exception raised inside the task function."""
 
     def to_record(self) -> dict[str, JSONValue]:
         """The public JSON shape of a result (one line of `--json` output)."""
@@ -111,7 +116,11 @@ def _decode_task(raw: object) -> TaskSpec:
 
 
 def encode_results(worker: str, chunk: int, results: Iterable[TaskResult]) -> dict[str, str]:
-    """The fields of one result-stream entry: a group of task results from one chunk."""
+    """The fields of one result-stream entry: a group of task results from one chunk.
+
+    Error tracebacks travel in the optional field `t`: a JSON object from task index to text.
+    """
+    results = results if isinstance(results, list) else list(results)
     rows = [
         [r.index, r.id, r.task, r.args, r.kwargs, 1, r.value, round(r.elapsed_ms, 3)]
         if r.ok
@@ -127,7 +136,13 @@ def encode_results(worker: str, chunk: int, results: Iterable[TaskResult]) -> di
         ]
         for r in results
     ]
-    return {"v": str(WIRE_VERSION), "w": worker, "c": str(chunk), "r": _encode(rows)}
+    fields = {"v": str(WIRE_VERSION), "w": worker, "c": str(chunk), "r": _encode(rows)}
+    tracebacks = {str(r.index): r.traceback for r in results if r.traceback and not r.ok}
+    if tracebacks:
+        # A separate optional field, not a 9th row element: readers that predate it unpack rows of
+        # exactly 8 and ignore fields they do not know, so entries stay readable by every version 1.
+        fields[TRACEBACK_FIELD] = _encode(tracebacks)
+    return fields
 
 
 def decode_results(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[int, list[TaskResult]]:
@@ -141,16 +156,30 @@ def decode_results(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[i
         rows = json.loads(rows_text or "")
     except ValueError as exc:
         raise PayloadError(f"malformed result entry: {exc}") from None
+    tracebacks = _decode_tracebacks(get(TRACEBACK_FIELD))
     results = []
     for row in rows:
         index, task_id, task, args, kwargs, ok, value, elapsed = row
         if ok:
             results.append(TaskResult(index, task, args, kwargs, task_id, True, value, None, None, worker, elapsed))
         else:
+            remote_tb = tracebacks.get(index) if tracebacks else None
+            kind, message = value[0], value[1]
             results.append(
-                TaskResult(index, task, args, kwargs, task_id, False, None, value[0], value[1], worker, elapsed)
+                TaskResult(index, task, args, kwargs, task_id, False, None, kind, message, worker, elapsed, remote_tb)
             )
     return chunk, results
+
+
+def _decode_tracebacks(text: str | None) -> dict[int, str] | None:
+    """The optional traceback field; an unreadable one costs the tracebacks, never the results."""
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        return {int(k): v for k, v in raw.items() if isinstance(v, str)}
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 def encode_value(value: JSONValue) -> str:

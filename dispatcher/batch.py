@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import redis
 
-from common.errors import InputError, LimitExceeded, WaitTimeout
+from common.errors import InputError, LimitExceeded, TaskNotOffered, WaitTimeout
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
 from dispatcher.chunking import auto_chunk_size, peek_total
+from dispatcher.offered import OfferedTasks, check_offered
 from dispatcher.reader import BadInput, Item
 from dispatcher.status import live_capacity
 from dispatcher.submit import BatchSubmitter, new_batch_id
@@ -37,6 +38,8 @@ class SubmitOptions:
     source: str = "-"
     streaming: bool = False
     """Input arrives over time (stdin, a live producer): send each chunk as soon as it is full."""
+    check_tasks: bool = False
+    """Refuse task names that no live worker offers (checked as read, before their chunk is enqueued)."""
 
 
 @dataclass
@@ -61,10 +64,17 @@ def submit_batch(
     batch_id: str | None = None,
 ) -> BatchSummary:
     """Submit every item as a batch and (unless options.wait is False) deliver each result to `sink`."""
+    if options.check_tasks:
+        offered = OfferedTasks(client, settings)
+        offered.refresh()
+        items = check_offered(items, offered)
     if options.chunk_size:
         chunk_size, stream = options.chunk_size, iter(items)
     else:
-        total_hint, stream = peek_total(items)  # type: ignore[assignment]
+        try:
+            total_hint, stream = peek_total(items)  # type: ignore[assignment]
+        except TaskNotOffered as exc:
+            raise TaskNotOffered(f"{exc}; nothing was enqueued") from None
         chunk_size = auto_chunk_size(total_hint, *live_capacity(client, settings))
     batch_id = batch_id or new_batch_id()
     submitter = BatchSubmitter(client, settings, batch_id, chunk_size)
@@ -83,6 +93,15 @@ def submit_batch(
 
     try:
         _submit_all(submitter, watcher, stream, chunk_size, options, drain)
+    except TaskNotOffered as exc:
+        submitter.discard_pending()
+        submitter.finish(state="aborted")
+        if not submitter.chunks:
+            raise TaskNotOffered(f"{exc}; nothing was enqueued") from None
+        raise TaskNotOffered(
+            f"{exc}; batch {batch_id} was aborted after its first {submitter.tasks} task(s) had been enqueued "
+            f"(they still run: `dispatcher results {batch_id}` shows them)"
+        ) from None
     except BaseException:
         with contextlib.suppress(Exception):  # keep the original error, not one from the cleanup
             submitter.finish(state="aborted")

@@ -114,22 +114,32 @@ def main() -> None:
 @submit_options
 @output_options
 @click.option("--no-wait", is_flag=True, help="Print the batch id and exit without waiting.")
+@click.option(
+    "--no-check",
+    is_flag=True,
+    help="Enqueue even tasks no live worker offers (workers that serve them will come later).",
+)
 @connection_options
 @handle_errors
 def submit(source: TextIO, fmt: str, strict: bool, chunk_size: int | None, result_ttl: int | None,
            as_json: bool, ordered: bool, timeout: float | None, progress: bool | None, no_wait: bool,
-           redis_url: str | None, queue: str | None) -> None:  # fmt: skip
+           no_check: bool, redis_url: str | None, queue: str | None) -> None:  # fmt: skip
     """Submit the tasks in SOURCE (a file, or - for stdin) and print their results.
 
     \b
     Text lines:  TASK ARG ...     e.g.  add 10 5     echo "hi there"
     JSON lines:  {"task": "add", "args": [10, 5], "kwargs": {}, "id": "my-id"}
     Blank lines and lines starting with # are skipped.
+
+    Every task name must be offered by a live worker of the queue, else nothing is enqueued (exit 2);
+    names are checked as they are read, and a name first seen after chunks were already enqueued
+    aborts the batch there. --no-check skips this.
     """
     settings = make_settings(redis_url=redis_url, queue=queue, result_ttl=result_ttl)
     client = open_redis(settings)
     streaming = source.name in ("<stdin>", "-")
-    options = SubmitOptions(chunk_size, not no_wait, timeout, source=source.name, streaming=streaming)
+    options = SubmitOptions(chunk_size, not no_wait, timeout, source=source.name, streaming=streaming,
+                            check_tasks=not no_check)  # fmt: skip
     items = _items(source, fmt, strict, settings)
     summary = _run_and_report(client, settings, items, options, as_json, ordered, progress)
     sys.exit(_exit_code(summary))

@@ -106,6 +106,12 @@ class BatchSubmitter:
         self._pending_bad.clear()
         self._pending_tasks = 0
 
+    def discard_pending(self) -> None:
+        """Drop the chunks not sent yet (a batch refused midway must not enqueue them on finish)."""
+        self.tasks -= self._pending_tasks
+        self._pending_chunks.clear()
+        self._pending_tasks = 0
+
     def finish(self, state: str = "submitted") -> None:
         """Send what is pending and mark the batch fully submitted (or aborted), with its total."""
         self.flush()

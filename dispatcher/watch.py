@@ -186,6 +186,10 @@ class BatchWatcher:
             return f"its chunk failed and the reason could not be read ({exc})"
         return f"its chunk failed after all retries: {text[-1] if text else 'no reason recorded'}"
 
+    def resolve_chunk(self, chunk: int, error_type: str, reason: str) -> list[TaskResult]:
+        """Give every task of the chunk still without a result a failure (e.g. a cancelled chunk)."""
+        return self._resolve_chunk(chunk, error_type, reason)
+
     def _resolve_chunk(self, chunk: int, error_type: str, reason: str) -> list[TaskResult]:
         """Publish a failure for every task of the chunk that has no result, and return them."""
         tasks = self._chunk_tasks(chunk)

@@ -6,12 +6,16 @@ import math
 import signal
 import threading
 import time
+import traceback
 from types import FrameType, TracebackType
 
 from common.catalogue import Catalogue
 from common.errors import LimitExceeded, TaskTimeout
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_value
+
+MAX_TRACEBACK_CHARS = 8000
+"""Longest remote traceback text sent with a task's error (its tail is kept: the raising frames)."""
 
 
 class Watchdog:
@@ -54,6 +58,7 @@ def execute_task(
 ) -> TaskResult:
     """Run one task; never raises for anything the task or its input did wrong."""
     started = time.perf_counter()
+    task_traceback: str | None = None
     try:
         definition = catalogue.get(spec.task)
         definition.check_arguments(spec.args, spec.kwargs)
@@ -61,6 +66,9 @@ def execute_task(
             watchdog.task_started = started
         try:
             value = definition.func(*spec.args, **spec.kwargs)
+        except Exception as exc:
+            task_traceback = format_task_traceback(exc)
+            raise
         finally:
             if watchdog is not None:
                 watchdog.task_started = None
@@ -70,10 +78,21 @@ def execute_task(
         message = str(exc) or type(exc).__name__
         return TaskResult(
             spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None,
-            type(exc).__name__, message, worker, elapsed,
+            type(exc).__name__, message, worker, elapsed, task_traceback,
         )  # fmt: skip
     elapsed = (time.perf_counter() - started) * 1000
     return TaskResult(spec.index, spec.task, spec.args, spec.kwargs, spec.id, True, value, None, None, worker, elapsed)
+
+
+def format_task_traceback(exc: BaseException, limit: int = MAX_TRACEBACK_CHARS) -> str:
+    """The traceback of an exception raised inside a task function, without this module's frame."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code is execute_task.__code__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    if len(text) > limit:
+        text = f"... ({len(text) - limit} characters cut)\n" + text[-limit:]
+    return text
 
 
 def check_result_size(value: object, limit: int) -> None:

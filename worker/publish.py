@@ -56,4 +56,6 @@ class ResultPublisher:
         pipe.hincrby(batch_key, "done", len(results))
         if failed:
             pipe.hincrby(batch_key, "failed", failed)
+        # RQ keeps this hash alive (and expiring) while the worker runs; we only count into it.
+        pipe.hincrby(keys.RQ_WORKER_PREFIX + self._worker, keys.TASKS_DONE_FIELD, len(results))
         pipe.execute()

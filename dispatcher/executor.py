@@ -1,0 +1,393 @@
+"""`RedisExecutor`: a concurrent.futures.Executor whose tasks run on workers anywhere, through Redis.
+
+Design: an executor is one batch, opened on its first task and finished by `shutdown()`. Every
+`submit()` and `map()` appends tasks to it, so one background reader (one XREAD BLOCK on the batch's
+result stream, through BatchWatcher) resolves every future of the executor. Tasks travel as the
+CLI's do (BatchSubmitter: RQ enqueue_many, chunk jobs), so the batch shows in `dispatcher status`
+and `dispatcher results ID` reads it; until shutdown its state is 'open' and it has no total.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import BrokenExecutor, Executor, Future
+from typing import Any
+
+import redis
+
+from common import keys
+from common.catalogue import TASK_NAME_PATTERN, default_catalogue
+from common.connection import check_connection, connect, describe_redis_error
+from common.errors import ConfigurationError, LimitExceeded, RemoteTaskError, RemoteTraceback
+from common.settings import Settings
+from common.wire import TaskResult, TaskSpec, encode_value
+from dispatcher.chunking import auto_chunk_size, peek_total
+from dispatcher.offered import OfferedTasks
+from dispatcher.submit import BatchSubmitter, new_batch_id
+from dispatcher.watch import BatchWatcher, ChunkSpan
+
+log = logging.getLogger("dispatcher")
+
+DEFAULT_MAX_IN_FLIGHT = 20_000
+"""Tasks one `map()` call keeps submitted but not yet consumed; the rest of its input is not read."""
+BLOCK_MS = 500
+"""Longest blocking read of the result stream; between reads the reader checks for stalled chunks."""
+RETRY_DELAY_MAX = 5.0
+"""Longest pause between the reader's attempts while Redis is unreachable."""
+
+
+class BrokenRedisExecutor(BrokenExecutor):
+    """The executor could not enqueue tasks (Redis failed mid-send); it accepts no more tasks."""
+
+
+class RedisExecutor(Executor):
+    """A concurrent.futures.Executor that runs registered tasks on `worker` processes via Redis.
+
+    `task` arguments are a task name (`"add"`, `"images.resize"`) or the `@task`-decorated function
+    itself. Arguments and results travel as JSON (tuples arrive as lists). A task's exception is
+    raised from `Future.result()` as RemoteTaskError (remote type, message and traceback text).
+    """
+
+    def __init__(self, redis_url: str | None = None, queue: str | None = None, chunksize: int | None = None,
+                 timeout: float | None = None, *, check_tasks: bool = True,
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, result_ttl: int | None = None) -> None:  # fmt: skip
+        """Connect (URL from REDIS_URL when None) and check Redis answers; nothing is written yet.
+
+        chunksize: tasks per RQ job (map's default; submits that arrive together are grouped up to
+        it; default: automatic for map, 1 for submit). timeout: default seconds `map()` waits for
+        its results. check_tasks: refuse tasks no live worker offers, before enqueueing them.
+        """
+        if chunksize is not None and chunksize < 1:
+            raise ConfigurationError("chunksize must be at least 1")
+        if max_in_flight < 1:
+            raise ConfigurationError("max_in_flight must be at least 1")
+        self.settings = Settings.from_env(redis_url=redis_url, queue=queue, result_ttl=result_ttl)
+        self.client = connect(self.settings)
+        check_connection(self.client, self.settings)
+        self.chunksize = chunksize
+        self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self.batch_id = new_batch_id()
+        self.offered = OfferedTasks(self.client, self.settings) if check_tasks else None
+        self._names: dict[Callable[..., Any], str] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._flush_lock = threading.Lock()
+        self._futures: dict[int, Future[Any]] = {}
+        self._pending: list[tuple[bool, list[TaskSpec]]] = []
+        self._next_index = 0
+        self._shutdown = False
+        self._closing = False
+        self._cancel_requested = False
+        self._broken: str | None = None
+        self._submitter: BatchSubmitter | None = None
+        self._watcher = BatchWatcher(self.client, self.settings, self.batch_id)
+        self._threads: list[threading.Thread] = []
+
+    # -- the Executor interface -------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Queue one task and return its Future; sent by a background sender, with any others pending."""
+        name = self.task_name(fn)
+        self._require(name)
+        spec = self._spec(name, args, kwargs)
+        future: Future[Any] = Future()
+        self._add(True, [spec], [future])
+        return future
+
+    def map(self, fn: Callable[..., Any] | str, *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int | None = None) -> Iterator[Any]:  # fmt: skip
+        """Like Executor.map, but streaming: at most `max_in_flight` tasks are submitted and unconsumed.
+
+        The first window is submitted now; the rest as results are consumed. Results come in input
+        order; the first failed task raises its RemoteTaskError, and the tasks after it are cancelled.
+        """
+        name = self.task_name(fn)
+        self._require(name)
+        timeout = self.timeout if timeout is None else timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        arguments: Iterator[tuple[Any, ...]] = zip(*iterables)  # noqa: B905 (stops at the shortest, like Executor.map)
+        size = chunksize or self.chunksize
+        if size is None:
+            total, arguments = peek_total(arguments, self.max_in_flight)  # type: ignore[assignment]
+            size = self._auto_chunksize(total)
+        stream = _MapStream(self, name, arguments, size, max(self.max_in_flight, size))
+        stream.fill()
+        return stream.results(deadline)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Accept no more tasks, finish the batch (its total becomes known), optionally wait or cancel.
+
+        cancel_futures: cancel every pending future and take its chunk off the queue if no worker
+        has started it (its tasks then get a Cancelled result); chunks already running still run.
+        """
+        with self._lock:
+            first = not self._shutdown
+            self._shutdown = True
+            if cancel_futures:
+                for future in self._futures.values():
+                    future.cancel()
+                self._cancel_requested = True
+        if first:
+            self._flush()
+            self._finish_batch()
+        with self._lock:
+            self._closing = True
+            self._changed.notify_all()
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    # -- helpers used by the interface ------------------------------------------------------
+
+    def task_name(self, task: Callable[..., Any] | str) -> str:
+        """The catalogue name of a task given by name or by its @task-decorated function."""
+        if isinstance(task, str):
+            if not TASK_NAME_PATTERN.match(task):
+                raise ValueError(f"invalid task name {task[:60]!r}")
+            return task
+        name = self._names.get(task)
+        if name is None:
+            self._names = {definition.func: definition.name for definition in default_catalogue}
+            name = self._names.get(task)
+        if name is None:
+            raise TypeError(f"{task!r} is not a registered task: decorate it with @task (from common import task) "
+                            "and serve its module with `worker --tasks MODULE`, or pass a task name")  # fmt: skip
+        return name
+
+    def _require(self, name: str) -> None:
+        if self.offered is not None:
+            self.offered.require(name)
+
+    def _spec(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskSpec:
+        """A task spec with its index unset; refuses arguments JSON cannot carry, before anything is sent."""
+        try:
+            encoded = encode_value([args, kwargs])
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"arguments of task {name!r} cannot be sent as JSON: {exc}") from None
+        if len(encoded) > self.settings.max_arg_bytes // 4 and len(encoded.encode()) > self.settings.max_arg_bytes:
+            raise LimitExceeded(f"arguments of task {name!r} are over the {self.settings.max_arg_bytes}-byte limit")
+        return TaskSpec(-1, name, list(args), kwargs, None)
+
+    def _auto_chunksize(self, total: int | None) -> int:
+        if self.offered is not None and self.offered.workers:
+            processes, slots = self.offered.workers, self.offered.slots
+        else:
+            from dispatcher.status import live_capacity
+
+            processes, slots = live_capacity(self.client, self.settings)
+        size = auto_chunk_size(total, processes, slots)
+        return max(1, min(size, self.max_in_flight // 4))
+
+    def _add(self, loose: bool, specs: list[TaskSpec], futures: list[Future[Any]]) -> None:
+        """Number the tasks, register their futures and queue them for the sender."""
+        with self._lock:
+            if self._broken:
+                raise BrokenRedisExecutor(self._broken)
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            for spec, future in zip(specs, futures, strict=True):
+                spec.index = self._next_index
+                self._next_index += 1
+                self._futures[spec.index] = future
+            self._pending.append((loose, specs))
+            if not self._threads:
+                self._start_threads()
+            self._changed.notify_all()
+
+    def _start_threads(self) -> None:
+        for target, role in ((self._send_loop, "sender"), (self._read_loop, "reader")):
+            thread = threading.Thread(target=target, name=f"RedisExecutor-{self.batch_id}-{role}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _send_loop(self) -> None:
+        """Send what is pending as soon as it is there; tasks that arrive meanwhile go in the next send."""
+        while True:
+            with self._lock:
+                while not self._pending and not self._closing:
+                    self._changed.wait()
+                if not self._pending and self._closing:
+                    return
+            self._flush()
+
+    def _flush(self) -> None:
+        """Enqueue everything pending in one pipelined round trip (one sender at a time)."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            chunks = list(_group(pending, self.chunksize or 1))
+            try:
+                submitter = self._open_batch()
+                for chunk in chunks:
+                    submitter.add_chunk(chunk)
+                    self._watcher.add_chunk(ChunkSpan(chunk[0].index, chunk[-1].index, len(chunk)))
+                submitter.flush()
+            except Exception as exc:
+                self._break(chunks, exc)
+
+    def _open_batch(self) -> BatchSubmitter:
+        if self._submitter is None:
+            submitter = BatchSubmitter(self.client, self.settings, self.batch_id, self.chunksize or 1)
+            submitter.start(f"python RedisExecutor on {socket.gethostname()} pid {os.getpid()}")
+            self.client.hset(keys.batch_key(self.batch_id), "state", "open")
+            self._submitter = submitter
+        return self._submitter
+
+    def _break(self, chunks: list[list[TaskSpec]], exc: Exception) -> None:
+        """A send failed: its tasks may or may not be in Redis, so the batch cannot be trusted any more."""
+        error: Exception = exc
+        if isinstance(exc, (redis.RedisError, OSError)):
+            error = describe_redis_error(self.settings.redis_url, exc)
+        with self._lock:
+            self._broken = f"sending tasks to Redis failed: {error}"
+            futures = [self._futures.pop(spec.index, None) for chunk in chunks for spec in chunk]
+        for future in futures:
+            if future is not None and future.set_running_or_notify_cancel():
+                future.set_exception(BrokenRedisExecutor(f"task not sent: {error}"))
+
+    def _finish_batch(self) -> None:
+        with self._flush_lock:
+            if self._submitter is not None and not self._broken:
+                self._submitter.finish()
+                self._watcher.set_total(self._submitter.tasks)
+
+    # -- the reader -------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        """Resolve futures from the batch's result stream until the executor is closed and idle."""
+        failures = 0
+        last_check = time.monotonic()
+        while True:
+            with self._lock:
+                while not self._futures and not self._closing:
+                    self._changed.wait()
+                if not self._futures and (self._closing or self._broken):
+                    return
+            try:
+                fresh = self._watcher.poll(BLOCK_MS)
+                if self._cancel_requested or time.monotonic() - last_check >= self.settings.heartbeat_interval:
+                    with self._flush_lock:
+                        if self._cancel_requested:
+                            self._cancel_requested = False
+                            fresh.extend(self._cancel_queued_chunks())
+                        fresh.extend(self._watcher.check_stalled(force=True))
+                    last_check = time.monotonic()
+                failures = 0
+            except (redis.RedisError, OSError) as exc:
+                failures += 1
+                log.warning("executor %s: reading results failed (%s); retrying", self.batch_id, exc)
+                time.sleep(min(RETRY_DELAY_MAX, 0.2 * 2**failures))
+                continue
+            except Exception as exc:  # a bug must fail the futures, not leave them hanging
+                log.exception("executor %s: result reader stopped", self.batch_id)
+                self._fail_all(exc)
+                return
+            self._deliver(fresh)
+
+    def _deliver(self, results: list[TaskResult]) -> None:
+        with self._lock:
+            pairs = [(self._futures.pop(result.index, None), result) for result in results]
+        for future, result in pairs:
+            if future is None or not future.set_running_or_notify_cancel():
+                continue
+            if result.ok:
+                future.set_result(result.value)
+            else:
+                future.set_exception(remote_error(result))
+
+    def _fail_all(self, exc: Exception) -> None:
+        with self._lock:
+            self._broken = f"result reader stopped: {exc}"
+            futures, self._futures = list(self._futures.values()), {}
+        for future in futures:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(exc)
+
+    def _cancel_queued_chunks(self) -> list[TaskResult]:
+        """Take queued chunks whose futures are all cancelled off the queue; their tasks get Cancelled."""
+        with self._lock:
+            live = {index for index, future in self._futures.items() if not future.cancelled()}
+        queue_key = f"rq:queue:{self.settings.queue}"
+        fresh: list[TaskResult] = []
+        for chunk, span in enumerate(self._watcher.chunks):
+            if span.done >= span.size or any(i in live for i in range(span.first, span.last + 1)):
+                continue
+            job_id = keys.chunk_job_id(self.batch_id, chunk)
+            if self.client.lrem(queue_key, 0, job_id):
+                fresh.extend(self._watcher.resolve_chunk(chunk, "Cancelled", "cancelled before it ran"))
+                self.client.delete(f"rq:job:{job_id}")
+        return fresh
+
+
+def remote_error(result: TaskResult) -> RemoteTaskError:
+    """The exception a failed task's Future raises, with the remote traceback as its cause."""
+    error = RemoteTaskError(result.error_type or "Error", result.error_message or "", result.traceback, result.task)
+    if result.traceback:
+        error.__cause__ = RemoteTraceback(result.traceback)
+    return error
+
+
+def _group(pending: list[tuple[bool, list[TaskSpec]]], size: int) -> Iterator[list[TaskSpec]]:
+    """Chunks to enqueue: map's chunks as they are, runs of submitted tasks grouped up to `size`."""
+    for loose, run in itertools.groupby(pending, key=lambda entry: entry[0]):
+        if not loose:
+            for _loose, specs in run:
+                yield specs
+            continue
+        specs = [spec for _loose, group in run for spec in group]
+        for start in range(0, len(specs), size):
+            yield specs[start : start + size]
+
+
+class _MapStream:
+    """One map() call: reads its input a chunk at a time, keeping at most `window` tasks in flight."""
+
+    def __init__(self, executor: RedisExecutor, name: str, arguments: Iterator[tuple[Any, ...]], size: int,
+                 window: int) -> None:  # fmt: skip
+        self.executor = executor
+        self.name = name
+        self.arguments = arguments
+        self.size = size
+        self.window = window
+        self.in_flight: deque[Future[Any]] = deque()
+        self.exhausted = False
+
+    def fill(self) -> None:
+        """Submit whole chunks while the window has room for one (all in one round trip)."""
+        added = False
+        while not self.exhausted and len(self.in_flight) + self.size <= self.window:
+            items = list(itertools.islice(self.arguments, self.size))
+            if len(items) < self.size:
+                self.exhausted = True
+            if not items:
+                break
+            specs = [self.executor._spec(self.name, args, {}) for args in items]
+            futures: list[Future[Any]] = [Future() for _ in specs]
+            self.executor._add(False, specs, futures)
+            self.in_flight.extend(futures)
+            added = True
+        if added:
+            self.executor._flush()
+
+    def results(self, deadline: float | None) -> Iterator[Any]:
+        """Yield each result in input order, refilling the window as results are consumed."""
+        try:
+            while self.in_flight:
+                future = self.in_flight[0]
+                value = future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                self.in_flight.popleft()
+                self.fill()
+                yield value
+        finally:
+            for future in self.in_flight:
+                future.cancel()
