@@ -168,30 +168,40 @@ def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, 
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--json", "as_json", is_flag=True, help="A machine-readable snapshot.")
+@click.option("--json", "as_json", is_flag=True, help="A one-shot machine-readable snapshot.")
+@click.option("--watch", "-w", is_flag=True, help="A live view, redrawn every --interval seconds (Ctrl-C quits).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between redraws with --watch.",
+)
+@click.option("--count", type=click.IntRange(min=1), help="With --watch: stop after this many redraws.")
 @connection_options
 @handle_errors
-def status(as_json: bool, redis_url: str | None, queue: str | None) -> None:
-    """Show queue depth, live workers and recent batches."""
-    from dispatcher.status import collect_status
+def status(as_json: bool, watch: bool, interval: float, count: int | None, redis_url: str | None,
+           queue: str | None) -> None:  # fmt: skip
+    """Show queue depth, live workers (tasks done, tasks/s), batches in flight, failures.
 
+    rq's own tools work on the same queues: `rq info --url URL -S rq.serializers.JSONSerializer`.
+    """
+    from dispatcher.status import collect_status
+    from dispatcher.statusview import render
+    from dispatcher.statusview import watch as watch_status
+
+    if as_json and watch:
+        raise click.UsageError("--json is a one-shot snapshot; it cannot be combined with --watch")
     settings = make_settings(redis_url=redis_url, queue=queue)
-    snapshot = collect_status(open_redis(settings), settings)
-    if as_json:
-        click.echo(json.dumps(snapshot, indent=2))
+    client = open_redis(settings)
+    if watch:
+        try:
+            watch_status(lambda: collect_status(client, settings), sys.stdout, interval, count)
+        except KeyboardInterrupt:
+            pass  # quitting the live view is its normal end
         return
-    q = snapshot["queue"]
-    click.echo(f"queue {q['name']}: {q['queued_chunks']} chunks queued, {q['running_chunks']} running, "
-               f"{q['failed_chunks']} failed")  # fmt: skip
-    click.echo(f"workers: {len(snapshot['workers'])} live, {sum(w['slots'] for w in snapshot['workers'])} slots")
-    for w in snapshot["workers"]:
-        click.echo(f"  {w['name']:<28} {w['host']:<20} {w['state']:<10} slots={w['slots']} "
-                   f"chunks ok={w['successful_jobs']} failed={w['failed_jobs']}")  # fmt: skip
-    click.echo("recent batches:")
-    for b in snapshot["batches"]:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b["created"]))
-        total = "?" if b["total"] is None else b["total"]
-        click.echo(f"  {b['batch_id']}  {created}  {b['state']:<10} {b['done']}/{total} done, {b['failed']} failed")
+    snapshot = collect_status(client, settings)
+    click.echo(json.dumps(snapshot, indent=2) if as_json else render(snapshot))
 
 
 @main.command(context_settings=CONTEXT)

@@ -37,8 +37,15 @@ def live_workers(client: redis.Redis, settings: Settings) -> list[dict[str, Any]
             "failed_jobs": int(text.get("failed_job_count") or 0),
             "last_heartbeat": text.get("last_heartbeat"),
             "tasks": json.loads(text.get(F + "tasks") or "[]"),
+            "tasks_done": int(text.get(keys.TASKS_DONE_FIELD) or 0),
+            "current_batch": _batch_of(text.get("current_job")),
         })  # fmt: skip
     return workers
+
+
+def _batch_of(job_id: str | None) -> str | None:
+    parsed = keys.parse_chunk_job_id(job_id) if job_id else None
+    return parsed[0] if parsed else None
 
 
 def live_capacity(client: redis.Redis, settings: Settings) -> tuple[int, int]:
@@ -85,6 +92,7 @@ def collect_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
             "queued_chunks": queue.count,
             "running_chunks": len(queue.started_job_registry),
             "failed_chunks": len(queue.failed_job_registry),
+            "failed_chunk_ids": [str(i) for i in queue.failed_job_registry.get_job_ids(0, 9, desc=True)],
         },
         "workers": live_workers(client, settings),
         "batches": recent_batches(client),

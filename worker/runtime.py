@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,7 +54,13 @@ def current() -> Runtime:
 
 
 def import_task_modules(modules: list[str]) -> None:
-    """Import user task modules so their `@task` functions register in the default catalogue."""
+    """Import user task modules so their `@task` functions register in the default catalogue.
+
+    Like `rq worker` and `celery`, the current directory is importable, so `worker --tasks mytasks`
+    finds ./mytasks.py even when `worker` runs as an installed script.
+    """
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for module in modules:
         try:
             importlib.import_module(module)
