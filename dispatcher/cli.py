@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -195,10 +196,8 @@ def status(as_json: bool, watch: bool, interval: float, count: int | None, redis
     settings = make_settings(redis_url=redis_url, queue=queue)
     client = open_redis(settings)
     if watch:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # quitting the live view is its normal end
             watch_status(lambda: collect_status(client, settings), sys.stdout, interval, count)
-        except KeyboardInterrupt:
-            pass  # quitting the live view is its normal end
         return
     snapshot = collect_status(client, settings)
     click.echo(json.dumps(snapshot, indent=2) if as_json else render(snapshot))
