@@ -68,7 +68,8 @@ def test_json_lines_input_keeps_user_ids_in_input_order(redis_url: str, start_wo
 def test_no_wait_then_reattach_by_batch_id(redis_url: str, start_worker: WorkerFactory, tmp_path: Path) -> None:
     batch = tmp_path / "tasks.txt"
     batch.write_text("".join(f"fib {i}\n" for i in range(200)))
-    submitted = run_cli("submit", str(batch), "--no-wait", env={"REDIS_URL": redis_url})
+    # --no-check: the workers come later
+    submitted = run_cli("submit", str(batch), "--no-wait", "--no-check", env={"REDIS_URL": redis_url})
     assert submitted.returncode == 0, submitted.stderr
     batch_id = submitted.stdout.strip()
     start_worker()
@@ -108,7 +109,7 @@ def test_strict_refuses_the_whole_batch_before_enqueueing(redis_url: str, tmp_pa
 def test_timeout_exits_4_and_names_the_batch(redis_url: str, tmp_path: Path) -> None:
     batch = tmp_path / "tasks.txt"
     batch.write_text("add 1 2\n")
-    done = run_cli("submit", str(batch), "--timeout", "0.5", env={"REDIS_URL": redis_url})
+    done = run_cli("submit", str(batch), "--timeout", "0.5", "--no-check", env={"REDIS_URL": redis_url})
     assert done.returncode == 4
     batch_id = redis.Redis.from_url(redis_url).zrange(keys.BATCHES, 0, -1)[0].decode()
     assert f"dispatcher results {batch_id}" in done.stderr
