@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import socket
 import threading
@@ -80,7 +81,7 @@ class RedisExecutor(Executor):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._flush_lock = threading.Lock()
-        self._futures: dict[int, Future[Any]] = {}
+        self._futures: dict[int, _Target] = {}
         self._pending: list[tuple[bool, list[TaskSpec]]] = []
         self._next_index = 0
         self._shutdown = False
@@ -99,7 +100,7 @@ class RedisExecutor(Executor):
         self._require(name)
         spec = self._spec(name, args, kwargs)
         future: Future[Any] = Future()
-        self._add(True, [spec], [future])
+        self._add(True, [spec], future)
         return future
 
     def map(self, fn: Callable[..., Any] | str, *iterables: Iterable[Any], timeout: float | None = None,
@@ -132,8 +133,8 @@ class RedisExecutor(Executor):
             first = not self._shutdown
             self._shutdown = True
             if cancel_futures:
-                for future in self._futures.values():
-                    future.cancel()
+                for target in self._futures.values():
+                    _future_of(target).cancel()
                 self._cancel_requested = True
         if first:
             self._flush()
@@ -168,6 +169,8 @@ class RedisExecutor(Executor):
 
     def _spec(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskSpec:
         """A task spec with its index unset; refuses arguments JSON cannot carry, before anything is sent."""
+        if not kwargs and _plain(args, self.settings.max_arg_bytes):
+            return TaskSpec(-1, name, list(args), {}, None)
         try:
             encoded = encode_value([args, kwargs])
         except (TypeError, ValueError) as exc:
@@ -186,17 +189,19 @@ class RedisExecutor(Executor):
         size = auto_chunk_size(total, processes, slots)
         return max(1, min(size, self.max_in_flight // 4))
 
-    def _add(self, loose: bool, specs: list[TaskSpec], futures: list[Future[Any]]) -> None:
-        """Number the tasks, register their futures and queue them for the sender."""
+    def _add(self, loose: bool, specs: list[TaskSpec], target: _Target) -> None:
+        """Number the tasks, register where their results go and queue them for the sender."""
         with self._lock:
             if self._broken:
                 raise BrokenRedisExecutor(self._broken)
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            for spec, future in zip(specs, futures, strict=True):
+            if isinstance(target, _ChunkResults):
+                target.first = self._next_index
+            for spec in specs:
                 spec.index = self._next_index
                 self._next_index += 1
-                self._futures[spec.index] = future
+                self._futures[spec.index] = target
             self._pending.append((loose, specs))
             if not self._threads:
                 self._start_threads()
@@ -250,10 +255,10 @@ class RedisExecutor(Executor):
             error = describe_redis_error(self.settings.redis_url, exc)
         with self._lock:
             self._broken = f"sending tasks to Redis failed: {error}"
-            futures = [self._futures.pop(spec.index, None) for chunk in chunks for spec in chunk]
-        for future in futures:
-            if future is not None and future.set_running_or_notify_cancel():
-                future.set_exception(BrokenRedisExecutor(f"task not sent: {error}"))
+            targets = [self._futures.pop(spec.index, None) for chunk in chunks for spec in chunk]
+        for target in targets:
+            if target is not None:
+                _fail(target, BrokenRedisExecutor(f"task not sent: {error}"))
 
     def _finish_batch(self) -> None:
         with self._flush_lock:
@@ -297,7 +302,11 @@ class RedisExecutor(Executor):
     def _deliver(self, results: list[TaskResult]) -> None:
         with self._lock:
             pairs = [(self._futures.pop(result.index, None), result) for result in results]
-        for future, result in pairs:
+        for target, result in pairs:
+            if isinstance(target, _ChunkResults):
+                target.put(result)
+                continue
+            future = target
             if future is None or not future.set_running_or_notify_cancel():
                 continue
             if result.ok:
@@ -308,15 +317,14 @@ class RedisExecutor(Executor):
     def _fail_all(self, exc: Exception) -> None:
         with self._lock:
             self._broken = f"result reader stopped: {exc}"
-            futures, self._futures = list(self._futures.values()), {}
-        for future in futures:
-            if future.set_running_or_notify_cancel():
-                future.set_exception(exc)
+            targets, self._futures = list(self._futures.values()), {}
+        for target in targets:
+            _fail(target, exc)
 
     def _cancel_queued_chunks(self) -> list[TaskResult]:
         """Take queued chunks whose futures are all cancelled off the queue; their tasks get Cancelled."""
         with self._lock:
-            live = {index for index, future in self._futures.items() if not future.cancelled()}
+            live = {index for index, target in self._futures.items() if not _future_of(target).cancelled()}
         queue_key = f"rq:queue:{self.settings.queue}"
         fresh: list[TaskResult] = []
         for chunk, span in enumerate(self._watcher.chunks):
@@ -349,8 +357,68 @@ def _group(pending: list[tuple[bool, list[TaskSpec]]], size: int) -> Iterator[li
             yield specs[start : start + size]
 
 
+class _ChunkResults:
+    """The results of one map() chunk, behind one Future: a Future per task would cost more than the task."""
+
+    __slots__ = ("errors", "first", "future", "remaining", "values")
+
+    def __init__(self, size: int) -> None:
+        self.first = -1
+        self.values: list[Any] = [None] * size
+        self.errors: dict[int, RemoteTaskError] = {}
+        self.remaining = size
+        self.future: Future[_ChunkResults] = Future()
+
+    def put(self, result: TaskResult) -> None:
+        """Record one task's result (called by the reader only); resolve the future with the last one."""
+        position = result.index - self.first
+        if result.ok:
+            self.values[position] = result.value
+        else:
+            self.errors[position] = remote_error(result)
+        self.remaining -= 1
+        if self.remaining == 0 and self.future.set_running_or_notify_cancel():
+            self.future.set_result(self)
+
+
+_Target = Future[Any] | _ChunkResults
+"""Where a task's result goes: its own Future (submit) or its map chunk."""
+
+
+def _future_of(target: _Target) -> Future[Any]:
+    return target.future if isinstance(target, _ChunkResults) else target
+
+
+def _fail(target: _Target, exc: BaseException) -> None:
+    future = _future_of(target)
+    if not future.done() and future.set_running_or_notify_cancel():
+        future.set_exception(exc)
+
+
+_BIG_INT = 2**63
+_PLAIN_TYPES = frozenset({str, bool, type(None)})
+
+
+def _plain(args: tuple[Any, ...], limit: int) -> bool:
+    """True for scalar arguments that JSON surely carries within `limit` bytes (no encoding needed)."""
+    text = 0
+    for value in args:
+        kind = type(value)
+        if kind is int:
+            if not -_BIG_INT < value < _BIG_INT:
+                return False
+        elif kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind is str:
+            text += len(value)
+        elif kind not in _PLAIN_TYPES:
+            return False
+    return text * 6 + 24 * len(args) <= limit
+
+
 class _MapStream:
-    """One map() call: reads its input a chunk at a time, keeping at most `window` tasks in flight."""
+    """One map() call: reads its input a chunk at a time, keeping at most `window` tasks unconsumed."""
 
     def __init__(self, executor: RedisExecutor, name: str, arguments: Iterator[tuple[Any, ...]], size: int,
                  window: int) -> None:  # fmt: skip
@@ -359,22 +427,24 @@ class _MapStream:
         self.arguments = arguments
         self.size = size
         self.window = window
-        self.in_flight: deque[Future[Any]] = deque()
+        self.in_flight: deque[_ChunkResults] = deque()
+        self.unconsumed = 0
         self.exhausted = False
 
     def fill(self) -> None:
         """Submit whole chunks while the window has room for one (all in one round trip)."""
         added = False
-        while not self.exhausted and len(self.in_flight) + self.size <= self.window:
+        while not self.exhausted and self.unconsumed + self.size <= self.window:
             items = list(itertools.islice(self.arguments, self.size))
             if len(items) < self.size:
                 self.exhausted = True
             if not items:
                 break
             specs = [self.executor._spec(self.name, args, {}) for args in items]
-            futures: list[Future[Any]] = [Future() for _ in specs]
-            self.executor._add(False, specs, futures)
-            self.in_flight.extend(futures)
+            slot = _ChunkResults(len(specs))
+            self.executor._add(False, specs, slot)
+            self.in_flight.append(slot)
+            self.unconsumed += len(specs)
             added = True
         if added:
             self.executor._flush()
@@ -383,11 +453,16 @@ class _MapStream:
         """Yield each result in input order, refilling the window as results are consumed."""
         try:
             while self.in_flight:
-                future = self.in_flight[0]
-                value = future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                self.in_flight.popleft()
                 self.fill()
-                yield value
+                slot = self.in_flight[0]
+                slot.future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                self.in_flight.popleft()
+                for position, value in enumerate(slot.values):
+                    error = slot.errors.get(position)
+                    if error is not None:
+                        raise error
+                    self.unconsumed -= 1
+                    yield value
         finally:
-            for future in self.in_flight:
-                future.cancel()
+            for slot in self.in_flight:
+                slot.future.cancel()
