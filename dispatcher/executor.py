@@ -286,6 +286,8 @@ class RedisExecutor(Executor):
                             self._cancel_requested = False
                             fresh.extend(self._cancel_queued_chunks())
                         fresh.extend(self._watcher.check_stalled(force=True))
+                    # An executor may outlive the result TTL that its batch record was given at start.
+                    self.client.expire(keys.batch_key(self.batch_id), self.settings.result_ttl)
                     last_check = time.monotonic()
                 failures = 0
             except (redis.RedisError, OSError) as exc:
