@@ -169,3 +169,20 @@ def test_shutdown_cancels_queued_work_and_the_batch_completes(redis_url: str, re
     assert len(rows) == 26 and {row["error"]["type"] for row in rows} == {"Cancelled"}
     with pytest.raises(RuntimeError, match="after shutdown"):
         executor.submit(add, 1, 1)
+
+
+def test_bad_calls_fail_in_the_caller_before_anything_is_sent(redis_url: str, real_client: redis.Redis) -> None:
+    def not_a_task(x: int) -> int:
+        return x
+
+    with RedisExecutor(redis_url, check_tasks=False) as executor:
+        assert isinstance(executor, cf.Executor)
+        with pytest.raises(TypeError, match="not a registered task"):
+            executor.submit(not_a_task, 1)
+        with pytest.raises(TypeError, match="cannot be sent as JSON"):
+            executor.submit(add, {1, 2}, 3)
+        with pytest.raises(TypeError, match="cannot be sent as JSON"):
+            executor.map(add, [float("nan")], [1])
+        with pytest.raises(ValueError, match="invalid task name"):
+            executor.submit("rm -rf /", 1)
+    assert real_client.zcard("dw:batches") == 0 and real_client.llen("rq:queue:tasks") == 0
