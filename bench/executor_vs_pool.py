@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import operator
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -43,6 +44,14 @@ def main() -> None:
             redis_rate = timed(
                 f"RedisExecutor({workers} workers).map", n, lambda: list(executor.map(add, range(n), range(n)))
             )
+        with RedisExecutor(server.url) as executor:
+            executor.submit(add, 0, 0).result()
+            trips = []
+            for i in range(200):
+                started = time.perf_counter()
+                executor.submit(add, i, i).result()
+                trips.append(time.perf_counter() - started)
+            print(f"{'RedisExecutor submit().result() round trip':<44} median {statistics.median(trips) * 1000:.2f} ms")
         with RedisExecutor(server.url, chunksize=100) as executor:
             timed("RedisExecutor.map, chunksize=100", n, lambda: list(executor.map(add, range(n), range(n))))
 

@@ -38,7 +38,8 @@ def wait_offered(client: redis.Redis, name: str, workers: int = 1, timeout: floa
 def user_workers(start_worker: WorkerFactory, real_client: redis.Redis) -> Callable[[int], None]:
     def start(count: int) -> None:
         for _ in range(count):
-            start_worker("--tasks", "tests.usertasks", env=USER_ENV)
+            # --tasks is repeatable (the second module is already loaded: harmless, and proves the flag)
+            start_worker("--tasks", "tests.usertasks", "--tasks", "common.builtin_tasks", env=USER_ENV)
         wait_offered(real_client, "images.resize", count)
 
     return start
