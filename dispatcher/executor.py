@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future
 from typing import Any
@@ -26,11 +24,13 @@ import redis
 from common import keys
 from common.catalogue import TASK_NAME_PATTERN, default_catalogue
 from common.connection import check_connection, connect, describe_redis_error
-from common.errors import ConfigurationError, LimitExceeded, RemoteTaskError, RemoteTraceback
+from common.errors import ConfigurationError, LimitExceeded
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_value
 from dispatcher.chunking import auto_chunk_size, peek_total
+from dispatcher.mapstream import ChunkResults, MapStream, Target, fail_target, future_of, plain_arguments, remote_error
 from dispatcher.offered import OfferedTasks
+from dispatcher.status import live_capacity
 from dispatcher.submit import BatchSubmitter, new_batch_id
 from dispatcher.watch import BatchWatcher, ChunkSpan
 
@@ -81,7 +81,7 @@ class RedisExecutor(Executor):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._flush_lock = threading.Lock()
-        self._futures: dict[int, _Target] = {}
+        self._futures: dict[int, Target] = {}
         self._pending: list[tuple[bool, list[TaskSpec]]] = []
         self._next_index = 0
         self._shutdown = False
@@ -119,7 +119,7 @@ class RedisExecutor(Executor):
         if size is None:
             total, arguments = peek_total(arguments, self.max_in_flight)  # type: ignore[assignment]
             size = self._auto_chunksize(total)
-        stream = _MapStream(self, name, arguments, size, max(self.max_in_flight, size))
+        stream = MapStream(self, name, arguments, size, max(self.max_in_flight, size))
         stream.fill()
         return stream.results(deadline)
 
@@ -134,7 +134,7 @@ class RedisExecutor(Executor):
             self._shutdown = True
             if cancel_futures:
                 for target in self._futures.values():
-                    _future_of(target).cancel()
+                    future_of(target).cancel()
                 self._cancel_requested = True
         if first:
             self._flush()
@@ -169,7 +169,7 @@ class RedisExecutor(Executor):
 
     def _spec(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskSpec:
         """A task spec with its index unset; refuses arguments JSON cannot carry, before anything is sent."""
-        if not kwargs and _plain(args, self.settings.max_arg_bytes):
+        if not kwargs and plain_arguments(args, self.settings.max_arg_bytes):
             return TaskSpec(-1, name, list(args), {}, None)
         try:
             encoded = encode_value([args, kwargs])
@@ -183,20 +183,18 @@ class RedisExecutor(Executor):
         if self.offered is not None and self.offered.workers:
             processes, slots = self.offered.workers, self.offered.slots
         else:
-            from dispatcher.status import live_capacity
-
             processes, slots = live_capacity(self.client, self.settings)
         size = auto_chunk_size(total, processes, slots)
         return max(1, min(size, self.max_in_flight // 4))
 
-    def _add(self, loose: bool, specs: list[TaskSpec], target: _Target) -> None:
+    def _add(self, loose: bool, specs: list[TaskSpec], target: Target) -> None:
         """Number the tasks, register where their results go and queue them for the sender."""
         with self._lock:
             if self._broken:
                 raise BrokenRedisExecutor(self._broken)
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            if isinstance(target, _ChunkResults):
+            if isinstance(target, ChunkResults):
                 target.first = self._next_index
             for spec in specs:
                 spec.index = self._next_index
@@ -258,7 +256,7 @@ class RedisExecutor(Executor):
             targets = [self._futures.pop(spec.index, None) for chunk in chunks for spec in chunk]
         for target in targets:
             if target is not None:
-                _fail(target, BrokenRedisExecutor(f"task not sent: {error}"))
+                fail_target(target, BrokenRedisExecutor(f"task not sent: {error}"))
 
     def _finish_batch(self) -> None:
         with self._flush_lock:
@@ -305,7 +303,7 @@ class RedisExecutor(Executor):
         with self._lock:
             pairs = [(self._futures.pop(result.index, None), result) for result in results]
         for target, result in pairs:
-            if isinstance(target, _ChunkResults):
+            if isinstance(target, ChunkResults):
                 target.put(result)
                 continue
             future = target
@@ -321,12 +319,12 @@ class RedisExecutor(Executor):
             self._broken = f"result reader stopped: {exc}"
             targets, self._futures = list(self._futures.values()), {}
         for target in targets:
-            _fail(target, exc)
+            fail_target(target, exc)
 
     def _cancel_queued_chunks(self) -> list[TaskResult]:
         """Take queued chunks whose futures are all cancelled off the queue; their tasks get Cancelled."""
         with self._lock:
-            live = {index for index, target in self._futures.items() if not _future_of(target).cancelled()}
+            live = {index for index, target in self._futures.items() if not future_of(target).cancelled()}
         queue_key = f"rq:queue:{self.settings.queue}"
         fresh: list[TaskResult] = []
         for chunk, span in enumerate(self._watcher.chunks):
@@ -339,14 +337,6 @@ class RedisExecutor(Executor):
         return fresh
 
 
-def remote_error(result: TaskResult) -> RemoteTaskError:
-    """The exception a failed task's Future raises, with the remote traceback as its cause."""
-    error = RemoteTaskError(result.error_type or "Error", result.error_message or "", result.traceback, result.task)
-    if result.traceback:
-        error.__cause__ = RemoteTraceback(result.traceback)
-    return error
-
-
 def _group(pending: list[tuple[bool, list[TaskSpec]]], size: int) -> Iterator[list[TaskSpec]]:
     """Chunks to enqueue: map's chunks as they are, runs of submitted tasks grouped up to `size`."""
     for loose, run in itertools.groupby(pending, key=lambda entry: entry[0]):
@@ -357,114 +347,3 @@ def _group(pending: list[tuple[bool, list[TaskSpec]]], size: int) -> Iterator[li
         specs = [spec for _loose, group in run for spec in group]
         for start in range(0, len(specs), size):
             yield specs[start : start + size]
-
-
-class _ChunkResults:
-    """The results of one map() chunk, behind one Future: a Future per task would cost more than the task."""
-
-    __slots__ = ("errors", "first", "future", "remaining", "values")
-
-    def __init__(self, size: int) -> None:
-        self.first = -1
-        self.values: list[Any] = [None] * size
-        self.errors: dict[int, RemoteTaskError] = {}
-        self.remaining = size
-        self.future: Future[_ChunkResults] = Future()
-
-    def put(self, result: TaskResult) -> None:
-        """Record one task's result (called by the reader only); resolve the future with the last one."""
-        position = result.index - self.first
-        if result.ok:
-            self.values[position] = result.value
-        else:
-            self.errors[position] = remote_error(result)
-        self.remaining -= 1
-        if self.remaining == 0 and self.future.set_running_or_notify_cancel():
-            self.future.set_result(self)
-
-
-_Target = Future[Any] | _ChunkResults
-"""Where a task's result goes: its own Future (submit) or its map chunk."""
-
-
-def _future_of(target: _Target) -> Future[Any]:
-    return target.future if isinstance(target, _ChunkResults) else target
-
-
-def _fail(target: _Target, exc: BaseException) -> None:
-    future = _future_of(target)
-    if not future.done() and future.set_running_or_notify_cancel():
-        future.set_exception(exc)
-
-
-_BIG_INT = 2**63
-_PLAIN_TYPES = frozenset({str, bool, type(None)})
-
-
-def _plain(args: tuple[Any, ...], limit: int) -> bool:
-    """True for scalar arguments that JSON surely carries within `limit` bytes (no encoding needed)."""
-    text = 0
-    for value in args:
-        kind = type(value)
-        if kind is int:
-            if not -_BIG_INT < value < _BIG_INT:
-                return False
-        elif kind is float:
-            if not math.isfinite(value):
-                return False
-        elif kind is str:
-            text += len(value)
-        elif kind not in _PLAIN_TYPES:
-            return False
-    return text * 6 + 24 * len(args) <= limit
-
-
-class _MapStream:
-    """One map() call: reads its input a chunk at a time, keeping at most `window` tasks unconsumed."""
-
-    def __init__(self, executor: RedisExecutor, name: str, arguments: Iterator[tuple[Any, ...]], size: int,
-                 window: int) -> None:  # fmt: skip
-        self.executor = executor
-        self.name = name
-        self.arguments = arguments
-        self.size = size
-        self.window = window
-        self.in_flight: deque[_ChunkResults] = deque()
-        self.unconsumed = 0
-        self.exhausted = False
-
-    def fill(self) -> None:
-        """Submit whole chunks while the window has room for one (all in one round trip)."""
-        added = False
-        while not self.exhausted and self.unconsumed + self.size <= self.window:
-            items = list(itertools.islice(self.arguments, self.size))
-            if len(items) < self.size:
-                self.exhausted = True
-            if not items:
-                break
-            specs = [self.executor._spec(self.name, args, {}) for args in items]
-            slot = _ChunkResults(len(specs))
-            self.executor._add(False, specs, slot)
-            self.in_flight.append(slot)
-            self.unconsumed += len(specs)
-            added = True
-        if added:
-            self.executor._flush()
-
-    def results(self, deadline: float | None) -> Iterator[Any]:
-        """Yield each result in input order, refilling the window as results are consumed."""
-        try:
-            while self.in_flight:
-                self.fill()
-                slot = self.in_flight[0]
-                slot.future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                self.in_flight.popleft()
-                for position, value in enumerate(slot.values):
-                    error = slot.errors.get(position)
-                    if error is not None:
-                        raise error
-                    self.unconsumed -= 1
-                    yield value
-        finally:
-            for slot in self.in_flight:
-                slot.future.cancel()

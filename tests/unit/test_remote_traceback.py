@@ -9,7 +9,7 @@ import pytest
 from common import Catalogue, Settings
 from common.errors import RemoteTaskError, RemoteTraceback
 from common.wire import TRACEBACK_FIELD, TaskResult, TaskSpec, decode_results, encode_results
-from dispatcher.executor import remote_error
+from dispatcher.mapstream import remote_error
 from worker.execute import MAX_TRACEBACK_CHARS, execute_task
 
 
