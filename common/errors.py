@@ -111,6 +111,10 @@ class RemoteTaskError(TaskError):
         self.remote_traceback = traceback
         self.task = task
 
+    def __reduce__(self) -> tuple[type[RemoteTaskError], tuple[str, str, str | None, str]]:
+        """Pickle with all four fields (the default would replay only the formatted message)."""
+        return (type(self), (self.remote_type, self.remote_message, self.remote_traceback, self.task))
+
 
 class RemoteTraceback(Exception):
     """The text of a traceback printed on another machine (the `__cause__` of a RemoteTaskError)."""

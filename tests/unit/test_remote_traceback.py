@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 
@@ -112,3 +113,9 @@ def test_remote_error_exposes_type_message_traceback_and_cause() -> None:
     assert "Traceback..." in str(error.__cause__)
     assert str(error) == "ValueError: bad n 3"
     assert remote_error(_results()[2]).__cause__ is None
+
+
+def test_remote_error_survives_pickling_for_users_who_pass_it_between_processes() -> None:
+    error = pickle.loads(pickle.dumps(remote_error(_results()[1])))
+    assert (error.remote_type, error.remote_message) == ("ValueError", "bad n 3")
+    assert error.remote_traceback == "Traceback...\n"
