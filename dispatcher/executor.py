@@ -9,12 +9,15 @@ and `dispatcher results ID` reads it; until shutdown its state is 'open' and it 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
 import logging
 import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future
 from typing import Any
@@ -42,6 +45,17 @@ BLOCK_MS = 500
 """Longest blocking read of the result stream; between reads the reader checks for stalled chunks."""
 RETRY_DELAY_MAX = 5.0
 """Longest pause between the reader's attempts while Redis is unreachable."""
+
+
+_live: weakref.WeakSet[RedisExecutor] = weakref.WeakSet()
+"""Executors not shut down yet: at exit their batches are finished, so `dispatcher results` can end."""
+
+
+@atexit.register
+def _finish_live_batches() -> None:
+    for executor in list(_live):
+        with contextlib.suppress(Exception):
+            executor.shutdown(wait=False)
 
 
 class BrokenRedisExecutor(BrokenExecutor):
@@ -91,6 +105,7 @@ class RedisExecutor(Executor):
         self._submitter: BatchSubmitter | None = None
         self._watcher = BatchWatcher(self.client, self.settings, self.batch_id)
         self._threads: list[threading.Thread] = []
+        _live.add(self)
 
     # -- the Executor interface -------------------------------------------------------------
 
@@ -129,6 +144,7 @@ class RedisExecutor(Executor):
         cancel_futures: cancel every pending future and take its chunk off the queue if no worker
         has started it (its tasks then get a Cancelled result); chunks already running still run.
         """
+        _live.discard(self)
         with self._lock:
             first = not self._shutdown
             self._shutdown = True

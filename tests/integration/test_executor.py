@@ -5,6 +5,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -118,6 +121,9 @@ def test_the_batch_shows_in_status_and_results(redis_url: str, user_workers: Cal
     assert [f.result(timeout=30) for f in [executor.submit(add, i, 1) for i in range(5)]] == [1, 2, 3, 4, 5]
     open_batch = _batch(redis_url, executor.batch_id)
     assert open_batch["state"] == "open" and open_batch["total"] is None and open_batch["done"] == 5
+    # While open, the batch has no total: a reader gets what is there, then waits (here: times out).
+    so_far = run_cli("results", executor.batch_id, "--json", "--timeout", "1", env={"REDIS_URL": redis_url})
+    assert so_far.returncode == 4 and len(so_far.stdout.splitlines()) == 5
     assert list(executor.map(add, [10, 20], [1, 2])) == [11, 22]
     executor.shutdown()
     finished = _batch(redis_url, executor.batch_id)
@@ -187,3 +193,18 @@ def test_bad_calls_fail_in_the_caller_before_anything_is_sent(redis_url: str, re
         with pytest.raises(ValueError, match="invalid task name"):
             executor.submit("rm -rf /", 1)
     assert real_client.zcard("dw:batches") == 0 and real_client.llen("rq:queue:tasks") == 0
+
+
+def test_a_script_that_never_shuts_down_still_finishes_its_batch(redis_url: str, real_client: redis.Redis) -> None:
+    script = (
+        "from dispatcher import RedisExecutor\n"
+        "executor = RedisExecutor(check_tasks=False)\n"
+        "executor.submit('add', 1, 2)\n"
+        "print(executor.batch_id)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "REDIS_URL": redis_url}, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = real_client.hgetall(f"dw:batch:{done.stdout.strip()}")
+    assert record[b"state"] == b"submitted" and record[b"total"] == b"1"
+    assert real_client.llen("rq:queue:tasks") == 1
