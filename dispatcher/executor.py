@@ -210,6 +210,9 @@ class RedisExecutor(Executor):
                 raise BrokenRedisExecutor(self._broken)
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+            if self._next_index + len(specs) > self.settings.max_batch_tasks:
+                raise LimitExceeded(f"this executor's batch reached {self.settings.max_batch_tasks} tasks (the "
+                                    "batch limit, DW_MAX_BATCH_TASKS); use a new executor")  # fmt: skip
             if isinstance(target, ChunkResults):
                 target.first = self._next_index
             for spec in specs:
