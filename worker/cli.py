@@ -15,7 +15,7 @@ from common.connection import check_connection, connect, redact_url
 from common.errors import EXIT_INTERRUPTED, DispatchError
 from worker import runtime as runtime_module
 from worker.health import run_check
-from worker.runner import ChunkWorker
+from worker.runner import ChunkWorker, defer_stop_signals
 from worker.runtime import Runtime, import_task_modules
 from worker.supervisor import Supervisor
 
@@ -114,6 +114,7 @@ def main(
         sys.exit(exc.exit_code)
 
     def serve(index: int) -> None:
+        defer_stop_signals()
         worker_name = _worker_name(name, index, concurrency)
         runtime = Runtime(settings, default_catalogue, worker_name, threads, log_tasks)
         runtime_module.configure(runtime)

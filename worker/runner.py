@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import threading
+from types import FrameType
 from typing import Any
 
 import redis
@@ -31,6 +33,25 @@ class NoDeathPenalty(BaseDeathPenalty):
 
     def cancel_death_penalty(self) -> None:
         pass
+
+
+_early_stop: list[int] = []
+"""Stop signals received before RQ installed its handlers (see defer_stop_signals)."""
+
+
+def defer_stop_signals() -> None:
+    """Remember SIGTERM/SIGINT until RQ's own handlers are installed, instead of losing them.
+
+    A worker process forked by the supervisor inherits the supervisor's handler, and RQ registers
+    the worker (so it looks ready) before `work()` installs its handlers: a stop requested in
+    between was swallowed, and the worker then served forever.
+    """
+
+    def remember(signum: int, _frame: FrameType | None) -> None:
+        _early_stop.append(signum)
+
+    signal.signal(signal.SIGTERM, remember)
+    signal.signal(signal.SIGINT, remember)
 
 
 class ChunkWorker(SimpleWorker):
@@ -59,6 +80,12 @@ class ChunkWorker(SimpleWorker):
             **kwargs,
         )
         self.runtime = runtime
+
+    def _install_signal_handlers(self) -> None:
+        """RQ's handlers (warm, then cold shutdown), then honour a stop that arrived before them."""
+        super()._install_signal_handlers()  # type: ignore[no-untyped-call]
+        if _early_stop:
+            self._stop_requested = True
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         """Overrides SimpleWorker's timeout + 60 s: our heartbeat thread refreshes it while busy."""
