@@ -20,9 +20,12 @@ F = keys.WORKER_FIELD_PREFIX
 def live_workers(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
     """Registered, heartbeating workers that serve the settings' queue, with what they advertise."""
     queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
+    worker_keys = sorted(Worker.all_keys(connection=client, queue=queue))
+    pipe = client.pipeline(transaction=False)
+    for worker_key in worker_keys:
+        pipe.hgetall(worker_key)
     workers = []
-    for worker_key in sorted(Worker.all_keys(connection=client, queue=queue)):
-        fields: dict[bytes, bytes] = client.hgetall(worker_key)  # type: ignore[assignment]
+    for worker_key, fields in zip(worker_keys, pipe.execute() if worker_keys else [], strict=True):
         if not fields:
             continue  # expired: the worker died without unregistering
         text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
