@@ -1,0 +1,51 @@
+"""rq-dashboard (the `monitoring` extra, as the compose profile runs it with --json) reads our queue."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import WorkerFactory, run_cli
+from tests.integration.test_executor import wait_offered
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+@pytest.fixture
+def dashboard(redis_url: str) -> Iterator[Any]:
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("rq_dashboard", reason="rq-dashboard is not installed (pip install -e '.[monitoring]')")
+    from rq.serializers import JSONSerializer
+    from rq_dashboard import web
+    from rq_dashboard.cli import make_flask_app
+
+    app = make_flask_app(None, None, None, "")
+    app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
+    saved, web.config.serializer = web.config.serializer, JSONSerializer  # what `rq-dashboard --json` does
+    web.setup_rq_connection(app)
+    yield app.test_client()
+    web.config.serializer = saved
+
+
+def test_dashboard_lists_our_queue_jobs_and_workers(dashboard: Any, redis_url: str, start_worker: WorkerFactory,
+                                                    real_client: redis.Redis) -> None:  # fmt: skip
+    queued = run_cli("submit", "-", "--no-wait", "--no-check", "--chunk-size", "2", stdin="add 1 2\nadd 3 4\nfib 10\n",
+                     env={"REDIS_URL": redis_url})  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    batch_id = queued.stdout.strip()
+
+    queues = dashboard.get("/0/data/queues.json").get_json()["queues"]
+    assert {q["name"]: q["count"] for q in queues}["tasks"] == 2
+    jobs = dashboard.get("/0/data/jobs/tasks/queued/10/asc/1.json").get_json()["jobs"]
+    assert sorted(job["id"] for job in jobs) == [f"{batch_id}-0", f"{batch_id}-1"]
+    job = dashboard.get(f"/0/data/job/{batch_id}-0.json")
+    assert job.status_code == 200 and job.get_json()["status"] == "queued"
+
+    start_worker("--name", "seen-by-dashboard")
+    wait_offered(real_client, "add")
+    workers = dashboard.get("/0/data/workers.json").get_json()["workers"]
+    assert [w["name"] for w in workers] == ["seen-by-dashboard"]
