@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,11 @@ from common.wire import TaskResult, TaskSpec
 Format = Literal["text", "jsonl"]
 
 JSONL_KEYS = frozenset({"task", "args", "kwargs", "id"})
+
+_PLAIN_LINE = re.compile(r"[^\"'\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*")
+"""A line without quotes or exotic whitespace: str.split() splits it exactly as shlex would."""
+_JSON_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+"""A token that json.loads reads as an int; int() gives the same value at a tenth of the cost."""
 
 
 @dataclass(slots=True)
@@ -68,6 +74,11 @@ class _LineError(ValueError):
 
 
 def _parse_text(line: str, index: int) -> TaskSpec:
+    if _PLAIN_LINE.fullmatch(line):
+        # shlex reads a character at a time (about 10 us a line); plain lines need none of it.
+        name, *words = line.split()
+        _check_name(name)
+        return TaskSpec(index, name, [int(w) if _JSON_INT.fullmatch(w) else _scalar(w) for w in words], {}, None)
     lexer = shlex.shlex(line, posix=False)
     lexer.whitespace_split = True
     lexer.commenters = ""
