@@ -26,9 +26,20 @@ class TaskDefinition:
     func: Callable[..., Any]
     signature: inspect.Signature
     hints: dict[str, Any]
+    fast_types: tuple[frozenset[type], ...] | None = None
+    """Per positional parameter, the exact argument types that certainly pass its hint (JSON values
+    have exact types); None when the signature needs the full check. Saves ~5 us of bind() per task."""
+    min_args: int = 0
 
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Raise InvalidArguments unless args and kwargs fit the signature and its type hints."""
+        fast = self.fast_types
+        if fast is not None and not kwargs and self.min_args <= len(args) <= len(fast):
+            for value, allowed in zip(args, fast, strict=False):
+                if type(value) not in allowed:
+                    break
+            else:
+                return
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -74,7 +85,9 @@ class Catalogue:
             except Exception:  # unresolvable annotations: validate arity only
                 hints = {}
             hints.pop("return", None)
-            self._tasks[task_name] = TaskDefinition(task_name, target, inspect.signature(target), hints)
+            signature = inspect.signature(target)
+            fast_types, min_args = _fast_types(signature, hints)
+            self._tasks[task_name] = TaskDefinition(task_name, target, signature, hints, fast_types, min_args)
             return target
 
         return decorate(func) if func is not None else decorate
@@ -116,6 +129,40 @@ def task(func: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
 def task(func: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
     """Register a function as a task in the default catalogue: `@task` or `@task(name="ns.name")`."""
     return default_catalogue.register(func, name=name)
+
+
+_JSON_TYPES = (int, float, str, bool, type(None), list, dict)
+
+
+def _fast_types(signature: inspect.Signature, hints: dict[str, Any]) -> tuple[tuple[frozenset[type], ...] | None, int]:
+    """For a signature of plain positional parameters: the JSON types each accepts, and the required count."""
+    allowed: list[frozenset[type]] = []
+    required = 0
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is not parameter.empty:
+            continue
+        if parameter.kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            return None, 0
+        hint = hints.get(parameter.name)
+        if _depends_on_value(hint):
+            return None, 0
+        allowed.append(frozenset(t for t in _JSON_TYPES if hint is None or _matches(_SAMPLES[t], hint)))
+        if parameter.default is parameter.empty:
+            required = len(allowed)
+    return tuple(allowed), required
+
+
+def _depends_on_value(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return True
+    return (origin is typing.Union or origin is types.UnionType) and any(
+        _depends_on_value(option) for option in typing.get_args(hint)
+    )
+
+
+_SAMPLES: dict[type, Any] = {int: 1, float: 1.5, str: "", bool: True, type(None): None, list: [], dict: {}}
+"""One value of each JSON type, to ask `_matches` which types a hint accepts."""
 
 
 def _matches(value: Any, hint: Any) -> bool:
