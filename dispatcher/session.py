@@ -1,0 +1,88 @@
+"""A long-lived open batch for latency-sensitive use: submit one task, await its result, repeat."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+import redis
+
+from common.errors import WaitTimeout
+from common.settings import Settings
+from common.wire import JSONValue, TaskResult, TaskSpec
+from dispatcher.submit import BatchSubmitter, new_batch_id
+from dispatcher.watch import BatchWatcher, ChunkSpan
+
+BLOCK_MS = 500
+"""Longest single blocking read while awaiting one result; between reads stalled chunks are checked."""
+
+
+class Session:
+    """One open batch on one connection: every `submit` is a chunk of one task, sent in one round trip.
+
+    This is the same submit and await path as `dispatcher submit` (same batch keys, same RQ jobs,
+    same result stream), with chunk size 1 and no per-call setup, so one call costs the dispatcher
+    two round trips: the enqueue pipeline and the blocking read that returns with the result.
+    """
+
+    def __init__(self, client: redis.Redis, settings: Settings, batch_id: str | None = None) -> None:
+        self.batch_id = batch_id or new_batch_id()
+        self._submitter = BatchSubmitter(client, settings, self.batch_id, chunk_size=1)
+        self._watcher = BatchWatcher(client, settings, self.batch_id)
+        self._arrived: dict[int, TaskResult] = {}
+        self._started = False
+        self._closed = False
+
+    def submit(self, task: str, args: list[JSONValue] | None = None, kwargs: dict[str, JSONValue] | None = None,
+               task_id: str | None = None) -> int:  # fmt: skip
+        """Enqueue one task now; returns its index in the session's batch (the key for `result`)."""
+        if self._closed:
+            raise RuntimeError("session is closed")
+        if not self._started:
+            self._submitter.start("session")
+            self._started = True
+        spec = TaskSpec(self._submitter.tasks, task, list(args or []), dict(kwargs or {}), task_id)
+        self._submitter.add_chunk([spec])
+        self._watcher.add_chunk(ChunkSpan(spec.index, spec.index, 1))
+        self._submitter.flush()
+        return spec.index
+
+    def result(self, index: int, timeout: float | None = None) -> TaskResult:
+        """Block until task `index` has its result (WaitTimeout after `timeout` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while index not in self._arrived:
+            block = BLOCK_MS
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(f"no result for task {index} of batch {self.batch_id} within {timeout} s")
+                block = max(1, min(BLOCK_MS, int(left * 1000)))
+            for result in self._watcher.poll(block):
+                self._arrived[result.index] = result
+            for result in self._watcher.check_stalled():
+                self._arrived[result.index] = result
+        return self._arrived.pop(index)
+
+    def call(self, task: str, *args: JSONValue, timeout: float | None = None, **kwargs: JSONValue) -> TaskResult:
+        """Submit one task and wait for its result."""
+        return self.result(self.submit(task, list(args), kwargs), timeout)
+
+    def close(self) -> None:
+        """Mark the batch fully submitted, so `dispatcher status` and reattaching readers see its total."""
+        if self._started and not self._closed:
+            self._submitter.finish()
+        self._closed = True
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def submitted(self) -> int:
+        """How many tasks this session has submitted."""
+        return self._submitter.tasks
+
+    def __repr__(self) -> str:
+        return f"Session(batch_id={self.batch_id!r}, submitted={self.submitted})"
