@@ -124,8 +124,10 @@ class LeanBookkeeping(SimpleWorker):
             pipe.delete(execution.key, ExecutionRegistry(job.id, self.connection).key)
             pipe.hdel(self.key, "current_job")
             pipe.delete(job.key, job.dependents_key, job.dependencies_key)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipe)  # SimpleWorker.execute_job's next write
+            pipe.hset(self.key, "state", WorkerStatus.IDLE)  # SimpleWorker.execute_job's next write
             pipe.execute()
+        # Only now: RQ's warm shutdown interrupts a worker it believes idle at once.
+        self._state = WorkerStatus.IDLE
         self.execution = None
 
 
