@@ -118,6 +118,7 @@ def main(
         worker_name = _worker_name(name, index, concurrency)
         runtime = Runtime(settings, default_catalogue, worker_name, threads, log_tasks)
         runtime_module.configure(runtime)
+        runtime.pool()  # start the task threads now rather than during the first chunk
         worker = ChunkWorker(runtime, connect(settings), queue_names)
         if log_tasks:
             click.echo(f"[{worker_name}] Started")

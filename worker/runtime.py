@@ -32,8 +32,19 @@ class Runtime:
             return None
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="task")
+                self._pool = _started_pool(self.threads)
             return self._pool
+
+
+def _started_pool(threads: int) -> ThreadPoolExecutor:
+    """A thread pool whose threads all exist already: ThreadPoolExecutor starts them one per submit,
+    which made a worker's first chunk of slow tasks start its slots one by one (~0.1 ms each)."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="task")
+    barrier = threading.Barrier(threads + 1)
+    for _ in range(threads):
+        pool.submit(barrier.wait)
+    barrier.wait()
+    return pool
 
 
 _current: Runtime | None = None
