@@ -1,0 +1,160 @@
+"""`python -m bench`: run W1-W4 against this system and its peers in one run; print one table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import ours
+from bench.spec import QUICK, Sizes, median_of
+
+SYSTEMS = ("ours", "rq", "huey", "ppe")
+WORKLOADS = ("W1", "W2", "W3", "W3b", "W4")
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+
+# (workload, metric, label, higher is better)
+METRICS = [
+    ("W1", "tasks_per_s", "W1 throughput, tasks/s", True),
+    ("W2", "p50_ms", "W2 round trip p50, ms", False),
+    ("W2", "p99_ms", "W2 round trip p99, ms", False),
+    ("W3", "efficiency", "W3 200 x sleep(0.05), 20 slots: efficiency", True),
+    ("W3b", "efficiency", "W3b 2,000 x sleep(0.05), 200 slots: efficiency", True),
+    ("W3b", "rss_mib", "W3b worker processes' RSS, MiB", False),
+    ("W4", "tasks_per_s", "W4 1M-task file, tasks/s", True),
+    ("W4", "dispatcher_rss_mib", "W4 dispatcher peak RSS, MiB", False),
+    ("W4", "redis_peak_mib", "W4 Redis used_memory_peak, MiB", False),
+]
+
+
+def plan(sizes: Sizes, reps: int, workdir: Path) -> dict[tuple[str, str], Callable[[], list[dict[str, float]]]]:
+    """Every (system, workload) pair the harness knows how to run."""
+    jobs: dict[tuple[str, str], Callable[[], list[dict[str, float]]]] = {
+        ("ours", "W1"): lambda: ours.w1(sizes, reps),
+        ("ours", "W2"): lambda: ours.w2(sizes, reps),
+        ("ours", "W3"): lambda: ours.w3(sizes.w3_tasks, sizes.w3_slots, reps),
+        ("ours", "W3b"): lambda: ours.w3(sizes.w3b_tasks, sizes.w3b_slots, reps),
+        ("ours", "W4"): lambda: ours.w4(sizes, reps, workdir),
+    }
+    try:
+        from bench import peers
+    except ImportError as exc:  # the bench extra is not installed
+        print(f"peers skipped ({exc}); install them with: pip install -e '.[bench]'", file=sys.stderr)
+        return jobs
+    jobs.update({
+        ("rq", "W1"): lambda: peers.rq_w1(sizes, reps),
+        ("rq", "W2"): lambda: peers.rq_w2(sizes, reps),
+        ("rq", "W3"): lambda: peers.rq_w3(sizes.w3_tasks, sizes.w3_slots, reps),
+        ("huey", "W1"): lambda: peers.huey_w1(sizes, reps),
+        ("huey", "W2"): lambda: peers.huey_w2(sizes, reps),
+        ("huey", "W3"): lambda: peers.huey_w3(sizes.w3_tasks, sizes.w3_slots, reps),
+        ("huey", "W3b"): lambda: peers.huey_w3(sizes.w3b_tasks, sizes.w3b_slots, reps),
+        ("ppe", "W1"): lambda: peers.ppe_w1(sizes, reps),
+        ("ppe", "W2"): lambda: peers.ppe_w2(sizes, reps),
+        ("ppe", "W3"): lambda: peers.ppe_w3(sizes.w3_tasks, sizes.w3_slots, reps),
+        ("ppe", "W4"): lambda: peers.ppe_w4(sizes, reps, workdir),
+    })  # fmt: skip
+    return jobs
+
+
+NOT_RUN = {
+    ("rq", "W3b"): "200 RQ processes (one job at a time each) would need ~8 GB",
+    ("rq", "W4"): "1M jobs at RQ's W1 rate would take ~20 min",
+    ("huey", "W4"): "1M tasks at huey's W1 rate would take minutes",
+    ("ppe", "W3b"): "200 processes; not a peer for this row",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options, run the selected workloads, print the table and write the JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1 repetition, shorter RQ runs, W4 at 200k tasks")
+    parser.add_argument("--reps", type=int, help="repetitions per workload (default 3; 1 with --quick)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
+    parser.add_argument("--w4-tasks", type=int, help="W4 batch size (default 1,000,000)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results [{DEFAULT_JSON}]")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else Sizes()
+    if args.w4_tasks:
+        sizes = Sizes(**{**sizes.__dict__, "w4": args.w4_tasks})
+    reps = args.reps or (1 if args.quick else 3)
+    systems = [s for s in args.systems.split(",") if s]
+    workloads = [w for w in args.workloads.split(",") if w]
+
+    results: dict[str, dict[str, Any]] = {s: {} for s in systems}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        jobs = plan(sizes, reps, Path(tmp))
+        for workload in workloads:
+            for system in systems:
+                job = jobs.get((system, workload))
+                if job is None:
+                    results[system][workload] = {"skipped": NOT_RUN.get((system, workload), "not available")}
+                    continue
+                print(f"running {workload} on {system} ...", file=sys.stderr, flush=True)
+                started = time.monotonic()
+                try:
+                    runs = job()
+                    results[system][workload] = {"median": median_of(runs), "runs": runs}
+                except Exception as exc:
+                    traceback.print_exc()
+                    results[system][workload] = {"error": f"{type(exc).__name__}: {exc}"}
+                print(f"  {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    print(render(results, systems, workloads, sizes, reps))
+    document = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), "reps": reps,
+                "sizes": sizes.__dict__, "results": results}  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nJSON: {args.json}", file=sys.stderr)
+
+
+def render(results: dict[str, dict[str, Any]], systems: list[str], workloads: list[str], sizes: Sizes,
+           reps: int) -> str:  # fmt: skip
+    """One Markdown table: medians per system and our ratio to each peer (>1 means ours is better)."""
+    peers = [s for s in systems if s != "ours"]
+    header = ["metric", *systems, *(f"ours vs {p}" for p in peers)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for workload, metric, label, higher in METRICS:
+        if workload not in workloads:
+            continue
+        cells = [label]
+        values: dict[str, float | None] = {}
+        for system in systems:
+            entry = results.get(system, {}).get(workload, {})
+            value = entry.get("median", {}).get(metric)
+            values[system] = value
+            cells.append(_fmt(value) if value is not None else ("error" if "error" in entry else "n/a"))
+        ours_value = values.get("ours")
+        for peer in peers:
+            other = values.get(peer)
+            if ours_value and other:
+                cells.append(f"{(ours_value / other if higher else other / ours_value):.2f}x")
+            else:
+                cells.append("")
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (f"\nmedians of {reps} run(s); W1 RQ ran {sizes.w1_rq:,} tasks, W2 {sizes.w2} round trips, "
+            f"W4 {sizes.w4:,} tasks; ratio > 1 means ours is better.")  # fmt: skip
+    return "\n".join(lines) + note
+
+
+def _fmt(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import os
+
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "load_avg": os.getloadavg()}  # fmt: skip
