@@ -34,7 +34,9 @@ class SubmitOptions:
     chunk_size: int | None = None
     wait: bool = True
     timeout: float | None = None
-    max_in_flight: int = 500_000
+    max_in_flight: int = 200_000
+    """Tasks submitted but without a result before submission waits: bounds Redis memory and this
+    process's, while keeping several seconds of work queued for the workers."""
     source: str = "-"
     streaming: bool = False
     """Input arrives over time (stdin, a live producer): send each chunk as soon as it is full."""
@@ -133,8 +135,11 @@ def _submit_all(
             continue
         chunk.append(item)
         if len(chunk) >= chunk_size:
+            sent = submitter.chunks
             _add_chunk(submitter, watcher, chunk)
             chunk = []
+            if options.wait and submitter.chunks != sent and not options.streaming:
+                drain(None)  # a pipeline just went out: take the results already there before they pile up
             if options.streaming:
                 submitter.flush()
                 if options.wait:

@@ -26,8 +26,9 @@ log = logging.getLogger("dispatcher")
 FINAL_STATES = (b"submitted", b"aborted", b"cancelled")
 """Batch states in which the batch's total is final."""
 
-READ_COUNT = 1000
-"""Stream entries taken per read (each entry holds up to a few thousand results)."""
+READ_COUNT = 50
+"""Stream entries taken per read: each holds up to 2,000 results, and a reply is decoded whole, so
+this bounds the dispatcher's memory when it falls behind (1000 let one read carry a million results)."""
 
 
 @dataclass(slots=True)
