@@ -80,7 +80,9 @@ def _parse_text(line: str, index: int) -> TaskSpec:
             _check_name(name)
             if len(_VALID_NAMES) < 10_000:
                 _VALID_NAMES.add(name)
-        return TaskSpec(index, name, [_word(w) for w in words], {}, None)
+        # Plain non-negative integers (most arguments) inline; everything else through _word.
+        args = [int(w) if w.isdigit() and (w[0] != "0" or len(w) == 1) else _word(w) for w in words]
+        return TaskSpec(index, name, args, {}, None)
     lexer = shlex.shlex(line, posix=False)
     lexer.whitespace_split = True
     lexer.commenters = ""

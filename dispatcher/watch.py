@@ -115,15 +115,24 @@ class BatchWatcher:
                 log.warning("batch %s: ignoring malformed result entry %s: %s", self.batch_id, self.last_id, exc)
                 continue
             span = self.chunks[chunk] if 0 <= chunk < len(self.chunks) else None
-            for result in results:
+            before = len(fresh)
+            failed = 0
+            for result in results:  # the per-result loop of a million-task batch: kept to the bone
                 if self._mark_seen(result.index):
                     fresh.append(result)
-                    self.resolved += 1
-                    self.failed += not result.ok
-                    if span is not None:
-                        span.done += 1
+                    if not result.ok:
+                        failed += 1
+            added = len(fresh) - before
+            self.resolved += added
+            self.failed += failed
+            if span is not None:
+                span.done += added
 
     def _mark_seen(self, index: int) -> bool:
+        seen = self._seen
+        if 0 <= index < len(seen) and not seen[index]:
+            seen[index] = 1
+            return True
         if index < 0:
             return False
         if index >= len(self._seen):
