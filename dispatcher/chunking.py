@@ -9,6 +9,9 @@ MAX_CHUNK_SIZE = 1000
 """Largest automatic chunk: big enough that RQ's per-job cost vanishes, small enough to spread work."""
 CHUNKS_PER_PROCESS = 8
 """Chunks each worker process should get at least, so faster processes can take more (balance)."""
+CHUNKS_PER_THREADED_PROCESS = 2
+"""The same for processes with thread slots: their pool balances tasks inside a chunk, while each
+chunk boundary idles the slots for the chunk's tail and a dequeue (W3: 0.82 -> 0.94 efficiency)."""
 LOOKAHEAD = 50_000
 """Tasks read ahead to learn a small batch's size before choosing the chunk size."""
 
@@ -23,7 +26,8 @@ def auto_chunk_size(total: int | None, processes: int, slots: int) -> int:
     per_process = max(1, slots // processes)
     if total is None:
         return max(per_process, MAX_CHUNK_SIZE // per_process * per_process)
-    waves = max(1, total // (processes * per_process * CHUNKS_PER_PROCESS))
+    per_process_chunks = CHUNKS_PER_PROCESS if per_process == 1 else CHUNKS_PER_THREADED_PROCESS
+    waves = max(1, total // (processes * per_process * per_process_chunks))
     return max(1, min(MAX_CHUNK_SIZE, per_process * waves))
 
 

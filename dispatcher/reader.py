@@ -81,7 +81,7 @@ def _parse_text(line: str, index: int) -> TaskSpec:
             if len(_VALID_NAMES) < 10_000:
                 _VALID_NAMES.add(name)
         # Plain non-negative integers (most arguments) inline; everything else through _word.
-        args = [int(w) if w.isdigit() and (w[0] != "0" or len(w) == 1) else _word(w) for w in words]
+        args = [int(w) if w.isdigit() and w.isascii() and (w[0] != "0" or len(w) == 1) else _word(w) for w in words]
         return TaskSpec(index, name, args, {}, None)
     lexer = shlex.shlex(line, posix=False)
     lexer.whitespace_split = True
