@@ -11,10 +11,11 @@ from dispatcher.chunking import MAX_CHUNK_SIZE, auto_chunk_size, peek_total
 
 
 def test_small_slow_batches_spread_over_all_slots() -> None:
-    # 200 tasks, 2 processes x 10 threads: chunks of 10 give every slot work.
-    assert auto_chunk_size(200, 2, 20) == 10
-    # 2,000 tasks over 4 processes x 50 threads.
-    assert auto_chunk_size(2000, 4, 200) == 50
+    # 200 tasks, 2 processes x 10 threads: 2 chunks of 50 per process; each keeps its 10 slots busy
+    # (a thread pool balances inside a chunk; every chunk boundary idles the slots for its tail).
+    assert auto_chunk_size(200, 2, 20) == 50
+    # 2,000 tasks over 4 processes x 50 threads: 2 chunks of 250 per process.
+    assert auto_chunk_size(2000, 4, 200) == 250
     assert auto_chunk_size(3, 2, 2) == 1
 
 
