@@ -14,7 +14,7 @@ from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_chunk, encode_results
 
 PIPELINE_TASKS = 20_000
-"""Tasks buffered before one pipelined enqueue round trip."""
+"""Tasks buffered before one pipelined enqueue round trip (once the batch is under way)."""
 BATCH_INDEX_LIMIT = 1000
 """How many recent batches the index keeps."""
 
@@ -38,6 +38,10 @@ class BatchSubmitter:
         self._pending_chunks: list[list[TaskSpec]] = []
         self._pending_bad: list[TaskResult] = []
         self._pending_tasks = 0
+        # The first chunk goes out alone and each pipeline doubles up to PIPELINE_TASKS, so workers
+        # start while the rest is still being read and encoded (W1's 10,000 tasks used to wait
+        # for one pipeline holding all of them).
+        self._flush_at = chunk_size
 
     def start(self, source: str) -> None:
         """Record the batch as being submitted."""
@@ -59,8 +63,9 @@ class BatchSubmitter:
         self._pending_chunks.append(tasks)
         self._pending_tasks += len(tasks)
         self.tasks += len(tasks)
-        if self._pending_tasks >= PIPELINE_TASKS:
+        if self._pending_tasks >= self._flush_at:
             self.flush()
+            self._flush_at = min(PIPELINE_TASKS, self._flush_at * 2)
 
     def add_bad(self, result: TaskResult) -> None:
         """Record the failed result of an input line that never became a task."""
