@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nJSON: {args.json}", file=sys.stderr)
+    failed = [f"{s} {w}" for s, by_workload in results.items() for w, entry in by_workload.items() if "error" in entry]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
 
 
 def render(results: dict[str, dict[str, Any]], systems: list[str], workloads: list[str], sizes: Sizes,

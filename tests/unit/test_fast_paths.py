@@ -129,3 +129,22 @@ def test_auto_chunk_size_spreads_slow_tasks_over_every_slot(total: int, processe
     assert chunks >= min(processes, total)  # every process gets work
     if total >= slots:
         assert size >= slots // processes  # and a chunk fills the slots of the process running it
+
+
+@pytest.mark.parametrize("with_orjson", [True, False])
+def test_rows_decode_the_same_with_or_without_orjson(with_orjson: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from common import wire
+
+    if not with_orjson:
+        monkeypatch.setattr(wire, "_orjson", None)
+    results = [
+        TaskResult(0, "add", [1, 2], {}, None, True, 3, None, None, "w", 0.5),
+        TaskResult(1, "echo", ["é", {"k": [1.5]}], {"a": 1}, "x", True, ["é"], None, None, "w", 0.25),
+        TaskResult(2, "add", [math.inf, 1], {}, None, False, None, "LimitExceeded", "not finite", "w", 0.1),
+    ]
+    fields = encode_results("w", 5, results)
+    assert ("n64" in fields) is with_orjson
+    chunk, decoded = decode_results(_entry(fields))
+    assert chunk == 5
+    assert decoded[:2] == results[:2]
+    assert decoded[2].args == [None, 1] and decoded[2].error_type == "LimitExceeded"
