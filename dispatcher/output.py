@@ -30,7 +30,13 @@ def human_line(result: TaskResult) -> str:
 
 
 def _short(value: object, limit: int = 60) -> str:
-    text = value if isinstance(value, str) else _dumps(value)
+    kind = type(value)
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+    elif kind is int:
+        text = str(value)  # the digits json.dumps writes, without the encoder's per-call setup
+    else:
+        text = _dumps(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
