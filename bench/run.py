@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import sys
@@ -48,7 +49,7 @@ def plan(sizes: Sizes, reps: int, workdir: Path) -> dict[tuple[str, str], Callab
     except ImportError as exc:  # the bench extra is not installed
         print(f"peers skipped ({exc}); install them with: pip install -e '.[bench]'", file=sys.stderr)
         return jobs
-    jobs.update({
+    peer_jobs = {
         ("rq", "W1"): lambda: peers.rq_w1(sizes, reps),
         ("rq", "W2"): lambda: peers.rq_w2(sizes, reps),
         ("rq", "W3"): lambda: peers.rq_w3(sizes.w3_tasks, sizes.w3_slots, reps),
@@ -60,7 +61,11 @@ def plan(sizes: Sizes, reps: int, workdir: Path) -> dict[tuple[str, str], Callab
         ("ppe", "W2"): lambda: peers.ppe_w2(sizes, reps),
         ("ppe", "W3"): lambda: peers.ppe_w3(sizes.w3_tasks, sizes.w3_slots, reps),
         ("ppe", "W4"): lambda: peers.ppe_w4(sizes, reps, workdir),
-    })  # fmt: skip
+    }  # fmt: skip
+    if importlib.util.find_spec("huey") is None:
+        print("huey skipped: not installed (pip install -e '.[bench]')", file=sys.stderr)
+        peer_jobs = {key: job for key, job in peer_jobs.items() if key[0] != "huey"}
+    jobs.update(peer_jobs)
     return jobs
 
 
