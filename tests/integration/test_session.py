@@ -36,3 +36,25 @@ def test_sequential_round_trips_leave_rq_bookkeeping_clean(
     assert worker[b"state"] == b"idle"
     assert b"current_job" not in worker
     assert real_client.hget(f"dw:batch:{session.batch_id}", "total") == b"51"
+
+
+def test_a_chunk_longer_than_the_heartbeat_ttl_runs_once(
+    redis_url: str, real_client: redis.Redis, start_worker: WorkerFactory
+) -> None:
+    # The worker's one heartbeat thread must keep the chunk's started-registry entry alive. If it did
+    # not, the dispatcher's cleanup (every 0.5 s here, entries live 2 s) would re-queue the chunk
+    # about 2 s in, the idle second worker would start it again at once, and it would still be
+    # running (a 3.5 s task) when the first run's result arrives.
+    start_worker("--name", "beating-a")
+    start_worker("--name", "beating-b")
+    settings = Settings.from_env(redis_url=redis_url, heartbeat_interval=0.5, heartbeat_ttl=2)
+    with Session(real_client, settings) as session:
+        result = session.call("sleep", 3.5, timeout=30)
+    assert result.ok
+    queue = Queue(settings.queue, connection=real_client, serializer=JSONSerializer)
+    assert queue.count == 0
+    assert StartedJobRegistry(queue=queue).get_job_ids() == []
+    counts = [real_client.hget(f"rq:worker:beating-{n}", "successful_job_count") or b"0" for n in "ab"]
+    states = [real_client.hget(f"rq:worker:beating-{n}", "state") for n in "ab"]
+    assert sorted(counts) == [b"0", b"1"]
+    assert states == [b"idle", b"idle"]
