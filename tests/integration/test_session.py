@@ -31,6 +31,7 @@ def test_sequential_round_trips_leave_rq_bookkeeping_clean(
     assert StartedJobRegistry(queue=queue).get_job_ids() == []
     assert real_client.keys("rq:job:*") == []
     assert real_client.keys("rq:execution*") == []
+    assert real_client.llen(f"rq:queue:{settings.queue}:intermediate") == 0  # BLMOVE's copy removed at start
     worker: dict[bytes, bytes] = real_client.hgetall("rq:worker:lean")  # type: ignore[assignment]
     assert worker[b"successful_job_count"] == b"51"
     assert worker[b"state"] == b"idle"
