@@ -27,7 +27,6 @@ except ImportError:  # pragma: no cover - depends on the install
     _orjson = None  # type: ignore[assignment]
 
 
-
 @dataclass(slots=True)
 class TaskSpec:
     """One task of a batch, as the dispatcher read it."""
