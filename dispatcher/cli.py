@@ -14,7 +14,7 @@ import click
 import redis
 
 from common.connection import check_connection, connect, describe_redis_error
-from common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED, DispatchError, InputError
+from common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED, ConfigurationError, DispatchError, InputError
 from common.settings import Settings
 from dispatcher.batch import BatchSummary, SubmitOptions, await_batch, refuse_bad_input, submit_batch
 from dispatcher.output import ProgressLine, ResultWriter
@@ -255,6 +255,26 @@ def demo(workers: int, pace: float) -> None:
     from dispatcher.demo import run_demo
 
     sys.exit(run_demo(workers, pace))
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("dashboard_args", nargs=-1, type=click.UNPROCESSED)
+@handle_errors
+def dashboard(dashboard_args: tuple[str, ...]) -> None:
+    """rq-dashboard, with our JSON jobs readable on every page (needs the `monitoring` extra).
+
+    Takes rq-dashboard's own options and RQ_DASHBOARD_* variables; pass --json. `--help` shows them.
+    """
+    try:
+        import rq_dashboard  # noqa: F401
+
+        from dispatcher.dashboard import main as dashboard_main
+    except ImportError:
+        raise ConfigurationError("rq-dashboard is not installed: pip install 'redis-dispatch[monitoring]'") from None
+    dashboard_main(list(dashboard_args), prog_name="dispatcher dashboard")
 
 
 def _items(source: TextIO, fmt: str, strict: bool, settings: Settings) -> Iterator[Item]:

@@ -31,12 +31,12 @@ def patch_rq_dashboard() -> None:
     web.Worker = JSONWorker
 
 
-def main() -> None:
-    """rq-dashboard's own command line, patched."""
+def main(args: list[str] | None = None, prog_name: str = "python -m dispatcher.dashboard") -> None:
+    """rq-dashboard's own command line (its options, its RQ_DASHBOARD_* variables), patched."""
     patch_rq_dashboard()
-    from rq_dashboard.cli import main as dashboard_main
+    from rq_dashboard.cli import run
 
-    dashboard_main()
+    run.main(args=args, prog_name=prog_name, auto_envvar_prefix="RQ_DASHBOARD")
 
 
 if __name__ == "__main__":

@@ -225,6 +225,9 @@ def test_every_command_names_a_real_cli_entry_point(services: dict[str, dict[str
                     available.update(extra_scripts(extra))
             assert argv[0] in available, f"service {name} runs {argv[0]!r}: not a console script of the image"
             parse_with_click(argv, available)
+            if argv[:2] == ["dispatcher", "dashboard"]:  # passes its options on to rq-dashboard's own CLI
+                parse_with_click(["rq-dashboard", *argv[2:]], extra_scripts("monitoring"))
+                argv = ["rq-dashboard", *argv[2:]]
             checked.append((name, argv[0]))
     assert ("worker", "worker") in checked
     assert ("dispatcher", "dispatcher") in checked
