@@ -37,6 +37,8 @@ class Settings:
     """Largest JSON encoding of one task's result value."""
     max_batch_tasks: int = 10_000_000
     """Largest number of tasks in one batch."""
+    outage_grace: float = 120.0
+    """Seconds a waiting dispatcher keeps retrying while Redis is unreachable, before it exits 3."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -62,7 +64,7 @@ class Settings:
         """Raise ConfigurationError for values that cannot work."""
         if not self.queue or not all(c.isalnum() or c in "_-.:" for c in self.queue):
             raise ConfigurationError(f"invalid queue name {self.queue!r}: use letters, digits and _-.:")
-        for name in ("result_ttl", "task_timeout", "heartbeat_interval", "heartbeat_ttl"):
+        for name in ("result_ttl", "task_timeout", "heartbeat_interval", "heartbeat_ttl", "outage_grace"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
         if self.heartbeat_ttl < 2 * self.heartbeat_interval:
@@ -83,6 +85,7 @@ ENV_VARS: dict[str, str] = {
     "max_arg_bytes": "DW_MAX_ARG_BYTES",
     "max_result_bytes": "DW_MAX_RESULT_BYTES",
     "max_batch_tasks": "DW_MAX_BATCH_TASKS",
+    "outage_grace": "DW_OUTAGE_GRACE",
 }
 """The environment variable behind each setting."""
 

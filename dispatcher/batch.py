@@ -15,6 +15,7 @@ from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
 from dispatcher.chunking import auto_chunk_size, peek_total
 from dispatcher.offered import OfferedTasks, check_offered
+from dispatcher.outage import OutageGuard
 from dispatcher.reader import BadInput, Item
 from dispatcher.status import live_capacity
 from dispatcher.submit import BatchSubmitter, new_batch_id
@@ -84,10 +85,12 @@ def submit_batch(
     submitter.start(options.source)
     deadline = None if options.timeout is None else time.monotonic() + options.timeout
 
+    guard = OutageGuard(settings, batch_id)
+
     def drain(block_ms: int | None) -> None:
-        for result in watcher.poll(block_ms):
+        for result in guard(lambda: watcher.poll(block_ms)):
             sink(result)
-        for result in watcher.check_stalled():
+        for result in guard(watcher.check_stalled):
             sink(result)
         if progress is not None:
             progress(watcher)
@@ -168,8 +171,9 @@ def await_batch(
     watcher = BatchWatcher(client, settings, batch_id)
     watcher.load()
     deadline = None if timeout is None else time.monotonic() + timeout
+    guard = OutageGuard(settings, batch_id)
     while not watcher.complete:
-        for result in itertools.chain(watcher.poll(BLOCK_MS), watcher.check_stalled()):
+        for result in itertools.chain(guard(lambda: watcher.poll(BLOCK_MS)), guard(watcher.check_stalled)):
             sink(result)
         if progress is not None:
             progress(watcher)

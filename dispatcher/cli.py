@@ -19,6 +19,7 @@ from common.settings import Settings
 from dispatcher.batch import BatchSummary, SubmitOptions, await_batch, refuse_bad_input, submit_batch
 from dispatcher.output import ProgressLine, ResultWriter
 from dispatcher.reader import Item, detect_format, read_tasks
+from dispatcher.submit import new_batch_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -301,8 +302,12 @@ def _run_and_report(client: redis.Redis, settings: Settings, items: Iterator[Ite
     writer = ResultWriter(sys.stdout, as_json, ordered)
     bar = _progress(progress) if options.wait else None
     started = time.monotonic()
+    batch_id = new_batch_id()
+    if options.wait:
+        # First thing on stderr, so the batch can be reattached to even if this process is killed.
+        click.echo(f"dispatcher: batch {batch_id}: submitting (`dispatcher results {batch_id}` reattaches)", err=True)
     try:
-        summary = submit_batch(client, settings, items, options, writer, bar)
+        summary = submit_batch(client, settings, items, options, writer, bar, batch_id=batch_id)
     except UnicodeDecodeError as exc:
         raise InputError(f"input is not UTF-8 text: {exc}") from None
     finally:

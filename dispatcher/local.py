@@ -98,7 +98,7 @@ class EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--save", "", "--appendonly", "no", "--protected-mode", "no", *self.extra_args]  # fmt: skip
-        with (self.dir / "redis.log").open("wb") as log:
+        with (self.dir / "redis.log").open("ab") as log:  # the child keeps its own descriptor
             self.process = spawn(argv, stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout

@@ -20,6 +20,7 @@ from rq.timeouts import BaseDeathPenalty
 from common import keys
 from worker.job import SafeJob
 from worker.lean import LeanBookkeeping
+from worker.resilience import ResilientLoop, outage_exits
 from worker.runtime import Runtime
 
 log = logging.getLogger("worker")
@@ -55,17 +56,20 @@ def defer_stop_signals() -> None:
     signal.signal(signal.SIGINT, remember)
 
 
-class ChunkWorker(LeanBookkeeping, SimpleWorker):
+class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
     """A SimpleWorker (no fork per job: chunks are our unit of isolation) that
 
     - deserializes with JSON and runs only SafeJob's allowlisted function;
     - heartbeats from a thread while a chunk runs, with a short TTL, so that a killed worker's
       chunk is seen as abandoned within seconds instead of RQ's timeout + 60 s;
     - advertises its slots and catalogue in RQ's own worker hash, for the dispatcher;
-    - spends a few round trips per job instead of RQ's ~60 (worker.lean.LeanBookkeeping).
+    - spends a few round trips per job instead of RQ's ~60 (worker.lean.LeanBookkeeping);
+    - rides out Redis outages, idle or busy, instead of quitting (worker.resilience).
     """
 
     death_penalty_class = NoDeathPenalty
+    max_connection_wait_time = 10.0
+    """RQ's idle reconnect back-off is capped at 60 s; a healed Redis should be seen sooner."""
 
     def __init__(self, runtime: Runtime, connection: redis.Redis, queue_names: list[str], **kwargs: Any) -> None:
         queues = [Queue(name, connection=connection, job_class=SafeJob, serializer=JSONSerializer)
@@ -97,6 +101,7 @@ class ChunkWorker(LeanBookkeeping, SimpleWorker):
         """Overrides SimpleWorker's timeout + 60 s: our heartbeat thread refreshes it while busy."""
         return self.runtime.settings.heartbeat_ttl
 
+    @outage_exits
     def execute_job(self, job: Job, queue: Queue) -> None:
         """SimpleWorker.execute_job, with the heartbeat thread beating for this job while it runs.
 
