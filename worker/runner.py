@@ -136,8 +136,29 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
 
     def register_birth(self) -> None:
         """RQ's registration, plus our fields: host, pid, slots and the tasks this worker serves."""
+        self._clear_dead_namesake()
         super().register_birth()  # type: ignore[no-untyped-call]
         self.connection.hset(self.key, mapping=advertisement(self.runtime))  # type: ignore[arg-type]
+
+    def _clear_dead_namesake(self) -> None:
+        """Drop the registration of a killed process of this host that had our name.
+
+        RQ refuses to start while a worker of the same name is registered, and a SIGKILLed worker
+        stays registered for worker_ttl + 60 s; a replacement started under the same --name (by the
+        supervisor, or by hand) would otherwise fail for that long.
+        """
+        prefix = keys.WORKER_FIELD_PREFIX
+        raw: list[bytes | None] = self.connection.hmget(self.key, [f"{prefix}host", f"{prefix}pid"])  # type: ignore[assignment]
+        host, pid = (None if v is None else v.decode() for v in raw)
+        if host != socket.gethostname() or pid is None or not pid.isdigit() or int(pid) == os.getpid():
+            return
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            log.warning("worker %s: replacing the registration of dead process %s", self.name, pid)
+            self.connection.delete(self.key)
+        except PermissionError:
+            pass  # alive, under another user: RQ's own check will refuse the name
 
 
 def advertisement(runtime: Runtime) -> dict[str, str]:
