@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rq.defaults import UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job
+from rq.utils import decode_redis_hash
+
+REFUSED_FUNCTION = "<refused>"
+"""The function name a job gets when its data could not be read; no such function exists."""
 
 
 class InertJob(Job):
@@ -13,22 +18,63 @@ class InertJob(Job):
 
     RQ resolves callback names by importing any dotted path stored in the job hash, in whichever
     process loads the job (a worker, or a dispatcher cleaning a registry). Loading jobs through this
-    class means a job planted in Redis can make neither side run code or send requests.
+    class means a job planted in Redis can make neither side run code or send requests. A hash that
+    RQ cannot parse (a bad status, a non-numeric timeout, no data, data that is not JSON) is loaded
+    with its unreadable fields left out and `refusal` set, so that RQ's ordinary failure path can
+    record it instead of the worker crashing on it.
     """
 
     refusal: str | None = None
 
     def restore(self, raw_data: Any) -> None:
         """RQ's restore, but a malformed job hash marks the job refused instead of raising."""
+        fields: dict[str, Any] = decode_redis_hash(raw_data)
+        if not fields:
+            raise NoSuchJobError(f"no job hash for {self.id}")
         try:
-            super().restore(raw_data)
-        except NoSuchJobError:
-            raise
+            super().restore(fields)
         except Exception as exc:
             self.refusal = f"malformed job hash ({type(exc).__name__}: {exc}); refused, nothing was run"
-            self._status = JobStatus.QUEUED
-            if not isinstance(self.timeout, int):
-                self.timeout = None
+            super().restore(self._readable_fields(fields))
+        if isinstance(self.meta, dict) and "unserialized" in self.meta:
+            self.meta = {}
+            self.refusal = self.refusal or "job meta is not JSON (a pickle?); refused, nothing was unpickled or run"
+        hooks = [n for n in ("success", "failure", "stopped") if getattr(self, f"_{n}_callback_name", None)]
+        if hooks or getattr(self, "webhooks", None):
+            self.refusal = self.refusal or (
+                f"job names {'/'.join(hooks) or 'webhook'} callbacks, which we never set; refused, nothing was run"
+            )
+        if self._result is UNSERIALIZABLE_RETURN_VALUE_PAYLOAD:
+            self._result = None
+            self.refusal = self.refusal or "job result is not JSON (a pickle?); refused, nothing was unpickled or run"
+
+    def _readable_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The fields RQ can parse, found by restoring them one by one into a throwaway job."""
+        readable: dict[str, Any] = {"data": fields.get("data", b"")}
+        for name, value in fields.items():
+            if name == "data":
+                continue
+            candidate = {**readable, name: value}
+            probe = Job(self.id, connection=self.connection, serializer=self.serializer)
+            try:
+                Job.restore(probe, candidate)
+            except Exception:
+                continue
+            readable = candidate
+        return readable
+
+    def _deserialize_data(self) -> None:
+        """RQ's, but data that is not our JSON `[func, instance, args, kwargs]` refuses the job."""
+        try:
+            func_name, instance, args, kwargs = self.serializer.loads(self.data)
+            if not isinstance(func_name, str) or not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+                raise TypeError("not [function name, instance, args, kwargs]")
+        except Exception:
+            self.refusal = self.refusal or (
+                "job data is not JSON (a pickle or corrupt payload); refused, nothing was deserialized or run"
+            )
+            func_name, instance, args, kwargs = REFUSED_FUNCTION, None, [], {}
+        self._func_name, self._instance, self._args, self._kwargs = func_name, instance, args, kwargs
 
     def _deserialize_data(self) -> None:
         """RQ's data decoding, but undecodable data (a pickle under our JSON serializer, garbage)

@@ -23,11 +23,17 @@ class SafeJob(LeanPerform, InertJob):
 
     @property
     def func(self) -> Callable[..., Any]:
-        name = self.func_name
-        if self.refusal:
+        if self.refusal is None:
+            name = self.func_name
+            if name != keys.CHUNK_FUNCTION:
+                self.refusal = f"job function {name!r} is not {keys.CHUNK_FUNCTION}; refused, nothing was run"
+            elif self.instance is not None:
+                self.refusal = "jobs bound to an instance are refused; nothing was run"
+        if self.refusal is not None:
             raise RefusedJob(self.refusal)
-        if name != keys.CHUNK_FUNCTION:
-            raise RefusedJob(f"job function {name!r} is not {keys.CHUNK_FUNCTION}; refused, nothing was run")
-        if self.instance is not None:
-            raise RefusedJob("jobs bound to an instance are refused; nothing was run")
         return run_chunk
+
+    @property
+    def should_retry(self) -> bool:
+        """RQ's retry policy, except for a refused job: running it again would refuse it again."""
+        return self.refusal is None and bool(super().should_retry)

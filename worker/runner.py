@@ -108,6 +108,8 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         One thread for the worker's life: starting a thread per job cost ~0.1 ms per chunk, which
         is a sixth of a whole round trip at chunk size 1.
         """
+        if not job.origin:  # a planted hash without one: file its failure under the queue it came from
+            job.origin = queue.name
         if self._beat_thread is None:
             self._beat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
             self._beat_thread.start()
