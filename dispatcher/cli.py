@@ -205,6 +205,48 @@ def status(as_json: bool, watch: bool, interval: float, count: int | None, redis
 
 
 @main.command(context_settings=CONTEXT)
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="A machine-readable report.")
+@connection_options
+@handle_errors
+def cancel(batch_id: str, as_json: bool, redis_url: str | None, queue: str | None) -> None:
+    """Cancel batch BATCH_ID: its queued chunks never run; chunks already running finish.
+
+    Every task left without a result gets a Cancelled error result, so a dispatcher waiting on the
+    batch ends promptly (exit 1: cancelled tasks count as failed).
+    """
+    from dispatcher.cancel import cancel_batch
+
+    settings = make_settings(redis_url=redis_url, queue=queue)
+    report = cancel_batch(open_redis(settings), settings, batch_id)
+    indices = sorted(r.index for r in report.cancelled)
+    if as_json:
+        click.echo(json.dumps({
+            "batch_id": batch_id, "cancelled_tasks": indices, "cancelled_ids": [r.id for r in report.cancelled],
+            "cancelled_chunks": report.cancelled_chunks, "chunks_left_running": report.left_chunks,
+        }))  # fmt: skip
+        return
+    click.echo(f"batch {batch_id}: cancelled {len(indices)} tasks in {len(report.cancelled_chunks)} queued chunks; "
+               f"{report.left_chunks} chunks already running or finished go on")  # fmt: skip
+    if indices:
+        click.echo(f"cancelled tasks (input positions): {_ranges([i + 1 for i in indices])}")
+
+
+def _ranges(numbers: list[int]) -> str:
+    """'1-3, 7' for [1, 2, 3, 7]."""
+    parts: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
+@main.command(context_settings=CONTEXT)
 @click.argument("source", type=click.File("r", encoding="utf-8", lazy=True))
 @click.option(
     "--local",

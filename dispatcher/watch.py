@@ -16,6 +16,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from common import keys
+from common.cancel import CANCEL_REASON
 from common.errors import BatchNotFound, PayloadError
 from common.jobs import InertJob
 from common.settings import Settings
@@ -173,6 +174,8 @@ class BatchWatcher:
             elif status is None:
                 reason = "its job vanished from Redis (was Redis restarted without persistence?)"
                 fresh.extend(self._resolve_chunk(chunk, "TaskLost", reason))
+            elif status == b"canceled":  # taken off the queue by `dispatcher cancel`
+                fresh.extend(self._resolve_chunk(chunk, "Cancelled", CANCEL_REASON))
         return fresh
 
     def _recover_abandoned(self) -> None:
@@ -239,6 +242,10 @@ class BatchWatcher:
                 log.warning("batch %s chunk %d: unreadable job data: %s", self.batch_id, chunk, exc)
         span = self.chunks[chunk]
         return [TaskSpec(index, "", [], {}, None) for index in range(span.first, span.last + 1)]
+
+    def is_seen(self, index: int) -> bool:
+        """Whether task `index` already has its result."""
+        return self._is_seen(index)
 
     def _is_seen(self, index: int) -> bool:
         return index < len(self._seen) and bool(self._seen[index])

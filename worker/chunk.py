@@ -7,8 +7,10 @@ from concurrent.futures import as_completed
 
 from rq import get_current_job
 
+from common.cancel import cancelled_result
 from common.wire import TaskSpec, decode_chunk
 from worker import runtime
+from worker.cancel import batch_cancelled
 from worker.execute import Watchdog, execute_task
 from worker.publish import ResultPublisher
 
@@ -25,6 +27,11 @@ def run_chunk(payload: object) -> int:
     if job is None:
         raise RuntimeError("run_chunk must run inside an RQ worker")
     publisher = ResultPublisher(job.connection, chunk.batch_id, chunk.chunk, chunk.ttl, state.name)
+    if batch_cancelled(job.connection, chunk.batch_id):
+        for spec in chunk.tasks:
+            publisher.add(cancelled_result(spec, state.name))
+        publisher.flush()
+        return 0
     pool = state.pool()
     if state.log_tasks:
         for spec in chunk.tasks:
