@@ -13,6 +13,7 @@ import redis
 from common.errors import InputError, LimitExceeded, TaskNotOffered, WaitTimeout
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
+from dispatcher.cancel import cancel_batch
 from dispatcher.chunking import auto_chunk_size, peek_total
 from dispatcher.offered import OfferedTasks, check_offered
 from dispatcher.outage import OutageGuard
@@ -71,6 +72,7 @@ def submit_batch(
         offered = OfferedTasks(client, settings)
         offered.refresh()
         items = check_offered(items, offered)
+    total_hint: int | None = None
     if options.chunk_size:
         chunk_size, stream = options.chunk_size, iter(items)
     else:
@@ -79,6 +81,10 @@ def submit_batch(
         except TaskNotOffered as exc:
             raise TaskNotOffered(f"{exc}; nothing was enqueued") from None
         chunk_size = auto_chunk_size(total_hint, *live_capacity(client, settings))
+    if total_hint is not None and total_hint > settings.max_batch_tasks:
+        raise LimitExceeded(
+            f"batch has {total_hint} tasks, over the limit of {settings.max_batch_tasks}; nothing was submitted"
+        )
     batch_id = batch_id or new_batch_id()
     submitter = BatchSubmitter(client, settings, batch_id, chunk_size)
     watcher = BatchWatcher(client, settings, batch_id)
@@ -107,9 +113,11 @@ def submit_batch(
             f"{exc}; batch {batch_id} was aborted after its first {submitter.tasks} task(s) had been enqueued "
             f"(they still run: `dispatcher results {batch_id}` shows them)"
         ) from None
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(Exception):  # keep the original error, not one from the cleanup
             submitter.finish(state="aborted")
+            if isinstance(exc, LimitExceeded):  # over the batch limit: what was submitted must not run
+                cancel_batch(client, settings, batch_id)
         raise
     submitter.finish()
     watcher.set_total(submitter.tasks)

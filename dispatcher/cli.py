@@ -62,6 +62,22 @@ def submit_options(func: F) -> F:
     return func
 
 
+def limit_options(func: F) -> F:
+    """--max-arg-bytes and --max-batch-tasks; kept in the context and applied by make_settings."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+        if value is not None:
+            ctx.meta.setdefault("limits", {})[param.name] = value
+
+    for name, env, what in reversed([
+        ("max_arg_bytes", "DW_MAX_ARG_BYTES", "Largest JSON size of one task's arguments, in bytes"),
+        ("max_batch_tasks", "DW_MAX_BATCH_TASKS", "Most tasks in one batch"),
+    ]):  # fmt: skip
+        func = click.option(f"--{name.replace('_', '-')}", name, type=click.IntRange(1), expose_value=False,
+                            callback=remember, help=f"{what} [env {env}].")(func)  # fmt: skip
+    return func
+
+
 def handle_errors(func: F) -> F:
     """The one edge where errors become messages and exit codes."""
 
@@ -88,8 +104,9 @@ def _fail(message: str, code: int) -> None:
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings from the environment with CLI overrides; remembers the URL for error messages."""
-    settings = Settings.from_env(**overrides)
-    click.get_current_context().meta["redis_url"] = settings.redis_url
+    context = click.get_current_context()
+    settings = Settings.from_env(**{**context.meta.get("limits", {}), **overrides})
+    context.meta["redis_url"] = settings.redis_url
     return settings
 
 
@@ -121,6 +138,7 @@ def main() -> None:
     is_flag=True,
     help="Enqueue even tasks no live worker offers (workers that serve them will come later).",
 )
+@limit_options
 @connection_options
 @handle_errors
 def submit(source: TextIO, fmt: str, strict: bool, chunk_size: int | None, result_ttl: int | None,
@@ -265,6 +283,7 @@ def _ranges(numbers: list[int]) -> str:
 )
 @submit_options
 @output_options
+@limit_options
 @handle_errors
 def run(source: TextIO, local_workers: int, threads: int, fmt: str, strict: bool, chunk_size: int | None,
         result_ttl: int | None, as_json: bool, ordered: bool, timeout: float | None,

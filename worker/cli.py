@@ -68,6 +68,12 @@ from worker.supervisor import Supervisor
     envvar="DW_TASK_TIMEOUT",
     help="Seconds a task may run before it is stopped [env DW_TASK_TIMEOUT; default 60].",
 )
+@click.option(
+    "--max-result-bytes",
+    type=click.IntRange(min=1),
+    envvar="DW_MAX_RESULT_BYTES",
+    help="Largest JSON size of one task's result; a larger one fails that task [env DW_MAX_RESULT_BYTES].",
+)
 @click.option("--log-tasks", is_flag=True, help="Print a line as each task is taken (the demo's log format).")
 @click.option("--verbose", "-v", count=True, help="More logging: -v for each chunk, -vv for Redis details.")
 @click.option(
@@ -85,6 +91,7 @@ def main(
     threads: int,
     task_modules: tuple[str, ...],
     task_timeout: float | None,
+    max_result_bytes: int | None,
     log_tasks: bool,
     verbose: int,
     check: bool,
@@ -105,7 +112,7 @@ def main(
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        settings = Settings.from_env(redis_url=redis_url, task_timeout=task_timeout)
+        settings = Settings.from_env(redis_url=redis_url, task_timeout=task_timeout, max_result_bytes=max_result_bytes)
         queue_names = _queue_names(queues, settings)
         import_task_modules([m for entry in task_modules for m in entry.replace(",", " ").split()])
         check_connection(connect(settings), settings)
