@@ -199,18 +199,29 @@ def decode_results(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[i
         rows = _decode_rows(rows_raw or b"", get("n64") == "1")
     except ValueError as exc:
         raise PayloadError(f"malformed result entry: {exc}") from None
+    if not isinstance(rows, list):
+        raise PayloadError("malformed result entry: rows must be a list")
     tracebacks = _decode_tracebacks(get(TRACEBACK_FIELD))
     results = []
     for row in rows:
-        index, task_id, task, args, kwargs, ok, value, elapsed = row
+        try:
+            index, task_id, task, args, kwargs, ok, value, elapsed = row
+        except (TypeError, ValueError):
+            raise PayloadError("malformed result entry: a row must have 8 fields") from None
+        if (not _is_int(index) or not isinstance(task, str) or not isinstance(args, list)
+                or not isinstance(kwargs, dict) or (task_id is not None and not isinstance(task_id, str))
+                or not isinstance(elapsed, (int, float))):  # fmt: skip
+            raise PayloadError(f"malformed result entry: a field of the row of task {index!r} has the wrong type")
         if ok:
             results.append(TaskResult(index, task, args, kwargs, task_id, True, value, None, None, worker, elapsed))
-        else:
+        elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
             remote_tb = tracebacks.get(index) if tracebacks else None
             kind, message = value[0], value[1]
             results.append(
                 TaskResult(index, task, args, kwargs, task_id, False, None, kind, message, worker, elapsed, remote_tb)
             )
+        else:
+            raise PayloadError(f"malformed result entry: error of row {index} is not [type, message]")
     return chunk, results
 
 

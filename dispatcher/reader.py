@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from collections.abc import Iterable, Iterator
@@ -120,6 +121,8 @@ def _scalar(token: str) -> Any:
             value = json.loads(token)
         except ValueError:
             return token
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _LineError(f"{token} is not a finite number (JSON has no NaN or Infinity)")
         if isinstance(value, (int, float, bool)) or value is None:
             return value
     return token
@@ -127,7 +130,7 @@ def _scalar(token: str) -> Any:
 
 def _parse_jsonl(line: str, index: int) -> TaskSpec:
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
     except ValueError as exc:
         raise _LineError(f"invalid JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -146,6 +149,17 @@ def _parse_jsonl(line: str, index: int) -> TaskSpec:
     if (task_id is not None and not isinstance(task_id, (str, int))) or isinstance(task_id, bool):
         raise _LineError('"id" must be a string or an integer')
     return TaskSpec(index, name, args, kwargs, None if task_id is None else str(task_id))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
 
 
 def _check_name(name: str) -> None:
