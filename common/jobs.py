@@ -76,18 +76,6 @@ class InertJob(Job):
             func_name, instance, args, kwargs = REFUSED_FUNCTION, None, [], {}
         self._func_name, self._instance, self._args, self._kwargs = func_name, instance, args, kwargs
 
-    def _deserialize_data(self) -> None:
-        """RQ's data decoding, but undecodable data (a pickle under our JSON serializer, garbage)
-        leaves an inert placeholder and marks the job refused, so logging and failure handling
-        that read `func_name` or `args` never crash the process."""
-        try:
-            super()._deserialize_data()  # type: ignore[no-untyped-call]
-        except Exception:
-            self.refusal = (
-                "job data is not JSON (a pickle or corrupt payload); refused, nothing was deserialized or run"
-            )
-            self._func_name, self._instance, self._args, self._kwargs = "<refused>", None, (), {}
-
     @property
     def success_callback(self) -> None:
         return None
