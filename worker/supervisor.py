@@ -16,6 +16,8 @@ log = logging.getLogger("worker")
 
 RESPAWN_DELAY_MAX = 30.0
 """Longest pause before replacing a worker process that keeps dying."""
+STABLE_SECONDS = 60.0
+"""A process that ran this long before it died starts the back-off afresh."""
 
 
 class Supervisor:
@@ -33,6 +35,7 @@ class Supervisor:
         self.signals_received = 0
         self._context = multiprocessing.get_context("fork")
         self._failures: dict[int, int] = {}
+        self._started: dict[int, float] = {}
 
     def run(self) -> int:
         """Start the children and supervise them until they have all stopped; returns an exit code."""
@@ -56,11 +59,21 @@ class Supervisor:
         return worst
 
     def _start(self, index: int) -> None:
-        process = self._context.Process(target=self.target, args=(index,), name=f"worker-{index}")
+        process = self._context.Process(target=self._child, args=(index,), name=f"worker-{index}")
         process.start()
         self.children[index] = process
+        self._started[index] = time.monotonic()
+
+    def _child(self, index: int) -> None:
+        # A forked child inherits our forwarding handler; a signal that reached it before the worker
+        # installs its own handlers would be swallowed there, and the child would never stop.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.target(index)
 
     def _restart_later(self, index: int, code: int) -> None:
+        if time.monotonic() - self._started.get(index, 0.0) > STABLE_SECONDS:
+            self._failures[index] = 0  # it had been running fine: this is not a crash loop
         failures = self._failures.get(index, 0) + 1
         self._failures[index] = failures
         delay = min(RESPAWN_DELAY_MAX, 0.5 * 2 ** (failures - 1))
