@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rq.defaults import UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import NoSuchJobError, StopRequested
 from rq.job import Job
 from rq.utils import decode_redis_hash
 
@@ -33,6 +33,8 @@ class InertJob(Job):
             raise NoSuchJobError(f"no job hash for {self.id}")
         try:
             super().restore(fields)
+        except StopRequested:  # a shutdown signal that arrived while the job loaded, not a bad hash
+            raise
         except Exception as exc:
             self.refusal = f"malformed job hash ({type(exc).__name__}: {exc}); refused, nothing was run"
             super().restore(self._readable_fields(fields))
@@ -58,6 +60,8 @@ class InertJob(Job):
             probe = Job(self.id, connection=self.connection, serializer=self.serializer)
             try:
                 Job.restore(probe, candidate)
+            except StopRequested:
+                raise
             except Exception:
                 continue
             readable = candidate
@@ -69,6 +73,8 @@ class InertJob(Job):
             func_name, instance, args, kwargs = self.serializer.loads(self.data)
             if not isinstance(func_name, str) or not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
                 raise TypeError("not [function name, instance, args, kwargs]")
+        except StopRequested:
+            raise
         except Exception:
             self.refusal = self.refusal or (
                 "job data is not JSON (a pickle or corrupt payload); refused, nothing was deserialized or run"

@@ -142,6 +142,8 @@ class ResilientLoop:
             super().run_maintenance_tasks()  # type: ignore[misc]
         except OUTAGE_ERRORS:
             raise
+        except StopRequested:  # a warm shutdown asked for while idle is raised wherever the worker is
+            raise
         except Exception as exc:
             self.last_cleaned_at = datetime.now(timezone.utc)  # retry at the next interval, not at once
             log.warning("worker %s: registry maintenance failed: %s: %s", self.name, type(exc).__name__, exc)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -36,6 +38,7 @@ class Supervisor:
         self._context = multiprocessing.get_context("fork")
         self._failures: dict[int, int] = {}
         self._started: dict[int, float] = {}
+        self._pid = os.getpid()
 
     def run(self) -> int:
         """Start the children and supervise them until they have all stopped; returns an exit code."""
@@ -69,6 +72,7 @@ class Supervisor:
         # installs its own handlers would be swallowed there, and the child would never stop.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        _stop_with_parent(self._pid)
         self.target(index)
 
     def _restart_later(self, index: int, code: int) -> None:
@@ -90,3 +94,14 @@ class Supervisor:
             if process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signum)
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Ask Linux to send this process SIGTERM (a warm shutdown) when its supervisor dies, so that a
+    killed supervisor leaves no orphan serving the queue (and, with Redis gone, retrying forever)."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -89,3 +89,20 @@ def test_restart_without_persistence_reports_lost_tasks(
     assert all(r["result"] == r["index"] for r in by_index.values() if r["ok"])
     assert worker.poll() is None, procs.log(worker)
     client.close()
+
+
+def test_waiting_dispatcher_gives_up_after_the_outage_grace(
+    private_redis: Callable[..., RestartableRedis], procs_factory: Callable[..., Procs], tmp_path: Path
+) -> None:
+    server = private_redis()
+    procs = procs_factory(server.url, {**FAST_RECOVERY, "DW_OUTAGE_GRACE": "3"})
+    batch = write_tasks(tmp_path / "batch.txt", ["add 1 2"])  # no worker: the dispatcher just waits
+    dispatcher = procs.dispatcher("submit", str(batch))
+    wait_until(lambda: "submitting" in procs.log(dispatcher), 30, "the dispatcher to start waiting")
+    time.sleep(0.5)
+    server.crash()  # and it stays down
+
+    assert dispatcher.wait(60) == 3
+    message = procs.log(dispatcher)
+    assert "unreachable for 3 s while waiting for batch" in message, message
+    assert "`dispatcher results " in message
