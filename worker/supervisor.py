@@ -68,10 +68,6 @@ class Supervisor:
         self._started[index] = time.monotonic()
 
     def _child(self, index: int) -> None:
-        # A forked child inherits our forwarding handler; a signal that reached it before the worker
-        # installs its own handlers would be swallowed there, and the child would never stop.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         _stop_with_parent(self._pid)
         self.target(index)
 

@@ -32,7 +32,7 @@ def test_results_after_the_dispatcher_was_killed(
     procs.worker()
     total = 60
     batch = write_tasks(tmp_path / "batch.txt", [f"rt.nap 0.05 {i}" for i in range(total)])
-    dispatcher = procs.dispatcher("submit", str(batch), "--chunk-size", "3")  # human output
+    dispatcher = procs.dispatcher("submit", str(batch), "--chunk-size", "3", "--no-check")  # human output
 
     # The batch id is on stderr before anything is submitted, so a killed dispatcher's batch is found.
     announced = wait_until(lambda: re.search(r"batch (\w+): submitting", procs.log(dispatcher)), 30, "the batch id")

@@ -29,7 +29,7 @@ def test_each_limit_fails_only_its_task(
         "echo hi",
     ]
     batch = write_tasks(tmp_path / "limits.txt", lines)
-    done = procs.run("submit", str(batch), "--json", "--chunk-size", str(len(lines)), "--max-arg-bytes", "100",
+    done = procs.run("submit", str(batch), "--json", "--no-check", "--chunk-size", str(len(lines)), "--max-arg-bytes", "100",
                      "--timeout", "60")  # fmt: skip
     assert done.returncode == 1, done.stderr
     by_index = assert_exactly_once(parse_json_results(done.stdout), len(lines))
@@ -47,7 +47,7 @@ def test_batch_size_limit(redis_url: str, real_client: redis.Redis, procs_factor
     procs = procs_factory(redis_url, FAST_RECOVERY)
     batch = write_tasks(tmp_path / "ten.txt", [f"add {i} 1" for i in range(10)])
 
-    refused = procs.run("submit", str(batch), "--max-batch-tasks", "5")
+    refused = procs.run("submit", str(batch), "--no-check", "--max-batch-tasks", "5")
     assert refused.returncode == 2
     assert "batch has 10 tasks, over the limit of 5; nothing was submitted" in refused.stderr
     assert real_client.llen("rq:queue:tasks") == 0
@@ -55,7 +55,7 @@ def test_batch_size_limit(redis_url: str, real_client: redis.Redis, procs_factor
     # With a fixed chunk size the input is not read ahead: the limit stops it mid-way, and what was
     # already submitted is cancelled rather than left to run.
     env = {"DW_MAX_BATCH_TASKS": "5"}
-    stopped = procs.run("submit", str(batch), "--chunk-size", "2", env=env)
+    stopped = procs.run("submit", str(batch), "--no-check", "--chunk-size", "2", env=env)
     assert stopped.returncode == 2
     assert "more than 5 tasks" in stopped.stderr, stopped.stderr
     assert real_client.llen("rq:queue:tasks") == 0

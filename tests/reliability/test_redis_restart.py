@@ -56,7 +56,9 @@ def test_restart_with_aof_loses_nothing(
         assert "exited with" not in log  # reconnected by itself, not replaced by its supervisor
 
     # The worker that was idle through the outage serves again.
-    spare = procs.run("submit", "-", "--json", "--queue", "spare", "--timeout", "60", input_text="add 1 2\n")
+    spare = procs.run(
+        "submit", "-", "--json", "--no-check", "--queue", "spare", "--timeout", "60", input_text="add 1 2\n"
+    )
     assert spare.returncode == 0, spare.stderr
     assert parse_json_results(spare.stdout)[0]["worker"] == "idle"
     client.close()
@@ -97,7 +99,7 @@ def test_waiting_dispatcher_gives_up_after_the_outage_grace(
     server = private_redis()
     procs = procs_factory(server.url, {**FAST_RECOVERY, "DW_OUTAGE_GRACE": "3"})
     batch = write_tasks(tmp_path / "batch.txt", ["add 1 2"])  # no worker: the dispatcher just waits
-    dispatcher = procs.dispatcher("submit", str(batch))
+    dispatcher = procs.dispatcher("submit", str(batch), "--no-check")
     wait_until(lambda: "submitting" in procs.log(dispatcher), 30, "the dispatcher to start waiting")
     time.sleep(0.5)
     server.crash()  # and it stays down
