@@ -29,8 +29,8 @@ def test_each_limit_fails_only_its_task(
         "echo hi",
     ]
     batch = write_tasks(tmp_path / "limits.txt", lines)
-    done = procs.run("submit", str(batch), "--json", "--no-check", "--chunk-size", str(len(lines)), "--max-arg-bytes", "100",
-                     "--timeout", "60")  # fmt: skip
+    done = procs.run("submit", str(batch), "--json", "--no-check", "--chunk-size", str(len(lines)),
+                     "--max-arg-bytes", "100", "--timeout", "60")  # fmt: skip
     assert done.returncode == 1, done.stderr
     by_index = assert_exactly_once(parse_json_results(done.stdout), len(lines))
     outcome = {i: r["result"] if r["ok"] else (r["error"]["type"], r["error"]["message"]) for i, r in by_index.items()}
