@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from tests.reliability.conftest import (
+    FAST_RECOVERY,
     Procs,
     assert_exactly_once,
     current_job,
@@ -69,3 +70,32 @@ def test_killed_worker_chunk_runs_again_elsewhere(
     assert all(r["ok"] and r["result"] == i for i, r in by_index.items())
     workers = {r["worker"] for r in records}
     assert "victim" in workers and workers - {"victim"}, workers  # part ran before the kill, the rest after
+
+
+def test_recovery_needs_no_dispatcher(
+    redis_url: str, real_client: redis.Redis, procs_factory: Callable[..., Procs], tmp_path: Path
+) -> None:
+    # Nobody waits on the batch: the surviving worker's own maintenance must find the dead chunk.
+    procs = procs_factory(redis_url, FAST_RECOVERY)
+    victim = procs.worker("--name", "victim")
+    wait_until(lambda: live_worker_names(real_client) == {"victim"}, 30, "the victim worker")
+    total = 8
+    batch = write_tasks(tmp_path / "batch.txt", [f"rt.nap 0.5 {i}" for i in range(total)])
+    submitted = procs.run("submit", str(batch), "--no-wait", "--chunk-size", str(total))
+    batch_id = submitted.stdout.strip()
+    wait_until(lambda: stream_entries(real_client, batch_id), 30, "the victim's first results")
+    procs.worker("--name", "rescuer")
+    wait_until(lambda: "rescuer" in live_worker_names(real_client), 30, "the rescuer worker")
+    victim.kill()
+    victim.wait()
+    os.kill(worker_pid(real_client, "victim"), signal.SIGKILL)
+
+    def finished() -> bool:
+        done = real_client.hget(f"dw:batch:{batch_id}", "done")
+        return done is not None and int(done) >= total
+
+    wait_until(finished, HANG_GUARD, "the rescuer to finish the chunk with no dispatcher running")
+    fetched = procs.run("results", batch_id, "--json", "--timeout", "30")
+    assert fetched.returncode == 0, fetched.stderr
+    by_index = assert_exactly_once(parse_json_results(fetched.stdout), total)
+    assert all(r["ok"] and r["result"] == i for i, r in by_index.items())
