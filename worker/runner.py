@@ -132,9 +132,11 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
                     log.warning("worker %s: heartbeat failed (%s); retrying", self.name, exc)
 
     def teardown(self) -> None:
-        """RQ's teardown, after stopping the heartbeat thread."""
-        self._beat_stop.set()
-        super().teardown()  # type: ignore[no-untyped-call]
+        """RQ's teardown, after stopping the heartbeat thread (kept through a Redis outage, after
+        which the worker enters its loop again and needs it)."""
+        if not self._redis_outage:
+            self._beat_stop.set()
+        super().teardown()
 
     def register_birth(self) -> None:
         """RQ's registration, plus our fields: host, pid, slots and the tasks this worker serves."""
