@@ -101,7 +101,13 @@ def decode_chunk(payload: object) -> ChunkPayload:
     batch_id, chunk, ttl, raw_tasks = payload.get("b"), payload.get("c"), payload.get("x"), payload.get("t")
     if not isinstance(batch_id, str) or not batch_id:
         raise PayloadError("chunk payload has no batch id")
-    if not isinstance(chunk, int) or not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+    if (
+        not isinstance(chunk, int)
+        or isinstance(chunk, bool)
+        or not isinstance(ttl, int)
+        or isinstance(ttl, bool)
+        or ttl <= 0
+    ):
         raise PayloadError("chunk payload has an invalid chunk number or ttl")
     if not isinstance(raw_tasks, list):
         raise PayloadError("chunk payload has no task list")
