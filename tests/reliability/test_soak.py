@@ -25,6 +25,8 @@ from tests.reliability.conftest import FAST_RECOVERY, Procs, record_figure, wait
 pytestmark = pytest.mark.reliability
 
 SOAK_TASKS = int(os.environ.get("DW_SOAK_TASKS", "200000"))
+SOAK_CHUNK = int(os.environ.get("DW_SOAK_CHUNK", "1000"))
+"""Tasks per chunk (DW_SOAK_CHUNK)."""
 KILL_EVERY = 2.0
 WORKERS = 3
 
@@ -61,9 +63,11 @@ def test_soak_kill_a_worker_every_two_seconds(
     procs = procs_factory(redis_url, {**FAST_RECOVERY, "DW_JOB_RETRIES": "20"})
     workers = [procs.worker() for _ in range(WORKERS)]
     wait_until(lambda: real_client.scard("rq:workers") >= WORKERS, 30, "the workers")
-    batch = write_tasks(tmp_path / "soak.txt", [f"add {i} 0" for i in range(SOAK_TASKS)])
+    # 0.1 ms of sleep per task: a chunk lasts long enough for kills to land inside it, after some of
+    # its results were published (the publisher flushes every 0.2 s), so de-duplication is exercised.
+    batch = write_tasks(tmp_path / "soak.txt", [f"rt.nap 0.0001 {i}" for i in range(SOAK_TASKS)])
     started = time.monotonic()
-    dispatcher = procs.dispatcher("submit", str(batch), "--json")
+    dispatcher = procs.dispatcher("submit", str(batch), "--json", "--chunk-size", str(SOAK_CHUNK))
     rng = random.Random(5)
     kills = 0
     next_kill = time.monotonic() + KILL_EVERY
