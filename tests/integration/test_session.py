@@ -43,14 +43,16 @@ def test_a_chunk_longer_than_the_heartbeat_ttl_runs_once(
     redis_url: str, real_client: redis.Redis, start_worker: WorkerFactory
 ) -> None:
     # The worker's one heartbeat thread must keep the chunk's started-registry entry alive. If it did
-    # not, the dispatcher's cleanup (every 0.5 s here, entries live 2 s) would re-queue the chunk
-    # about 2 s in, the idle second worker would start it again at once, and it would still be
-    # running (a 3.5 s task) when the first run's result arrives.
-    start_worker("--name", "beating-a")
-    start_worker("--name", "beating-b")
-    settings = Settings.from_env(redis_url=redis_url, heartbeat_interval=0.5, heartbeat_ttl=2)
+    # not, the dispatcher's cleanup (every 0.5 s here, entries live 4 s) would re-queue the chunk
+    # about 4 s in, the idle second worker would start it again at once, and it would still be
+    # running (a 6 s task) when the first run's result arrives. Heartbeats every 0.5 s against a
+    # 4 s lifetime leave a loaded machine 3.5 s of slack.
+    beats = {"DW_HEARTBEAT_INTERVAL": "0.5", "DW_HEARTBEAT_TTL": "4"}
+    start_worker("--name", "beating-a", env=beats)
+    start_worker("--name", "beating-b", env=beats)
+    settings = Settings.from_env(redis_url=redis_url, heartbeat_interval=0.5, heartbeat_ttl=4)
     with Session(real_client, settings) as session:
-        result = session.call("sleep", 3.5, timeout=30)
+        result = session.call("sleep", 6, timeout=30)
     assert result.ok
     queue = Queue(settings.queue, connection=real_client, serializer=JSONSerializer)
     assert queue.count == 0
