@@ -27,6 +27,9 @@ log = logging.getLogger("dispatcher")
 FINAL_STATES = (b"submitted", b"aborted", b"cancelled")
 """Batch states in which the batch's total is final."""
 
+STATUS_CHECKS_PER_SWEEP = 2000
+"""Chunks whose job status one failure sweep reads (one pipelined round trip)."""
+
 READ_COUNT = 50
 """Stream entries taken per read: each holds up to 2,000 results, and a reply is decoded whole, so
 this bounds the dispatcher's memory when it falls behind (1000 let one read carry a million results)."""
@@ -57,6 +60,7 @@ class BatchWatcher:
         self.chunks: list[ChunkSpan] = []
         self._seen = bytearray()
         self._last_check = time.monotonic()
+        self._sweep_from = 0
         self._queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
 
     @property
@@ -155,7 +159,7 @@ class BatchWatcher:
         self._recover_abandoned()
         if self.total is None:
             self.refresh_total()
-        outstanding = [i for i, span in enumerate(self.chunks) if span.done < span.size]
+        outstanding = self._next_outstanding()
         if not outstanding:
             return []
         with self.client.pipeline(transaction=True) as pipe:
@@ -177,6 +181,21 @@ class BatchWatcher:
             elif status == b"canceled":  # taken off the queue by `dispatcher cancel`
                 fresh.extend(self._resolve_chunk(chunk, "Cancelled", CANCEL_REASON))
         return fresh
+
+    def _next_outstanding(self) -> list[int]:
+        """Up to STATUS_CHECKS_PER_SWEEP chunks still missing results, round-robin from the last sweep,
+        so a batch of many small chunks costs Redis a bounded amount of work every few seconds."""
+        count = len(self.chunks)
+        picked: list[int] = []
+        for step in range(count):
+            chunk = (self._sweep_from + step) % count
+            span = self.chunks[chunk]
+            if span.done < span.size:
+                picked.append(chunk)
+                if len(picked) >= STATUS_CHECKS_PER_SWEEP:
+                    break
+        self._sweep_from = (picked[-1] + 1) % count if picked else 0
+        return picked
 
     def _recover_abandoned(self) -> None:
         """Run RQ's started-registry cleanup now: chunks of dead workers go back to the queue."""

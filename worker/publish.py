@@ -56,6 +56,8 @@ class ResultPublisher:
         pipe.hincrby(batch_key, "done", len(results))
         if failed:
             pipe.hincrby(batch_key, "failed", failed)
+        # HINCRBY would recreate an expired record without a TTL; keep it expiring with its results.
+        pipe.expire(batch_key, self._ttl)
         # RQ keeps this hash alive (and expiring) while the worker runs; we only count into it.
         pipe.hincrby(keys.RQ_WORKER_PREFIX + self._worker, keys.TASKS_DONE_FIELD, len(results))
         pipe.execute()

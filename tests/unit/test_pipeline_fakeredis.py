@@ -151,3 +151,21 @@ def test_planted_jobs_are_refused_and_never_run(
     failed = queue.failed_job_registry.get_job_ids()
     assert {"planted-os", "planted-eval"} <= set(failed)
     assert {r.value for r in collect(fake_client, fake_settings, batch_id)} == {4}
+
+
+def test_failure_sweeps_are_bounded_and_reach_every_chunk(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dispatcher import watch
+
+    monkeypatch.setattr(watch, "STATUS_CHECKS_PER_SWEEP", 3)
+    batch_id = submit(fake_client, fake_settings, [f"add {i} 0" for i in range(10)], chunk_size=1)
+    fake_client.delete(*[f"rq:job:{batch_id}-{n}" for n in range(10)])  # every chunk vanished
+    watcher = BatchWatcher(fake_client, fake_settings, batch_id)
+    watcher.load()
+    resolved: list[int] = []
+    for _ in range(4):
+        before = len(resolved)
+        resolved += [r.index for r in watcher.check_stalled(force=True)]
+        assert len(resolved) - before <= 3
+    assert sorted(resolved) == list(range(10)) and watcher.complete
