@@ -6,12 +6,18 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from common.errors import ConfigurationError, RedisUnavailable
 from common.settings import Settings
 
 DEFAULT_SOCKET_TIMEOUT = 30.0
 """Seconds a single command may take; every blocking read of ours blocks for far less than this."""
+
+
+COMMAND_RETRIES = 2
+"""Times redis-py re-sends a command after a connection error before raising it to us."""
 
 
 def redact_url(url: str) -> str:
@@ -33,12 +39,16 @@ def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET
     """Build a Redis client from the settings' URL (the connection opens on first use).
 
     redis-py 8 defaults to a 5 s socket timeout, shorter than a worker's or a dispatcher's blocking
-    reads; an explicit timeout keeps a dead network from hanging a process forever.
+    reads; an explicit timeout keeps a dead network from hanging a process forever. It also retries
+    a failed command 10 times, so behind a silently dropped link one command could hang for minutes;
+    two quick retries ride out a blip, and our own loops (worker reconnect, dispatcher outage grace)
+    handle a real outage with their own back-off.
     """
     options: dict[str, Any] = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": 10.0,
         "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES),
     }
     try:
         return redis.Redis.from_url(settings.redis_url, **options)
