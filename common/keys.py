@@ -41,6 +41,15 @@ def chunks_key(batch_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:chunks"
 
 
+def submitter_key(batch_id: str) -> str:
+    """A short-lived key the submitting process keeps alive; gone means the input stopped coming."""
+    return f"{PREFIX}batch:{batch_id}:submitter"
+
+
+SUBMITTER_LEASE_SECONDS = 30
+"""Lifetime of the submitter key; the submitting process renews it at least every third of this."""
+
+
 def chunk_job_id(batch_id: str, chunk: int) -> str:
     """The deterministic RQ job id of one chunk."""
     return f"{batch_id}-{chunk}"

@@ -94,6 +94,7 @@ def submit_batch(
     guard = OutageGuard(settings, batch_id)
 
     def drain(block_ms: int | None) -> None:
+        guard(submitter.keep_alive)
         for result in guard(lambda: watcher.poll(block_ms)):
             sink(result)
         for result in guard(watcher.check_stalled):

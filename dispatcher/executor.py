@@ -305,6 +305,8 @@ class RedisExecutor(Executor):
                         fresh.extend(self._watcher.check_stalled(force=True))
                     # An executor may outlive the result TTL that its batch record was given at start.
                     self.client.expire(keys.batch_key(self.batch_id), self.settings.result_ttl)
+                    if self._submitter is not None:
+                        self._submitter.keep_alive()
                     last_check = time.monotonic()
                 failures = 0
             except (redis.RedisError, OSError) as exc:

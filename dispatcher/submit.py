@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -42,6 +43,7 @@ class BatchSubmitter:
         # start while the rest is still being read and encoded (W1's 10,000 tasks used to wait
         # for one pipeline holding all of them).
         self._flush_at = chunk_size
+        self._lease_renewed = 0.0
 
     def start(self, source: str) -> None:
         """Record the batch as being submitted."""
@@ -54,6 +56,8 @@ class BatchSubmitter:
             "chunk_size": self.chunk_size, "source": source[:200], "done": 0, "failed": 0,
         })  # fmt: skip
         pipe.expire(batch_key, ttl)
+        pipe.set(keys.submitter_key(self.batch_id), os.getpid(), ex=keys.SUBMITTER_LEASE_SECONDS)
+        self._lease_renewed = time.monotonic()
         pipe.zadd(keys.BATCHES, {self.batch_id: created})
         pipe.zremrangebyrank(keys.BATCHES, 0, -BATCH_INDEX_LIMIT - 1)
         pipe.execute()
@@ -72,12 +76,25 @@ class BatchSubmitter:
         self._pending_bad.append(result)
         self.tasks += 1
 
+    def keep_alive(self) -> None:
+        """Renew the submitter lease if a third of it has passed (call while waiting, not sending)."""
+        if self._lease_renewed >= 0 and time.monotonic() - self._lease_renewed >= keys.SUBMITTER_LEASE_SECONDS / 3:
+            self.client.set(keys.submitter_key(self.batch_id), os.getpid(), ex=keys.SUBMITTER_LEASE_SECONDS)
+            self._lease_renewed = time.monotonic()
+
     def flush(self) -> None:
-        """Send everything pending in one round trip."""
+        """Send everything pending in one round trip.
+
+        The batch record's `sent` count and the submitter lease go in the same round trip, so a
+        reader that outlives this process knows exactly how many tasks ever reached Redis.
+        """
         if not self._pending_chunks and not self._pending_bad:
             return
         pipe = self.client.pipeline(transaction=False)
         ttl = self.settings.result_ttl
+        pipe.hset(keys.batch_key(self.batch_id), "sent", self.tasks)
+        pipe.set(keys.submitter_key(self.batch_id), os.getpid(), ex=keys.SUBMITTER_LEASE_SECONDS)
+        self._lease_renewed = time.monotonic()
         if self._pending_bad:
             stream = keys.results_key(self.batch_id)
             pipe.xadd(stream, encode_results("dispatcher", -1, self._pending_bad))  # type: ignore[arg-type]
@@ -120,7 +137,8 @@ class BatchSubmitter:
     def finish(self, state: str = "submitted") -> None:
         """Send what is pending and mark the batch fully submitted (or aborted), with its total."""
         self.flush()
-        self.client.hset(
-            keys.batch_key(self.batch_id),
-            mapping={"state": state, "total": self.tasks, "chunks": self.chunks},
-        )
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(keys.batch_key(self.batch_id), mapping={"state": state, "total": self.tasks, "chunks": self.chunks})
+        pipe.delete(keys.submitter_key(self.batch_id))
+        pipe.execute()
+        self._lease_renewed = -1.0  # finished: never renew the lease again

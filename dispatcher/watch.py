@@ -61,6 +61,8 @@ class BatchWatcher:
         self._seen = bytearray()
         self._last_check = time.monotonic()
         self._sweep_from = 0
+        self.submitter_gone = False
+        """True when the batch was cut short because its submitting process died."""
         self._queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
 
     @property
@@ -97,10 +99,25 @@ class BatchWatcher:
             self.chunks.append(ChunkSpan(first, last, size))
 
     def refresh_total(self) -> None:
-        """Re-read the batch record (for a reattached reader while the batch is still being submitted)."""
-        record = self.client.hmget(keys.batch_key(self.batch_id), ["state", "total"])
-        if record[0] in FINAL_STATES and record[1] is not None:
-            self.total = int(record[1])
+        """Re-read the batch record (for a reattached reader while the batch is still being submitted).
+
+        If the submitting process is gone (its lease expired) before it finished, the batch is what
+        it managed to send: the reader settles for that count instead of waiting forever.
+        """
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.batch_key(self.batch_id), ["state", "total", "sent"])
+            pipe.exists(keys.submitter_key(self.batch_id))
+            (state, total, sent), lease = pipe.execute()
+        if state in FINAL_STATES and total is not None:
+            self.total = int(total)
+        elif not lease:
+            self.total = int(sent or 0)
+            self.submitter_gone = True
+            log.warning(
+                "batch %s: the process submitting it stopped before the end of its input; "
+                "it holds the %d tasks sent before that",
+                self.batch_id, self.total,
+            )  # fmt: skip
         self._load_chunks()
 
     def poll(self, block_ms: int | None) -> list[TaskResult]:

@@ -169,3 +169,30 @@ def test_failure_sweeps_are_bounded_and_reach_every_chunk(
         resolved += [r.index for r in watcher.check_stalled(force=True)]
         assert len(resolved) - before <= 3
     assert sorted(resolved) == list(range(10)) and watcher.complete
+
+
+def test_a_reader_settles_for_what_a_dead_submitter_sent(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
+    from dispatcher.submit import BatchSubmitter
+
+    submitter = BatchSubmitter(fake_client, fake_settings, "halfway", chunk_size=2)
+    submitter.start("test")
+    for i in range(0, 6, 2):
+        submitter.add_chunk([TaskSpec(i, "add", [i, 1]), TaskSpec(i + 1, "add", [i + 1, 1])])
+    submitter.flush()
+    run_worker(fake_client, fake_settings)
+    # While the submitter's lease lives, the batch may still grow: a reader keeps waiting.
+    with pytest.raises(Exception, match="timed out"):
+        await_batch(fake_client, fake_settings, "halfway", lambda r: None, timeout=0.5)
+    # The submitting process died without finishing: its lease runs out.
+    fake_client.delete(keys.submitter_key("halfway"))
+    results: list[TaskResult] = []
+    summary = await_batch(fake_client, fake_settings, "halfway", results.append, timeout=10)
+    assert summary.total == 6 and sorted(r.index for r in results) == list(range(6))
+
+
+def test_a_finished_batch_drops_its_submitter_lease(fake_client: fakeredis.FakeRedis, fake_settings: Settings) -> None:
+    batch_id = submit(fake_client, fake_settings, ["add 1 1"])
+    assert not fake_client.exists(keys.submitter_key(batch_id))
+    assert fake_client.hget(keys.batch_key(batch_id), "sent") == b"1"
