@@ -110,9 +110,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         """
         if not job.origin:  # a planted hash without one: file its failure under the queue it came from
             job.origin = queue.name
-        if self._beat_thread is None:
-            self._beat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-            self._beat_thread.start()
+        self._start_heartbeat_thread()
         with self._beat_lock:
             self._beat_job = job
         try:
@@ -121,7 +119,18 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             with self._beat_lock:  # a beat in flight finishes before the job's keys go
                 self._beat_job = None
 
+    def _start_heartbeat_thread(self) -> None:
+        if self._beat_thread is None:
+            self._beat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+            self._beat_thread.start()
+
     def _heartbeat_loop(self) -> None:
+        """Beat for the running chunk, and look for other workers' abandoned chunks, every interval.
+
+        The sweep runs here rather than only in RQ's maintenance, which an idle worker reaches only
+        between its 15 s blocking dequeues: a dead worker's chunk is then re-queued by any live
+        worker within its heartbeat TTL plus one interval, whether or not a dispatcher is waiting.
+        """
         while not self._beat_stop.wait(self.runtime.settings.heartbeat_interval):
             with self._beat_lock:
                 job = self._beat_job
@@ -130,6 +139,18 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
                         self.maintain_heartbeats(job)
                 except (redis.RedisError, OSError) as exc:
                     log.warning("worker %s: heartbeat failed (%s); retrying", self.name, exc)
+            self._recover_abandoned_chunks()
+
+    def _recover_abandoned_chunks(self) -> None:
+        """RQ's started-registry cleanup on our queues: expired chunks go back on the queue (Retry)."""
+        for queue in self.queues:
+            try:
+                queue.started_job_registry.cleanup()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("worker %s: abandoned-chunk sweep failed (%s); retrying", self.name, exc)
+                return
+            except Exception:  # a damaged job must not stop the sweep, nor the worker
+                log.exception("worker %s: abandoned-chunk sweep of %s failed", self.name, queue.name)
 
     def teardown(self) -> None:
         """RQ's teardown, after stopping the heartbeat thread (kept through a Redis outage, after
@@ -143,6 +164,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._clear_dead_namesake()
         super().register_birth()  # type: ignore[no-untyped-call]
         self.connection.hset(self.key, mapping=advertisement(self.runtime))  # type: ignore[arg-type]
+        self._start_heartbeat_thread()
 
     def _clear_dead_namesake(self) -> None:
         """Drop the registration of a killed process of this host that had our name.
