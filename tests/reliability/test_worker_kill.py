@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,21 @@ def worker_pid(client: redis.Redis, name: str) -> int:
     return int(client.hget(f"rq:worker:{name}", "dw_pid"))  # type: ignore[arg-type]
 
 
+def kill_and_time_rerun(client: redis.Redis, victim: subprocess.Popen[bytes], batch_id: str) -> float:
+    """SIGKILL the victim (its supervisor first, so no replacement named "victim" appears, then its
+    worker process) and return the seconds until another worker publishes results of the batch."""
+    victim.kill()
+    victim.wait()
+    os.kill(worker_pid(client, "victim"), signal.SIGKILL)
+    killed = time.monotonic()
+
+    def rerun_by_other() -> bool:
+        return any(f[b"w"] != b"victim" for _id, f in stream_entries(client, batch_id))
+
+    wait_until(rerun_by_other, HANG_GUARD, "the chunk to run again on another worker", interval=0.02)
+    return time.monotonic() - killed
+
+
 def test_killed_worker_chunk_runs_again_elsewhere(
     redis_url: str, real_client: redis.Redis, procs_factory: Callable[..., Procs], tmp_path: Path
 ) -> None:
@@ -51,16 +67,7 @@ def test_killed_worker_chunk_runs_again_elsewhere(
     procs.worker("--name", "rescuer")
     wait_until(lambda: "rescuer" in live_worker_names(real_client), 30, "the rescuer worker")
 
-    victim.kill()  # its supervisor first, so that no replacement named "victim" appears
-    victim.wait()
-    os.kill(worker_pid(real_client, "victim"), signal.SIGKILL)
-    killed = time.monotonic()
-
-    def rerun_by_other() -> bool:
-        return any(f[b"w"] != b"victim" for _id, f in stream_entries(real_client, batch_id))
-
-    wait_until(rerun_by_other, HANG_GUARD, "the chunk to run again on another worker", interval=0.02)
-    recovery = time.monotonic() - killed
+    recovery = kill_and_time_rerun(real_client, victim, batch_id)
     record_figure("kill_recovery_seconds", seconds=round(recovery, 2), heartbeat_ttl=10, heartbeat_interval=2)
 
     assert dispatcher.wait(60) == 0, procs.log(dispatcher)
@@ -86,16 +93,7 @@ def test_recovery_needs_no_dispatcher(
     wait_until(lambda: stream_entries(real_client, batch_id), 30, "the victim's first results")
     procs.worker("--name", "rescuer")
     wait_until(lambda: "rescuer" in live_worker_names(real_client), 30, "the rescuer worker")
-    victim.kill()
-    victim.wait()
-    os.kill(worker_pid(real_client, "victim"), signal.SIGKILL)
-    killed = time.monotonic()
-
-    def rerun_by_rescuer() -> bool:
-        return any(f[b"w"] == b"rescuer" for _id, f in stream_entries(real_client, batch_id))
-
-    wait_until(rerun_by_rescuer, HANG_GUARD, "the rescuer to re-run the chunk", interval=0.02)
-    recovery = time.monotonic() - killed
+    recovery = kill_and_time_rerun(real_client, victim, batch_id)
     record_figure("kill_recovery_seconds_without_dispatcher", seconds=round(recovery, 2), heartbeat_ttl=10)
 
     def finished() -> bool:
