@@ -103,10 +103,9 @@ class BatchSubmitter:
             pipe.hincrby(keys.batch_key(self.batch_id), "failed", len(self._pending_bad))
         if self._pending_chunks:
             jobs = []
-            spans = []
+            spans: list[str] = []
             for tasks in self._pending_chunks:
-                chunk = self.chunks
-                self.chunks += 1
+                chunk = self.chunks + len(spans)
                 spans.append(f"{tasks[0].index}:{tasks[-1].index}:{len(tasks)}")
                 jobs.append(self.queue.prepare_data(
                     keys.CHUNK_FUNCTION,
@@ -124,6 +123,8 @@ class BatchSubmitter:
             pipe.expire(chunks_key, ttl)
             self.queue.enqueue_many(jobs, pipeline=pipe)
         pipe.execute()
+        # Counted once Redis has accepted them: a failed send leaves the numbering where Redis has it.
+        self.chunks += len(self._pending_chunks)
         self._pending_chunks.clear()
         self._pending_bad.clear()
         self._pending_tasks = 0
