@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -95,13 +94,7 @@ def submit_batch(
 
     def drain(block_ms: int | None) -> None:
         guard(submitter.keep_alive)
-        for result in guard(lambda: watcher.poll(block_ms)):
-            sink(result)
-        for result in guard(watcher.check_stalled):
-            sink(result)
-        if progress is not None:
-            progress(watcher)
-        _check_deadline(deadline, batch_id)
+        _deliver_once(watcher, guard, sink, progress, deadline, block_ms)
 
     try:
         _submit_all(submitter, watcher, stream, chunk_size, options, drain)
@@ -182,13 +175,27 @@ def await_batch(
     deadline = None if timeout is None else time.monotonic() + timeout
     guard = OutageGuard(settings, batch_id)
     while not watcher.complete:
-        for result in itertools.chain(guard(lambda: watcher.poll(BLOCK_MS)), guard(watcher.check_stalled)):
-            sink(result)
-        if progress is not None:
-            progress(watcher)
-        _check_deadline(deadline, batch_id)
+        _deliver_once(watcher, guard, sink, progress, deadline, BLOCK_MS)
     total = watcher.total or 0
     return BatchSummary(batch_id, total, watcher.resolved - watcher.failed, watcher.failed, True)
+
+
+def _deliver_once(
+    watcher: BatchWatcher,
+    guard: OutageGuard,
+    sink: ResultSink,
+    progress: Progress | None,
+    deadline: float | None,
+    block_ms: int | None,
+) -> None:
+    """One step of every wait: read new results, resolve stalled chunks, show progress, check the deadline."""
+    for result in guard(lambda: watcher.poll(block_ms)):
+        sink(result)
+    for result in guard(watcher.check_stalled):
+        sink(result)
+    if progress is not None:
+        progress(watcher)
+    _check_deadline(deadline, watcher.batch_id)
 
 
 def _check_deadline(deadline: float | None, batch_id: str) -> None:
