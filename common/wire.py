@@ -77,6 +77,10 @@ class TaskResult:
         return record
 
 
+TaskRow = list[Any]
+"""A task as it travels: [index, id, task, args, kwargs] (checked by decode_chunk)."""
+
+
 @dataclass(slots=True)
 class ChunkPayload:
     """A chunk of tasks as one RQ job carries it."""
@@ -84,7 +88,13 @@ class ChunkPayload:
     batch_id: str
     chunk: int
     ttl: int
-    tasks: list[TaskSpec]
+    rows: list[TaskRow]
+    """The checked task rows: the worker's hot loop reads them without building a TaskSpec each."""
+
+    @property
+    def tasks(self) -> list[TaskSpec]:
+        """The tasks as TaskSpec objects (built on demand)."""
+        return [TaskSpec(index, name, args, kwargs, task_id) for index, task_id, name, args, kwargs in self.rows]
 
 
 def encode_chunk(batch_id: str, chunk: int, ttl: int, tasks: Iterable[TaskSpec]) -> dict[str, JSONValue]:
@@ -111,52 +121,50 @@ def decode_chunk(payload: object) -> ChunkPayload:
         raise PayloadError("chunk payload has an invalid chunk number or ttl")
     if not isinstance(raw_tasks, list):
         raise PayloadError("chunk payload has no task list")
-    return ChunkPayload(batch_id, chunk, ttl, [_decode_task(raw) for raw in raw_tasks])
+    for raw in raw_tasks:  # exact type checks: JSON decoders build exact types, and this runs per task
+        if type(raw) is not list or len(raw) != 5:
+            raise PayloadError("a task on the wire must be [index, id, task, args, kwargs]")
+        index, task_id, name, args, kwargs = raw
+        if type(index) is not int or index < 0:
+            raise PayloadError(f"invalid task index {index!r}")
+        if type(name) is not str or type(args) is not list or type(kwargs) is not dict:
+            raise PayloadError(f"task {index}: name must be a string, args a list, kwargs an object")
+        if task_id is not None and type(task_id) is not str:
+            raise PayloadError(f"task {index}: id must be a string or null")
+    return ChunkPayload(batch_id, chunk, ttl, raw_tasks)
 
 
-def _decode_task(raw: object) -> TaskSpec:
-    if not isinstance(raw, list) or len(raw) != 5:
-        raise PayloadError("a task on the wire must be [index, id, task, args, kwargs]")
-    index, task_id, name, args, kwargs = raw
-    if not _is_int(index) or index < 0:
-        raise PayloadError(f"invalid task index {index!r}")
-    if not isinstance(name, str) or not isinstance(args, list) or not isinstance(kwargs, dict):
-        raise PayloadError(f"task {index}: name must be a string, args a list, kwargs an object")
-    if task_id is not None and not isinstance(task_id, str):
-        raise PayloadError(f"task {index}: id must be a string or null")
-    return TaskSpec(index, name, args, kwargs, task_id)
+ResultRow = list[Any]
+"""A result as it travels: [index, id, task, args, kwargs, 1, value, ms] or [..., 0, [type, message], ms]."""
+
+
+def result_row(r: TaskResult) -> ResultRow:
+    """The wire row of one result."""
+    if r.ok:
+        return [r.index, r.id, r.task, r.args, r.kwargs, 1, r.value, round(r.elapsed_ms, 3)]
+    return [r.index, r.id, r.task, r.args, r.kwargs, 0, [r.error_type, r.error_message], round(r.elapsed_ms, 3)]
 
 
 def encode_results(worker: str, chunk: int, results: Iterable[TaskResult]) -> dict[str, str]:
-    """The fields of one result-stream entry: a group of task results from one chunk.
+    """The fields of one result-stream entry: a group of task results from one chunk."""
+    results = results if isinstance(results, list) else list(results)
+    tracebacks = {r.index: r.traceback for r in results if r.traceback and not r.ok}
+    return encode_result_rows(worker, chunk, [result_row(r) for r in results], tracebacks)
+
+
+def encode_result_rows(worker: str, chunk: int, rows: list[ResultRow], tracebacks: Mapping[int, str]) -> dict[str, str]:
+    """The fields of one result-stream entry from rows already in wire form (see result_row).
 
     Error tracebacks travel in the optional field `t`: a JSON object from task index to text.
     """
-    results = results if isinstance(results, list) else list(results)
-    rows = [
-        [r.index, r.id, r.task, r.args, r.kwargs, 1, r.value, round(r.elapsed_ms, 3)]
-        if r.ok
-        else [
-            r.index,
-            r.id,
-            r.task,
-            r.args,
-            r.kwargs,
-            0,
-            [r.error_type, r.error_message],
-            round(r.elapsed_ms, 3),
-        ]
-        for r in results
-    ]
     encoded, small_numbers = _encode_rows(rows)
     fields = {"v": str(WIRE_VERSION), "w": worker, "c": str(chunk), "r": encoded}
     if small_numbers:
         fields["n64"] = "1"  # every integer fits 64 bits: readers may decode with orjson
-    tracebacks = {str(r.index): r.traceback for r in results if r.traceback and not r.ok}
     if tracebacks:
         # A separate optional field, not a 9th row element: readers that predate it unpack rows of
         # exactly 8 and ignore fields they do not know, so entries stay readable by every version 1.
-        fields[TRACEBACK_FIELD] = _encode(tracebacks)
+        fields[TRACEBACK_FIELD] = _encode({str(index): text for index, text in tracebacks.items()})
     return fields
 
 
@@ -208,24 +216,22 @@ def decode_results(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[i
     if not isinstance(rows, list):
         raise PayloadError("malformed result entry: rows must be a list")
     tracebacks = _decode_tracebacks(get(TRACEBACK_FIELD))
-    results = []
-    for row in rows:
-        try:
-            index, task_id, task, args, kwargs, ok, value, elapsed = row
-        except (TypeError, ValueError):
-            raise PayloadError("malformed result entry: a row must have 8 fields") from None
-        if (not _is_int(index) or not isinstance(task, str) or not isinstance(args, list)
-                or not isinstance(kwargs, dict) or (task_id is not None and not isinstance(task_id, str))
-                or not isinstance(elapsed, (int, float))):  # fmt: skip
+    results: list[TaskResult] = []
+    append = results.append
+    for row in rows:  # exact type checks: this runs once per result of every batch
+        if type(row) is not list or len(row) != 8:
+            raise PayloadError("malformed result entry: a row must have 8 fields")
+        index, task_id, task, args, kwargs, ok, value, elapsed = row
+        if (type(index) is not int or type(task) is not str or type(args) is not list or type(kwargs) is not dict
+                or (task_id is not None and type(task_id) is not str)
+                or (type(elapsed) is not float and type(elapsed) is not int)):  # fmt: skip
             raise PayloadError(f"malformed result entry: a field of the row of task {index!r} has the wrong type")
         if ok:
-            results.append(TaskResult(index, task, args, kwargs, task_id, True, value, None, None, worker, elapsed))
-        elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+            append(TaskResult(index, task, args, kwargs, task_id, True, value, None, None, worker, elapsed))
+        elif type(value) is list and len(value) == 2 and type(value[0]) is str and type(value[1]) is str:
             remote_tb = tracebacks.get(index) if tracebacks else None
-            kind, message = value[0], value[1]
-            results.append(
-                TaskResult(index, task, args, kwargs, task_id, False, None, kind, message, worker, elapsed, remote_tb)
-            )
+            append(TaskResult(index, task, args, kwargs, task_id, False, None, value[0], value[1], worker, elapsed,
+                              remote_tb))  # fmt: skip
         else:
             raise PayloadError(f"malformed result entry: error of row {index} is not [type, message]")
     return chunk, results

@@ -13,6 +13,7 @@ from worker import runtime
 from worker.cancel import batch_cancelled
 from worker.execute import Watchdog, execute_task
 from worker.publish import ResultPublisher
+from worker.serial import run_serial
 
 
 def run_chunk(payload: object) -> int:
@@ -38,14 +39,13 @@ def run_chunk(payload: object) -> int:
             _log_task(state.name, spec)
     if pool is None:
         with Watchdog(state.settings.task_timeout) as watchdog:
-            for spec in chunk.tasks:
-                publisher.add(execute_task(spec, state.catalogue, state.settings, state.name, watchdog))
+            run_serial(chunk.rows, state.catalogue, state.settings, state.name, watchdog, publisher)
     else:
         futures = [pool.submit(execute_task, spec, state.catalogue, state.settings, state.name) for spec in chunk.tasks]
         for future in as_completed(futures):
             publisher.add(future.result())
     publisher.flush()
-    return len(chunk.tasks)
+    return len(chunk.rows)
 
 
 def _log_task(worker: str, spec: TaskSpec) -> None:

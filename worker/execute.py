@@ -85,9 +85,10 @@ def execute_task(
 
 
 def format_task_traceback(exc: BaseException, limit: int = MAX_TRACEBACK_CHARS) -> str:
-    """The traceback of an exception raised inside a task function, without this module's frame."""
+    """The traceback of an exception raised inside a task function, without the frame of the worker
+    function that called the task (call this in that function's `except` block)."""
     tb = exc.__traceback__
-    if tb is not None and tb.tb_frame.f_code is execute_task.__code__:
+    if tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     if len(text) > limit:
