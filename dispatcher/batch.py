@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import redis
 
 from common.errors import InputError, LimitExceeded, TaskNotOffered, WaitTimeout
+from common.gctuning import full_collections_deferred
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
 from dispatcher.cancel import cancel_batch
@@ -57,6 +58,7 @@ class BatchSummary:
     chunk_size: int = 0
 
 
+@full_collections_deferred()
 def submit_batch(
     client: redis.Redis,
     settings: Settings,
@@ -161,6 +163,7 @@ def _add_chunk(submitter: BatchSubmitter, watcher: BatchWatcher, chunk: list[Tas
     watcher.add_chunk(ChunkSpan(chunk[0].index, chunk[-1].index, len(chunk)))
 
 
+@full_collections_deferred()
 def await_batch(
     client: redis.Redis,
     settings: Settings,

@@ -137,13 +137,24 @@ class BatchWatcher:
                 log.warning("batch %s: ignoring malformed result entry %s: %s", self.batch_id, self.last_id, exc)
                 continue
             span = self.chunks[chunk] if 0 <= chunk < len(self.chunks) else None
+            if span is not None and span.last >= len(self._seen):
+                self._seen.extend(bytes(span.last + 1 - len(self._seen)))
             before = len(fresh)
             failed = 0
+            seen, known = self._seen, len(self._seen)
             for result in results:  # the per-result loop of a million-task batch: kept to the bone
-                if self._mark_seen(result.index):
-                    fresh.append(result)
-                    if not result.ok:
-                        failed += 1
+                index = result.index
+                if 0 <= index < known:
+                    if seen[index]:
+                        continue
+                    seen[index] = 1
+                elif not self._mark_seen(index):
+                    continue
+                else:
+                    known = len(seen)
+                fresh.append(result)
+                if not result.ok:
+                    failed += 1
             added = len(fresh) - before
             self.resolved += added
             self.failed += failed

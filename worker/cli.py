@@ -13,6 +13,7 @@ import click
 from common import Settings, default_catalogue
 from common.connection import check_connection, connect, redact_url
 from common.errors import EXIT_INTERRUPTED, DispatchError
+from common.gctuning import tune_long_running_process
 from worker import runtime as runtime_module
 from worker.health import run_check
 from worker.runner import ChunkWorker, defer_stop_signals
@@ -134,6 +135,7 @@ def main(
             worker_name, ",".join(queue_names), redact_url(settings.redis_url), threads,
             ", ".join(default_catalogue.names()),
         )  # fmt: skip
+        tune_long_running_process()  # see common/gctuning.py
         worker.work(burst=burst, logging_level=logging.getLevelName(level))
 
     if concurrency == 1 and burst:
