@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
 from typing import Any
 
-from common.catalogue import task
+from common.catalogue import default_catalogue, task
 from common.errors import LimitExceeded
 
 Number = int | float
@@ -87,6 +88,17 @@ def sleep(seconds: Number) -> Number:
         raise LimitExceeded(f"seconds must be between 0 and {MAX_SLEEP_SECONDS:g}")
     time.sleep(seconds)
     return seconds
+
+
+async def _sleep_async(seconds: Number) -> Number:
+    """sleep's form for async slots: one event loop holds many sleeps at once, no thread each."""
+    if not 0 <= seconds <= MAX_SLEEP_SECONDS:
+        raise LimitExceeded(f"seconds must be between 0 and {MAX_SLEEP_SECONDS:g}")
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+default_catalogue.add_coroutine("sleep", _sleep_async)
 
 
 @task

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
 import inspect
 import re
+import threading
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -30,6 +34,9 @@ class TaskDefinition:
     """Per positional parameter, the exact argument types that certainly pass its hint (JSON values
     have exact types); None when the signature needs the full check. Saves ~5 us of bind() per task."""
     min_args: int = 0
+    coroutine: Callable[..., Awaitable[Any]] | None = None
+    """The task's `async def` form, which a worker with async slots awaits on its event loop; `func`
+    then runs the same task to completion on its own (in any worker mode)."""
 
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Raise InvalidArguments unless args and kwargs fit the signature and its type hints."""
@@ -87,10 +94,25 @@ class Catalogue:
             hints.pop("return", None)
             signature = inspect.signature(target)
             fast_types, min_args = _fast_types(signature, hints)
-            self._tasks[task_name] = TaskDefinition(task_name, target, signature, hints, fast_types, min_args)
+            func: Callable[..., Any] = target
+            coroutine = None
+            if inspect.iscoroutinefunction(target):
+                func, coroutine = run_to_completion(target), target
+            self._tasks[task_name] = TaskDefinition(
+                task_name, func, signature, hints, fast_types, min_args, coroutine
+            )  # fmt: skip
             return target
 
         return decorate(func) if func is not None else decorate
+
+    def add_coroutine(self, name: str, coroutine: Callable[..., Awaitable[Any]]) -> None:
+        """Give the registered task `name` an `async def` form taking the same arguments, for async slots."""
+        definition = self.get(name)
+        if not inspect.iscoroutinefunction(coroutine):
+            raise ConfigurationError(f"the async form of task {name!r} must be an async def function")
+        if list(inspect.signature(coroutine).parameters) != list(definition.signature.parameters):
+            raise ConfigurationError(f"the async form of task {name!r} must take the same parameters")
+        self._tasks[name] = dataclasses.replace(definition, coroutine=coroutine)
 
     def get(self, name: str) -> TaskDefinition:
         """The task called `name`; UnknownTask (listing what exists) if there is none."""
@@ -129,6 +151,32 @@ def task(func: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
 def task(func: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
     """Register a function as a task in the default catalogue: `@task` or `@task(name="ns.name")`."""
     return default_catalogue.register(func, name=name)
+
+
+_loops = threading.local()
+
+
+def run_to_completion(coroutine: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """A plain function that runs `coroutine` to its end, on an event loop kept per thread (a new loop
+    per call would cost far more than a small task): how coroutine tasks run outside async slots."""
+
+    @functools.wraps(coroutine)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = _loops.loop = asyncio.new_event_loop()
+        future = asyncio.ensure_future(coroutine(*args, **kwargs), loop=loop)
+        try:
+            return loop.run_until_complete(future)
+        except BaseException:
+            # Stopped from outside (the per-task watchdog's alarm, a shutdown): end the coroutine too,
+            # so it never resumes inside a later task.
+            if not future.done():
+                future.cancel()
+                loop.run_until_complete(asyncio.wait([future]))
+            raise
+
+    return run
 
 
 _JSON_TYPES = (int, float, str, bool, type(None), list, dict)

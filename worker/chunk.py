@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from concurrent.futures import as_completed
 
 from rq import get_current_job
 
@@ -41,9 +40,7 @@ def run_chunk(payload: object) -> int:
         with Watchdog(state.settings.task_timeout) as watchdog:
             run_serial(chunk.rows, state.catalogue, state.settings, state.name, watchdog, publisher)
     else:
-        futures = [pool.submit(execute_task, spec, state.catalogue, state.settings, state.name) for spec in chunk.tasks]
-        for future in as_completed(futures):
-            publisher.add(future.result())
+        pool.run(chunk.tasks, state, publisher)
     publisher.flush()
     return len(chunk.rows)
 

@@ -57,6 +57,16 @@ from worker.supervisor import Supervisor
     help="Task slots (threads) per process, for I/O-bound tasks [env DW_THREADS].",
 )
 @click.option(
+    "--async-slots",
+    "-a",
+    type=click.IntRange(0, 100_000),
+    default=0,
+    show_default=True,
+    envvar="DW_ASYNC_SLOTS",
+    help="Coroutine tasks (async def, and the built-in sleep) awaited at once per process on one event loop, "
+    "instead of a thread each; other tasks still run on --threads [env DW_ASYNC_SLOTS].",
+)
+@click.option(
     "--tasks",
     "task_modules",
     multiple=True,
@@ -90,6 +100,7 @@ def main(
     burst: bool,
     concurrency: int,
     threads: int,
+    async_slots: int,
     task_modules: tuple[str, ...],
     task_timeout: float | None,
     max_result_bytes: int | None,
@@ -124,15 +135,15 @@ def main(
     def serve(index: int) -> None:
         defer_stop_signals()
         worker_name = _worker_name(name, index, concurrency)
-        runtime = Runtime(settings, default_catalogue, worker_name, threads, log_tasks)
+        runtime = Runtime(settings, default_catalogue, worker_name, threads, log_tasks, async_slots)
         runtime_module.configure(runtime)
         runtime.pool()  # start the task threads now rather than during the first chunk
         worker = ChunkWorker(runtime, connect(settings), queue_names)
         if log_tasks:
             click.echo(f"[{worker_name}] Started")
         logging.getLogger("worker").info(
-            "worker %s serving %s on %s, %d slot(s), tasks: %s",
-            worker_name, ",".join(queue_names), redact_url(settings.redis_url), threads,
+            "worker %s serving %s on %s, %d thread slot(s), %d async slot(s), tasks: %s",
+            worker_name, ",".join(queue_names), redact_url(settings.redis_url), threads, async_slots,
             ", ".join(default_catalogue.names()),
         )  # fmt: skip
         tune_long_running_process()  # see common/gctuning.py

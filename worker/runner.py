@@ -193,6 +193,6 @@ def advertisement(runtime: Runtime) -> dict[str, str]:
     return {
         f"{prefix}host": socket.gethostname(),
         f"{prefix}pid": str(os.getpid()),
-        f"{prefix}slots": str(runtime.threads),
+        f"{prefix}slots": str(runtime.slots),
         f"{prefix}tasks": json.dumps(runtime.catalogue.names()),
     }

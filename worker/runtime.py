@@ -6,12 +6,12 @@ import importlib
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from common import Settings, default_catalogue
 from common.catalogue import Catalogue
 from common.errors import ConfigurationError
+from worker.slots import Slots
 
 
 @dataclass
@@ -23,28 +23,24 @@ class Runtime:
     name: str = "worker"
     threads: int = 1
     log_tasks: bool = False
-    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    async_slots: int = 0
+    """Coroutine tasks awaited at once on the process's event loop (0: they run like any other task)."""
+    _pool: Slots | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def pool(self) -> ThreadPoolExecutor | None:
-        """The thread pool that runs a chunk's tasks side by side, when threads > 1."""
-        if self.threads <= 1:
+    @property
+    def slots(self) -> int:
+        """Tasks this process runs at once, as advertised to dispatchers (which size chunks by it)."""
+        return max(self.threads, self.async_slots)
+
+    def pool(self) -> Slots | None:
+        """The slots that run a chunk's tasks side by side; None when tasks run one at a time."""
+        if self.threads <= 1 and self.async_slots <= 0:
             return None
         with self._lock:
             if self._pool is None:
-                self._pool = _started_pool(self.threads)
+                self._pool = Slots(self.threads, self.async_slots)
             return self._pool
-
-
-def _started_pool(threads: int) -> ThreadPoolExecutor:
-    """A thread pool whose threads all exist already: ThreadPoolExecutor starts them one per submit,
-    which made a worker's first chunk of slow tasks start its slots one by one (~0.1 ms each)."""
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="task")
-    barrier = threading.Barrier(threads + 1)
-    for _ in range(threads):
-        pool.submit(barrier.wait)
-    barrier.wait()
-    return pool
 
 
 _current: Runtime | None = None

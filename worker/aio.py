@@ -1,0 +1,151 @@
+"""Coroutine tasks on an event loop: one task's execution, its time limit, and a loop that wakes on time."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import selectors
+import time
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import Any
+
+from common.catalogue import TaskDefinition
+from common.errors import TaskTimeout
+from common.settings import Settings
+from common.wire import TaskResult, TaskSpec
+from worker.execute import check_result_size, format_task_traceback
+
+
+class Deadlines:
+    """Stops coroutine tasks that overrun their time limit, with one repeating timer per chunk.
+
+    Like worker.execute.Watchdog, and for the same reason: a timeout per task (asyncio.timeout or
+    wait_for) cost ~12 us of a ~35 us task on async slots; a check every limit/4 (at most 1 s)
+    costs nothing per task and stops an overrun within that period.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: float) -> None:
+        self.limit = limit
+        self._loop = loop
+        self._period = min(1.0, limit / 4)
+        self._started: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def __enter__(self) -> Deadlines:
+        self._handle = self._loop.call_later(self._period, self._check)
+        return self
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        for task, started in self._started.items():
+            if now - started > self.limit and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        self._handle = self._loop.call_later(self._period, self._check)
+
+    async def run(self, awaitable: Awaitable[Any]) -> Any:
+        """Await `awaitable` in the current task; TaskTimeout if it is still running after the limit."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._started[task] = self._loop.time()
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            self._expired.discard(task)
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: this cancellation is handled
+            if uncancel is not None:
+                uncancel()
+            raise TaskTimeout(f"task ran longer than {self.limit:g} s and was stopped") from None
+        finally:
+            del self._started[task]
+
+
+async def execute_coroutine_task(
+    spec: TaskSpec, definition: TaskDefinition, settings: Settings, worker: str, deadlines: Deadlines
+) -> TaskResult:
+    """Await one coroutine task under its time limit; never raises for anything the task or its input
+    did wrong (worker.execute.execute_task's contract, for tasks with an `async def` form)."""
+    started = time.perf_counter()
+    task_traceback: str | None = None
+    try:
+        definition.check_arguments(spec.args, spec.kwargs)
+        assert definition.coroutine is not None
+        try:
+            value = await deadlines.run(definition.coroutine(*spec.args, **spec.kwargs))
+        except TaskTimeout:
+            raise
+        except Exception as exc:
+            task_traceback = format_task_traceback(exc.with_traceback(_task_frames(exc.__traceback__)))
+            raise
+        except asyncio.CancelledError as exc:
+            if _being_cancelled():
+                raise
+            task_traceback = format_task_traceback(exc.with_traceback(_task_frames(exc.__traceback__)))
+            raise RuntimeError("task raised CancelledError without being cancelled") from None
+        check_result_size(value, settings.max_result_bytes)
+    except Exception as exc:
+        elapsed = (time.perf_counter() - started) * 1000
+        return TaskResult(
+            spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None,
+            type(exc).__name__, str(exc) or type(exc).__name__, worker, elapsed, task_traceback,
+        )  # fmt: skip
+    elapsed = (time.perf_counter() - started) * 1000
+    return TaskResult(spec.index, spec.task, spec.args, spec.kwargs, spec.id, True, value, None, None, worker, elapsed)
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task was asked to stop (rather than the task's code raising CancelledError)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or bool(cancelling())
+
+
+def _task_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the task's own frames on: this module's and asyncio's frames say nothing."""
+    while tb is not None and _is_machinery(str(tb.tb_frame.f_globals.get("__name__", ""))):
+        tb = tb.tb_next
+    return tb
+
+
+def _is_machinery(module: str) -> bool:
+    return module in ("asyncio", __name__) or module.startswith("asyncio.")
+
+
+class PreciseSelector(selectors.DefaultSelector):
+    """The platform's selector, waking on time to a fraction of a millisecond.
+
+    epoll and poll wait in whole milliseconds, rounded up: asyncio.sleep(0.05) ended up to 1 ms late,
+    and timers due microseconds after the one that woke the loop waited another whole millisecond
+    (each wave of slots but its first task). The sub-millisecond rest is slept with nanosleep, then
+    the selector is polled without waiting: W3-like chunks of 100 slots went from 0.961 to 0.973
+    efficiency in one process.
+    """
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        """Ready file objects, waiting at most `timeout` seconds (None: until one is ready)."""
+        if timeout is None or timeout <= 0:
+            return super().select(timeout)
+        deadline = time.monotonic() + timeout
+        whole_ms = math.floor(timeout * 1000) / 1000 - 1e-6  # the base class rounds up: stay below
+        if whole_ms > 0:
+            ready = super().select(whole_ms)
+            if ready:
+                return ready
+        rest = deadline - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
+        return super().select(0)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """An event loop whose timers fire on time (see PreciseSelector)."""
+    return asyncio.SelectorEventLoop(PreciseSelector())
