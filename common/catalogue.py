@@ -153,6 +153,16 @@ def task(func: F | None = None, *, name: str | None = None) -> F | Callable[[F],
     return default_catalogue.register(func, name=name)
 
 
+class _ThreadLoop:
+    """An event loop owned by one thread, closed when the thread ends."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        self.loop.close()
+
+
 _loops = threading.local()
 
 
@@ -162,9 +172,10 @@ def run_to_completion(coroutine: Callable[..., Awaitable[Any]]) -> Callable[...,
 
     @functools.wraps(coroutine)
     def run(*args: Any, **kwargs: Any) -> Any:
-        loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
-        if loop is None or loop.is_closed():
-            loop = _loops.loop = asyncio.new_event_loop()
+        owner: _ThreadLoop | None = getattr(_loops, "owner", None)
+        if owner is None:
+            owner = _loops.owner = _ThreadLoop()
+        loop = owner.loop
         future = asyncio.ensure_future(coroutine(*args, **kwargs), loop=loop)
         try:
             return loop.run_until_complete(future)

@@ -81,6 +81,13 @@ class Slots:
                 loop.run_until_complete(asyncio.wait(slots, timeout=CLEANUP_SECONDS))
                 raise
 
+    def close(self) -> None:
+        """Stop the threads and close the event loop (a worker process just exits instead)."""
+        if self.pool is not None:
+            self.pool.shutdown()
+        if self._loop is not None:
+            self._loop.close()
+
     def loop(self) -> asyncio.AbstractEventLoop:
         """This process's event loop for async slots (made on first use, in the thread that runs chunks)."""
         if self._loop is None or self._loop.is_closed():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from common.catalogue import task
@@ -22,3 +23,10 @@ def spin(seconds: float) -> int:
     while time.perf_counter() < deadline:
         count += 1
     return count
+
+
+@task(name="rt.anap")
+async def anap(seconds: float, value: int) -> int:
+    """rt.nap as a coroutine task (awaited on async slots)."""
+    await asyncio.sleep(seconds)
+    return value

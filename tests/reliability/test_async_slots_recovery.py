@@ -1,0 +1,76 @@
+"""Guarantees 1 and 2 with async slots: a chunk of coroutine tasks survives SIGKILL (it runs again
+elsewhere) and SIGTERM (it finishes first); every result exactly once."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.reliability.conftest import (
+    FAST_RECOVERY,
+    Procs,
+    assert_exactly_once,
+    current_job,
+    live_worker_names,
+    parse_json_results,
+    stream_entries,
+    wait_until,
+    write_tasks,
+)
+from tests.reliability.test_worker_kill import kill_and_time_rerun
+
+pytestmark = pytest.mark.reliability
+
+TOTAL = 24
+ASYNC = ("--async-slots", "4")
+
+
+def start_batch(procs: Procs, client: redis.Redis, tmp_path: Path, worker: str) -> tuple[object, str]:
+    batch = write_tasks(tmp_path / f"{worker}.txt", [f"rt.anap 0.3 {i}" for i in range(TOTAL)])
+    dispatcher = procs.dispatcher("submit", str(batch), "--json", "--chunk-size", str(TOTAL))
+    job_id = wait_until(lambda: current_job(client, worker), 30, f"{worker} to take the chunk")
+    batch_id = job_id.rsplit("-", 1)[0]
+    wait_until(lambda: stream_entries(client, batch_id), 30, "the first results")  # mid-chunk
+    return dispatcher, batch_id
+
+
+def test_killed_async_worker_chunk_runs_again_elsewhere(
+    redis_url: str, real_client: redis.Redis, procs_factory: Callable[..., Procs], tmp_path: Path
+) -> None:
+    procs = procs_factory(redis_url, FAST_RECOVERY)
+    victim = procs.worker("--name", "victim", *ASYNC)
+    wait_until(lambda: live_worker_names(real_client) == {"victim"}, 30, "the victim worker")
+    dispatcher, batch_id = start_batch(procs, real_client, tmp_path, "victim")
+    procs.worker("--name", "rescuer", *ASYNC)
+    wait_until(lambda: "rescuer" in live_worker_names(real_client), 30, "the rescuer worker")
+
+    kill_and_time_rerun(real_client, victim, batch_id)
+
+    assert dispatcher.wait(60) == 0, procs.log(dispatcher)  # type: ignore[attr-defined]
+    records = parse_json_results(procs.output(dispatcher))  # type: ignore[arg-type]
+    by_index = assert_exactly_once(records, TOTAL)
+    assert all(r["ok"] and r["result"] == i for i, r in by_index.items())
+    workers = {r["worker"] for r in records}
+    assert workers == {"victim", "rescuer"}, workers  # part ran before the kill, the rest after
+
+
+def test_sigterm_lets_the_async_chunk_finish(
+    redis_url: str, real_client: redis.Redis, procs_factory: Callable[..., Procs], tmp_path: Path
+) -> None:
+    procs = procs_factory(redis_url, FAST_RECOVERY)
+    worker = procs.worker("--name", "warm", *ASYNC)
+    wait_until(lambda: "warm" in live_worker_names(real_client), 30, "the worker")
+    dispatcher, _batch_id = start_batch(procs, real_client, tmp_path, "warm")
+
+    worker.send_signal(signal.SIGTERM)
+
+    assert worker.wait(30) == 0, procs.log(worker)
+    assert dispatcher.wait(30) == 0, procs.log(dispatcher)  # type: ignore[arg-type]
+    records = parse_json_results(procs.output(dispatcher))  # type: ignore[arg-type]
+    by_index = assert_exactly_once(records, TOTAL)
+    assert {r["worker"] for r in records} == {"warm"}
+    assert all(r["ok"] and r["result"] == i for i, r in by_index.items())
