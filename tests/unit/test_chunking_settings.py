@@ -11,11 +11,13 @@ from dispatcher.chunking import MAX_CHUNK_SIZE, auto_chunk_size, peek_total
 
 
 def test_small_slow_batches_spread_over_all_slots() -> None:
-    # 200 tasks, 2 processes x 10 threads: 2 chunks of 50 per process; each keeps its 10 slots busy
-    # (a thread pool balances inside a chunk; every chunk boundary idles the slots for its tail).
-    assert auto_chunk_size(200, 2, 20) == 50
-    # 2,000 tasks over 4 processes x 50 threads: 2 chunks of 250 per process.
-    assert auto_chunk_size(2000, 4, 200) == 250
+    # 200 tasks, 2 processes x 10 slots: one chunk of 100 per process; it keeps its 10 slots busy
+    # (slots balance inside a chunk; every chunk boundary idles the slots for its tail).
+    assert auto_chunk_size(200, 2, 20) == 100
+    # 2,000 tasks over 4 processes x 50 slots: one chunk of 500 per process.
+    assert auto_chunk_size(2000, 4, 200) == 500
+    # A multiple of the slots per process, however the total divides.
+    assert auto_chunk_size(230, 2, 20) == 110
     assert auto_chunk_size(3, 2, 2) == 1
 
 
