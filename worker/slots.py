@@ -35,6 +35,8 @@ class Slots:
         self.async_slots = async_slots
         self.pool = _started_pool(threads) if threads > 1 else None
         self._loop: asyncio.AbstractEventLoop | None = None
+        if async_slots > 0:  # made now, like the threads, rather than during the first chunk
+            self.loop().run_until_complete(asyncio.sleep(0))
 
     def run(self, tasks: list[TaskSpec], runtime: Runtime, publisher: ResultPublisher) -> None:
         """Run every task of a chunk, publishing each result; returns once all are published."""
