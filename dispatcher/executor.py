@@ -172,7 +172,10 @@ class RedisExecutor(Executor):
             return task
         name = self._names.get(task)
         if name is None:
-            self._names = {definition.func: definition.name for definition in default_catalogue}
+            # An `async def` task is known by its coroutine function (what @task returned to the user).
+            self._names = {
+                func: d.name for d in default_catalogue for func in (d.func, d.coroutine) if func is not None
+            }
             name = self._names.get(task)
         if name is None:
             raise TypeError(f"{task!r} is not a registered task: decorate it with @task (from common import task) "

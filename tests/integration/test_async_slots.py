@@ -11,6 +11,8 @@ import redis
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
 from dispatcher.batch import SubmitOptions, submit_batch
+from dispatcher.executor import RedisExecutor
+from tests import asynctasks
 from tests.conftest import WorkerFactory
 from tests.integration.test_executor import USER_ENV, wait_offered
 
@@ -62,3 +64,13 @@ def test_coroutine_tasks_share_a_loop_per_process_and_bad_ones_fail_alone(
     assert by_index[46].error_type == "LimitExceeded"
     done = {k: json.loads(real_client.hget(k, "dw_tasks") or b"[]") for k in real_client.smembers("rq:workers")}
     assert all("aio.forever" in tasks for tasks in done.values())
+
+
+def test_the_executor_submits_a_coroutine_task_by_its_function(
+    redis_url: str, start_worker: WorkerFactory, real_client: redis.Redis
+) -> None:
+    start_worker("--async-slots", "4", "--tasks", "tests.asynctasks", env=USER_ENV)
+    wait_offered(real_client, "aio.where")
+    with RedisExecutor(redis_url) as executor:
+        pid, _thread, running = executor.submit(asynctasks.where, 0.01).result(timeout=30)
+    assert pid > 0 and running == 1

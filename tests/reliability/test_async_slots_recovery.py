@@ -3,7 +3,9 @@ elsewhere) and SIGTERM (it finishes first); every result exactly once."""
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,8 +31,11 @@ TOTAL = 24
 ASYNC = ("--async-slots", "4")
 
 
-def start_batch(procs: Procs, client: redis.Redis, tmp_path: Path, worker: str) -> tuple[object, str]:
-    batch = write_tasks(tmp_path / f"{worker}.txt", [f"rt.anap 0.3 {i}" for i in range(TOTAL)])
+def start_batch(
+    procs: Procs, client: redis.Redis, tmp_path: Path, worker: str, seconds: float = 0.3
+) -> tuple[object, str]:
+    """A batch of one chunk of TOTAL naps (TOTAL / 4 waves of `seconds` on 4 slots), caught mid-chunk."""
+    batch = write_tasks(tmp_path / f"{worker}.txt", [f"rt.anap {seconds} {i}" for i in range(TOTAL)])
     dispatcher = procs.dispatcher("submit", str(batch), "--json", "--chunk-size", str(TOTAL))
     job_id = wait_until(lambda: current_job(client, worker), 30, f"{worker} to take the chunk")
     batch_id = job_id.rsplit("-", 1)[0]
@@ -74,3 +79,27 @@ def test_sigterm_lets_the_async_chunk_finish(
     by_index = assert_exactly_once(records, TOTAL)
     assert {r["worker"] for r in records} == {"warm"}
     assert all(r["ok"] and r["result"] == i for i, r in by_index.items())
+
+
+def test_second_sigterm_stops_the_async_chunk_at_once_and_it_runs_elsewhere(
+    redis_url: str, real_client: redis.Redis, procs_factory: Callable[..., Procs], tmp_path: Path
+) -> None:
+    procs = procs_factory(redis_url, FAST_RECOVERY)
+    worker = procs.worker("--name", "cold", *ASYNC)
+    wait_until(lambda: "cold" in live_worker_names(real_client), 30, "the worker")
+    dispatcher, batch_id = start_batch(procs, real_client, tmp_path, "cold", seconds=0.8)  # 4.8 s of chunk
+
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(1.2)  # RQ ignores a second signal within 1 s of the first (a pool's duplicate)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+    cold_results = sum(len(json.loads(f[b"r"])) for _id, f in stream_entries(real_client, batch_id))
+    procs.worker("--name", "rescuer", *ASYNC)
+
+    assert dispatcher.wait(60) == 0, procs.log(dispatcher)  # type: ignore[arg-type]
+    records = parse_json_results(procs.output(dispatcher))  # type: ignore[arg-type]
+    by_index = assert_exactly_once(records, TOTAL)
+    assert all(r["ok"] and r["result"] == i for i, r in by_index.items())
+    by_worker = {w: sum(r["worker"] == w for r in records) for w in ("cold", "rescuer")}
+    assert by_worker["rescuer"] >= 1, by_worker  # the cold worker did not finish the chunk
+    assert by_worker["cold"] <= cold_results < TOTAL
