@@ -38,9 +38,11 @@ class Checker:
             self.bad += 1
 
 
-def _cluster(processes: int, threads: int = 1) -> tuple[EmbeddedRedis, LocalWorkers, redis.Redis, Settings]:
+def _cluster(
+    processes: int, worker_args: tuple[str, ...] = ()
+) -> tuple[EmbeddedRedis, LocalWorkers, redis.Redis, Settings]:
     server = EmbeddedRedis().start()
-    workers = LocalWorkers(server.url, processes, ["--threads", str(threads)]).start()
+    workers = LocalWorkers(server.url, processes, list(worker_args)).start()
     settings = Settings.from_env(redis_url=server.url)
     client = connect(settings)
     wait_for_workers(client, processes)
@@ -97,9 +99,15 @@ def w2(sizes: Sizes, reps: int) -> list[dict[str, float]]:
         _stop(server, workers)
 
 
-def w3(tasks: int, slots: int, reps: int, processes: int = 2) -> list[dict[str, float]]:
-    """`tasks` x sleep(0.05) over `slots` thread slots (spread over `processes` worker processes)."""
-    server, workers, client, settings = _cluster(processes, slots // processes)
+W3_MODES = {"async": "--async-slots", "threads": "--threads"}
+W3_LABELS = {"async": "async slots", "threads": "threads"}
+"""How W3's slots are made: `async` (the default) awaits the built-in sleep's async form on one event
+loop per process (`worker --async-slots N`); `threads` runs it on N threads (`worker --threads N`)."""
+
+
+def w3(tasks: int, slots: int, reps: int, processes: int = 2, mode: str = "async") -> list[dict[str, float]]:
+    """`tasks` x sleep(0.05) over `slots` slots, spread over `processes` worker processes (see W3_MODES)."""
+    server, workers, client, settings = _cluster(processes, (W3_MODES[mode], str(slots // processes)))
     try:
         pids = [p.pid for p in workers.processes]
         runs = []

@@ -26,8 +26,8 @@ METRICS = [
     ("W1", "tasks_per_s", "W1 throughput, tasks/s", True),
     ("W2", "p50_ms", "W2 round trip p50, ms", False),
     ("W2", "p99_ms", "W2 round trip p99, ms", False),
-    ("W3", "efficiency", "W3 200 x sleep(0.05), 20 slots: efficiency", True),
-    ("W3b", "efficiency", "W3b 2,000 x sleep(0.05), 200 slots: efficiency", True),
+    ("W3", "efficiency", "W3 200 x sleep(0.05), 20 slots (ours: {w3_mode}): efficiency", True),
+    ("W3b", "efficiency", "W3b 2,000 x sleep(0.05), 200 slots (ours: {w3_mode}): efficiency", True),
     ("W3b", "rss_mib", "W3b worker processes' RSS, MiB", False),
     ("W4", "tasks_per_s", "W4 1M-task file, tasks/s", True),
     ("W4", "dispatcher_rss_mib", "W4 dispatcher peak RSS, MiB", False),
@@ -35,13 +35,15 @@ METRICS = [
 ]
 
 
-def plan(sizes: Sizes, reps: int, workdir: Path) -> dict[tuple[str, str], Callable[[], list[dict[str, float]]]]:
+def plan(
+    sizes: Sizes, reps: int, workdir: Path, w3_mode: str = "async"
+) -> dict[tuple[str, str], Callable[[], list[dict[str, float]]]]:
     """Every (system, workload) pair the harness knows how to run."""
     jobs: dict[tuple[str, str], Callable[[], list[dict[str, float]]]] = {
         ("ours", "W1"): lambda: ours.w1(sizes, reps),
         ("ours", "W2"): lambda: ours.w2(sizes, reps),
-        ("ours", "W3"): lambda: ours.w3(sizes.w3_tasks, sizes.w3_slots, reps),
-        ("ours", "W3b"): lambda: ours.w3(sizes.w3b_tasks, sizes.w3b_slots, reps),
+        ("ours", "W3"): lambda: ours.w3(sizes.w3_tasks, sizes.w3_slots, reps, mode=w3_mode),
+        ("ours", "W3b"): lambda: ours.w3(sizes.w3b_tasks, sizes.w3b_slots, reps, mode=w3_mode),
         ("ours", "W4"): lambda: ours.w4(sizes, reps, workdir),
     }
     try:
@@ -85,6 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
     parser.add_argument("--w4-tasks", type=int, help="W4 batch size (default 1,000,000)")
+    parser.add_argument(
+        "--w3-mode",
+        choices=sorted(ours.W3_MODES),
+        default="async",
+        help="our W3/W3b slots: async (worker --async-slots N, the default) or threads (--threads N)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results [{DEFAULT_JSON}]")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
 
     results: dict[str, dict[str, Any]] = {s: {} for s in systems}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        jobs = plan(sizes, reps, Path(tmp))
+        jobs = plan(sizes, reps, Path(tmp), args.w3_mode)
         for workload in workloads:
             for system in systems:
                 job = jobs.get((system, workload))
@@ -112,9 +120,9 @@ def main(argv: list[str] | None = None) -> None:
                     traceback.print_exc()
                     results[system][workload] = {"error": f"{type(exc).__name__}: {exc}"}
                 print(f"  {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
-    print(render(results, systems, workloads, sizes, reps))
+    print(render(results, systems, workloads, sizes, reps, args.w3_mode))
     document = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), "reps": reps,
-                "sizes": sizes.__dict__, "results": results}  # fmt: skip
+                "sizes": sizes.__dict__, "w3_mode": args.w3_mode, "results": results}  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nJSON: {args.json}", file=sys.stderr)
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def render(results: dict[str, dict[str, Any]], systems: list[str], workloads: list[str], sizes: Sizes,
-           reps: int) -> str:  # fmt: skip
+           reps: int, w3_mode: str = "async") -> str:  # fmt: skip
     """One Markdown table: medians per system and our ratio to each peer (>1 means ours is better)."""
     peers = [s for s in systems if s != "ours"]
     header = ["metric", *systems, *(f"ours vs {p}" for p in peers)]
@@ -133,7 +141,7 @@ def render(results: dict[str, dict[str, Any]], systems: list[str], workloads: li
     for workload, metric, label, higher in METRICS:
         if workload not in workloads:
             continue
-        cells = [label]
+        cells = [label.format(w3_mode=ours.W3_LABELS[w3_mode])]
         values: dict[str, float | None] = {}
         for system in systems:
             entry = results.get(system, {}).get(workload, {})

@@ -23,3 +23,16 @@ def test_bench_quick_runs_w1_and_w2_and_writes_json(tmp_path: Path) -> None:
     results = json.loads(out.read_text())["results"]["ours"]
     assert results["W1"]["median"]["tasks_per_s"] > 0  # every result was checked, or the run raised
     assert results["W2"]["median"]["p50_ms"] <= results["W2"]["median"]["p99_ms"]
+
+
+@pytest.mark.parametrize("mode", ["async", "threads"])
+def test_bench_w3_says_which_slots_it_ran_on(tmp_path: Path, mode: str) -> None:
+    out = tmp_path / "bench.json"
+    argv = [sys.executable, "-m", "bench", "--quick", "--systems", "ours", "--workloads", "W3", "--w3-mode", mode,
+            "--json", str(out)]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    label = {"async": "async slots", "threads": "threads"}[mode]
+    assert f"| W3 200 x sleep(0.05), 20 slots (ours: {label}): efficiency |" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["w3_mode"] == mode and document["results"]["ours"]["W3"]["median"]["efficiency"] > 0
