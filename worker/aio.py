@@ -110,14 +110,15 @@ def _being_cancelled() -> bool:
 
 
 def _task_frames(tb: TracebackType | None) -> TracebackType | None:
-    """The traceback from the task's own frames on: this module's and asyncio's frames say nothing."""
-    while tb is not None and _is_machinery(str(tb.tb_frame.f_globals.get("__name__", ""))):
+    """The traceback from the last frame of this module or asyncio before the task's own frames:
+    format_task_traceback drops that calling frame, and the ones before it say nothing either."""
+    while tb is not None and tb.tb_next is not None and _is_machinery(tb.tb_next.tb_frame.f_globals.get("__name__")):
         tb = tb.tb_next
     return tb
 
 
-def _is_machinery(module: str) -> bool:
-    return module in ("asyncio", __name__) or module.startswith("asyncio.")
+def _is_machinery(module: object) -> bool:
+    return isinstance(module, str) and (module in ("asyncio", __name__) or module.startswith("asyncio."))
 
 
 class PreciseSelector(selectors.DefaultSelector):

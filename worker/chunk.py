@@ -10,7 +10,7 @@ from common.cancel import cancelled_result
 from common.wire import TaskSpec, decode_chunk
 from worker import runtime
 from worker.cancel import batch_cancelled
-from worker.execute import Watchdog, execute_task
+from worker.execute import Watchdog
 from worker.publish import ResultPublisher
 from worker.serial import run_serial
 

@@ -19,6 +19,7 @@ from worker.execute import Watchdog, execute_task
 from worker.publish import ResultPublisher
 from worker.runner import advertisement
 from worker.runtime import Runtime
+from worker.serial import run_serial
 
 probe: dict[str, Any] = {"running": 0, "peak": 0, "threads": set()}
 
@@ -154,6 +155,17 @@ def test_coroutine_tasks_run_to_completion_without_async_slots() -> None:
         stopped = execute_task(TaskSpec(2, "aio.hang", []), catalogue, settings, "w", watchdog)
     assert stopped.error_type == "TaskTimeout"
     assert execute_task(TaskSpec(3, "aio.double", [1]), catalogue, settings, "w").value == 2
+
+
+def test_the_serial_loop_runs_coroutine_tasks_to_completion(fake_client: fakeredis.FakeRedis) -> None:
+    catalogue = async_catalogue()
+    rows = [[0, None, "aio.double", [4], {}], [1, None, "aio.explode", ["no"], {}], [2, None, "add", [1, 1], {}]]
+    publisher = ResultPublisher(fake_client, "b2", 0, 60, "w")
+    with Watchdog(5) as watchdog:
+        run_serial(rows, catalogue, Settings.from_env({}), "w", watchdog, publisher)  # type: ignore[arg-type]
+    results = {r.index: r for _id, f in fake_client.xrange(keys.results_key("b2")) for r in decode_results(f)[1]}
+    assert (results[0].value, results[2].value) == (8, 2)
+    assert (results[1].error_type, results[1].error_message) == ("RuntimeError", "no")
 
 
 def test_a_chunk_that_fails_midway_leaves_no_coroutine_running(fake_client: fakeredis.FakeRedis) -> None:
