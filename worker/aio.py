@@ -60,13 +60,14 @@ class Deadlines:
         except asyncio.CancelledError:
             if task not in self._expired:
                 raise
-            self._expired.discard(task)
-            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: this cancellation is handled
-            if uncancel is not None:
-                uncancel()
             raise TaskTimeout(f"task ran longer than {self.limit:g} s and was stopped") from None
         finally:
             del self._started[task]
+            if task in self._expired:  # handled here (or swallowed by the task): the slot goes on
+                self._expired.discard(task)
+                uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+                if uncancel is not None:
+                    uncancel()
 
 
 async def execute_coroutine_task(

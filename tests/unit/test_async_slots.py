@@ -45,6 +45,14 @@ def async_catalogue() -> Catalogue:
     async def hang() -> None:
         await asyncio.sleep(3600)
 
+    @catalogue.register(name="aio.stubborn")
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return "ignored the stop"
+        return "slept"
+
     @catalogue.register(name="add")
     def add(a: int, b: int) -> int:
         return a + b
@@ -120,6 +128,15 @@ def test_each_bad_coroutine_task_fails_alone(fake_client: fakeredis.FakeRedis) -
     assert results[2].error_type == "TaskTimeout" and "0.2 s" in (results[2].error_message or "")
     assert results[3].error_type == results[4].error_type == "InvalidArguments"
     assert results[5].error_type == "UnknownTask"
+
+
+def test_a_coroutine_that_swallows_its_stop_keeps_its_result_and_its_slot_goes_on(
+    fake_client: fakeredis.FakeRedis,
+) -> None:
+    runtime = make_runtime(async_catalogue(), Settings.from_env({}, task_timeout=0.1), async_slots=1)
+    specs = [TaskSpec(0, "aio.stubborn", []), TaskSpec(1, "aio.double", [5]), TaskSpec(2, "aio.hang", [])]
+    results = run_chunk(fake_client, runtime, specs)
+    assert (results[0].value, results[1].value, results[2].error_type) == ("ignored the stop", 10, "TaskTimeout")
 
 
 def test_builtin_sleep_runs_its_async_form_on_async_slots_and_its_sync_form_elsewhere(
