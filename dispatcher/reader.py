@@ -47,11 +47,25 @@ def detect_format(filename: str | None, explicit: str | None) -> Format:
     return "text"
 
 
+_INTEGER_LINE = re.compile(
+    r"[ \t]*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)((?:[ \t]+-?(?:0|[1-9][0-9]{0,17}))*)\s*"
+)
+"""A task name and integer arguments of up to 18 digits (JSON integers; int() reads them exactly):
+the lines of most big batches, parsed by one regular expression instead of word by word."""
+
+
 def read_tasks(lines: Iterable[str], fmt: Format, max_arg_bytes: int) -> Iterator[Item]:
     """Yield one TaskSpec (or BadInput) per non-blank, non-comment line, numbered from index 0."""
     parse = _parse_text if fmt == "text" else _parse_jsonl
+    integer_line = _INTEGER_LINE.fullmatch if fmt == "text" else None
     index = 0
     for line_no, line in enumerate(lines, start=1):
+        match = integer_line(line) if integer_line is not None and len(line) * 6 <= max_arg_bytes else None
+        if match is not None:
+            name, words = match.groups()
+            yield TaskSpec(index, name, [int(word) for word in words.split()], {}, None)
+            index += 1
+            continue
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue

@@ -48,6 +48,32 @@ def test_text_fast_path_parses_like_shlex(words: list[tuple[str, str]], name: st
     assert _outcome(lambda text: reader._parse_text(text, 0), line) == _outcome(_shlex_parse, line)
 
 
+INTEGER_WORDS = st.sampled_from(["0", "00", "-0", "-01", "7", "-42", "123456789012345678", "1234567890123456789",
+                                 "-999999999999999999", "1e3", "1_0", "+5", "٣", "0x1"])  # fmt: skip
+PADDING = st.sampled_from(["", " ", "\t", "\n", " \r\n", "\x0b", "\xa0"])
+
+
+NAMES = st.sampled_from(["add", "a.b", "x_1", "1bad", "a..b", "#add"])
+
+
+@given(PADDING, NAMES, st.lists(st.tuples(SEPARATORS, INTEGER_WORDS), max_size=4), PADDING)
+def test_integer_line_fast_path_reads_like_the_general_parser(
+    lead: str, name: str, words: list[tuple[str, str]], tail: str
+) -> None:
+    line = lead + name + "".join(sep + word for sep, word in words) + tail
+    fast = list(reader.read_tasks([line], "text", 10_000))
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        assert fast == []
+        return
+    try:
+        expected: Any = reader._parse_text(stripped, 0)
+    except reader._LineError as exc:
+        assert len(fast) == 1 and isinstance(fast[0], reader.BadInput) and fast[0].message == str(exc)
+        return
+    assert fast == [expected]
+
+
 VALUES = st.one_of(
     st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(), st.text(max_size=3),
     st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
