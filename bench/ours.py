@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from bench.procs import PeakRSS
+from bench.procs import PeakRSS, cpu_seconds
 from bench.spec import Sizes, efficiency, percentile
 from common.connection import connect
 from common.settings import Settings
@@ -54,6 +54,23 @@ def _stop(server: EmbeddedRedis, workers: LocalWorkers) -> None:
     server.stop()
 
 
+class CpuMeter:
+    """CPU time spent by this process (the dispatcher), the worker processes and Redis since creation."""
+
+    def __init__(self, worker_pids: list[int], redis_pid: int) -> None:
+        self.worker_pids = worker_pids
+        self.redis_pid = redis_pid
+        self.start = (time.process_time(), cpu_seconds(worker_pids), cpu_seconds([redis_pid]))
+
+    def per_task(self, tasks: int) -> dict[str, float]:
+        """Microseconds of CPU per task in each part of the system."""
+        now = (time.process_time(), cpu_seconds(self.worker_pids), cpu_seconds([self.redis_pid]))
+        parts = ("dispatcher_cpu_us", "workers_cpu_us", "redis_cpu_us")
+        return {
+            part: (after - before) / tasks * 1e6 for part, after, before in zip(parts, now, self.start, strict=True)
+        }
+
+
 def _adds(n: int) -> Iterator[TaskSpec]:
     return (TaskSpec(i, "add", [i, i]) for i in range(n))
 
@@ -64,14 +81,17 @@ def w1(sizes: Sizes, reps: int) -> list[dict[str, float]]:
     try:
         submit_batch(client, settings, _adds(200), SubmitOptions(), Checker())  # warm-up
         runs = []
+        worker_pids = [p.pid for p in workers.processes]
+        assert server.process is not None
         for _ in range(reps):
             sink = Checker()
+            cpu = CpuMeter(worker_pids, server.process.pid)
             started = time.perf_counter()
             submit_batch(client, settings, _adds(sizes.w1), SubmitOptions(), sink)
             elapsed = time.perf_counter() - started
             if sink.count != sizes.w1 or sink.bad:
                 raise RuntimeError(f"W1: {sink.count} results, {sink.bad} wrong")
-            runs.append({"tasks_per_s": sizes.w1 / elapsed, "seconds": elapsed})
+            runs.append({"tasks_per_s": sizes.w1 / elapsed, "seconds": elapsed, **cpu.per_task(sizes.w1)})
         return runs
     finally:
         _stop(server, workers)
@@ -136,12 +156,17 @@ def w4(sizes: Sizes, reps: int, workdir: Path) -> list[dict[str, float]]:
     for _ in range(reps):
         server, workers, client, _settings = _cluster(2)
         try:
+            assert server.process is not None
+            worker_pids, redis_pid = [p.pid for p in workers.processes], server.process.pid
+            before = cpu_seconds(worker_pids), cpu_seconds([redis_pid])
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             argv = [sys.executable, "-m", "bench.w4_dispatch", server.url, str(path)]
             done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"W4 dispatcher failed: {done.stderr[-2000:]}")
             stats = json.loads(done.stdout.strip().splitlines()[-1])
+            stats["workers_cpu_us"] = (cpu_seconds(worker_pids) - before[0]) / stats["tasks"] * 1e6
+            stats["redis_cpu_us"] = (cpu_seconds([redis_pid]) - before[1]) / stats["tasks"] * 1e6
             peak = int(client.info("memory")["used_memory_peak"])
             stats["redis_peak_mib"] = peak / 2**20
             runs.append(stats)

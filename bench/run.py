@@ -24,6 +24,9 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 # (workload, metric, label, higher is better)
 METRICS = [
     ("W1", "tasks_per_s", "W1 throughput, tasks/s", True),
+    ("W1", "dispatcher_cpu_us", "W1 CPU per task, us: dispatcher", False),
+    ("W1", "workers_cpu_us", "W1 CPU per task, us: workers (together)", False),
+    ("W1", "redis_cpu_us", "W1 CPU per task, us: Redis", False),
     ("W2", "p50_ms", "W2 round trip p50, ms", False),
     ("W2", "p99_ms", "W2 round trip p99, ms", False),
     ("W3", "efficiency", "W3 200 x sleep(0.05), 20 slots (ours: {w3_mode}): efficiency", True),
@@ -31,6 +34,9 @@ METRICS = [
     ("W3b", "rss_mib", "W3b worker processes' RSS, MiB", False),
     ("W4", "tasks_per_s", "W4 1M-task file, tasks/s", True),
     ("W4", "dispatcher_rss_mib", "W4 dispatcher peak RSS, MiB", False),
+    ("W4", "dispatcher_cpu_us", "W4 CPU per task, us: dispatcher", False),
+    ("W4", "workers_cpu_us", "W4 CPU per task, us: workers (together)", False),
+    ("W4", "redis_cpu_us", "W4 CPU per task, us: Redis", False),
     ("W4", "redis_peak_mib", "W4 Redis used_memory_peak, MiB", False),
 ]
 
