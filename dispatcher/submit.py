@@ -1,4 +1,4 @@
-"""Record a batch in Redis and enqueue its chunks through RQ, pipelined."""
+"""Record a batch in Redis and enqueue its chunks as RQ jobs, one round trip per flush."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import time
 import uuid
 
 import redis
-from rq import Queue, Retry
-from rq.serializers import JSONSerializer
-
 from common import keys
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_chunk, encode_results
+from dispatcher.enqueue import ChunkJobWriter
 
 PIPELINE_TASKS = 20_000
 """Tasks buffered before one pipelined enqueue round trip (once the batch is under way)."""
@@ -26,14 +24,14 @@ def new_batch_id() -> str:
 
 
 class BatchSubmitter:
-    """Writes one batch: its record, its chunk jobs (RQ enqueue_many) and the chunk index."""
+    """Writes one batch: its record, its chunk jobs (RQ's job hashes, see dispatcher.enqueue) and the chunk index."""
 
     def __init__(self, client: redis.Redis, settings: Settings, batch_id: str, chunk_size: int) -> None:
         self.client = client
         self.settings = settings
         self.batch_id = batch_id
         self.chunk_size = chunk_size
-        self.queue = Queue(settings.queue, connection=client, serializer=JSONSerializer)
+        self._writer = ChunkJobWriter(settings, batch_id)
         self.chunks = 0
         self.tasks = 0
         self._pending_chunks: list[list[TaskSpec]] = []
@@ -85,44 +83,33 @@ class BatchSubmitter:
     def flush(self) -> None:
         """Send everything pending in one round trip.
 
-        The batch record's `sent` count and the submitter lease go in the same round trip, so a
-        reader that outlives this process knows exactly how many tasks ever reached Redis.
+        The batch record's `sent` count and the submitter lease are written by the same script call
+        as the chunk jobs, so a reader that outlives this process knows exactly how many tasks ever
+        reached Redis.
         """
         if not self._pending_chunks and not self._pending_bad:
             return
-        pipe = self.client.pipeline(transaction=False)
         ttl = self.settings.result_ttl
-        pipe.hset(keys.batch_key(self.batch_id), "sent", self.tasks)
-        pipe.set(keys.submitter_key(self.batch_id), os.getpid(), ex=keys.SUBMITTER_LEASE_SECONDS)
+        jobs = []
+        for offset, tasks in enumerate(self._pending_chunks):
+            chunk = self.chunks + offset
+            payload = encode_chunk(self.batch_id, chunk, ttl, tasks)
+            jobs.append(self._writer.job(chunk, tasks[0].index, tasks[-1].index, len(tasks), payload))
+        calls = self._writer.calls(self.tasks - self._pending_tasks, os.getpid(), jobs)
         self._lease_renewed = time.monotonic()
-        if self._pending_bad:
-            stream = keys.results_key(self.batch_id)
-            pipe.xadd(stream, encode_results("dispatcher", -1, self._pending_bad))  # type: ignore[arg-type]
-            pipe.expire(stream, ttl)
-            pipe.hincrby(keys.batch_key(self.batch_id), "done", len(self._pending_bad))
-            pipe.hincrby(keys.batch_key(self.batch_id), "failed", len(self._pending_bad))
-        if self._pending_chunks:
-            jobs = []
-            spans: list[str] = []
-            for tasks in self._pending_chunks:
-                chunk = self.chunks + len(spans)
-                spans.append(f"{tasks[0].index}:{tasks[-1].index}:{len(tasks)}")
-                jobs.append(self.queue.prepare_data(
-                    keys.CHUNK_FUNCTION,
-                    args=(encode_chunk(self.batch_id, chunk, ttl, tasks),),
-                    job_id=keys.chunk_job_id(self.batch_id, chunk),
-                    timeout=-1,
-                    result_ttl=0,
-                    failure_ttl=ttl,
-                    ttl=ttl,
-                    description=f"batch {self.batch_id} chunk {chunk} ({len(tasks)} tasks)",
-                    retry=Retry(max=self.settings.job_retries) if self.settings.job_retries else None,
-                ))  # fmt: skip
-            chunks_key = keys.chunks_key(self.batch_id)
-            pipe.rpush(chunks_key, *spans)
-            pipe.expire(chunks_key, ttl)
-            self.queue.enqueue_many(jobs, pipeline=pipe)
-        pipe.execute()
+        if self._pending_bad or len(calls) > 1:
+            pipe = self.client.pipeline(transaction=False)
+            if self._pending_bad:
+                stream = keys.results_key(self.batch_id)
+                pipe.xadd(stream, encode_results("dispatcher", -1, self._pending_bad))  # type: ignore[arg-type]
+                pipe.expire(stream, ttl)
+                pipe.hincrby(keys.batch_key(self.batch_id), "done", len(self._pending_bad))
+                pipe.hincrby(keys.batch_key(self.batch_id), "failed", len(self._pending_bad))
+            for call in calls:
+                pipe.execute_command(*call)
+            pipe.execute()
+        else:
+            self.client.execute_command(*calls[0])
         # Counted once Redis has accepted them: a failed send leaves the numbering where Redis has it.
         self.chunks += len(self._pending_chunks)
         self._pending_chunks.clear()

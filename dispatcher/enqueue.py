@@ -1,0 +1,159 @@
+"""Chunk jobs written as RQ 2.12's enqueue writes them, from a template, in one script call per flush.
+
+RQ's `Queue.enqueue_many` builds a Job object per chunk, serializes it through `Job.to_dict`,
+zlib-compresses the data and sends about ten commands per job; for chunk size 1 that was most of
+the dispatcher's CPU per call. The hash written here has the same fields and values that
+`Queue.enqueue_many` + `Job.to_dict` write for our jobs (tests compare the two field by field and
+run the jobs through `Job.fetch`, `rq info` and real workers), so RQ's registries, retries, crash
+recovery, `rq info` and rq-dashboard read them like any other job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+from rq.job import Job
+from rq.queue import Queue
+
+from common import keys
+from common.settings import Settings
+from common.wire import JSONValue
+
+try:  # the `fast` extra
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the install
+    _orjson = None  # type: ignore[assignment]
+
+RQ_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""rq.utils.utcformat's format, which Job.restore parses back."""
+
+JOBS_PER_SCRIPT = 1000
+"""Chunk jobs one script call writes: bounds how long one call holds Redis and its argument count."""
+
+# One call writes, in this order: the batch's `sent` count and the submitter lease (so a reader that
+# outlives the submitter knows what reached Redis), the chunk index, then per job what RQ's
+# Queue._enqueue_async_job sends (the job hash with status queued, its EXPIRE ttl) and the queue
+# push. RQ also EXPIREs the job's dependents/dependencies keys, which our jobs never have.
+#   KEYS: batch hash, submitter lease, chunk index list, rq:queues, queue list, then one job key per job
+#   ARGV: sent, pid, lease seconds, ttl, queue key, n, n template field/value items, then
+#         (job id, chunk span, description, data) per job
+_ENQUEUE = """
+local unpack = table.unpack or unpack
+redis.call('HSET', KEYS[1], 'sent', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+local jobs = #KEYS - 5
+if jobs == 0 then return 0 end
+local ttl = ARGV[4]
+local n = tonumber(ARGV[6])
+local fields = {}
+for i = 1, n do fields[i] = ARGV[6 + i] end
+fields[n + 1] = 'description'
+fields[n + 3] = 'data'
+local ids, spans = {}, {}
+local at = 6 + n
+for j = 1, jobs do
+    ids[j] = ARGV[at + 1]
+    spans[j] = ARGV[at + 2]
+    fields[n + 2] = ARGV[at + 3]
+    fields[n + 4] = ARGV[at + 4]
+    redis.call('HSET', KEYS[5 + j], unpack(fields))
+    redis.call('EXPIRE', KEYS[5 + j], ttl)
+    at = at + 4
+end
+redis.call('RPUSH', KEYS[3], unpack(spans))
+redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('SADD', KEYS[4], ARGV[5])
+redis.call('RPUSH', KEYS[5], unpack(ids))
+return jobs
+"""
+
+
+@dataclass(slots=True)
+class ChunkJob:
+    """One chunk as its RQ job: id, the `first:last:count` entry of the batch's chunk index, and data."""
+
+    job_id: str
+    span: str
+    description: str
+    data: bytes
+    tasks: int
+
+
+def encode_job_data(payload: JSONValue) -> bytes:
+    """The `data` field of a chunk job: JSON `[function, instance, args, kwargs]`, as RQ's
+    JSONSerializer reads it.
+
+    Not zlib-compressed: RQ's Job.restore keeps data that does not decompress as it is, and the
+    dispatcher's readers of job data (failure and cancel paths) do the same. orjson writes it when
+    installed; what orjson refuses (an integer beyond 64 bits, a non-string dict key) goes through
+    RQ's own JSON serializer, which also raises the same errors as before for what JSON cannot carry.
+    """
+    job = [keys.CHUNK_FUNCTION, None, [payload], {}]
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(job)
+        except TypeError:
+            pass
+    return json.dumps(job).encode()
+
+
+class ChunkJobWriter:
+    """Writes chunk jobs of one batch with the fields RQ 2.12 writes for `enqueue_many` of our jobs."""
+
+    def __init__(self, settings: Settings, batch_id: str) -> None:
+        self.batch_id = batch_id
+        self.ttl = settings.result_ttl
+        self.queue_key = Queue.redis_queue_namespace_prefix + settings.queue
+        self._keys = [
+            keys.batch_key(batch_id),
+            keys.submitter_key(batch_id),
+            keys.chunks_key(batch_id),
+            Queue.redis_queues_keys,
+            self.queue_key,
+        ]
+        # Job.to_dict's fields for a job made by Queue.prepare_data(timeout=-1, result_ttl=0,
+        # failure_ttl=ttl, ttl=ttl, retry=Retry(max=job_retries)) and enqueued (status, origin,
+        # enqueued_at); the empty ones are written by RQ too, and restore reads them as absent.
+        fixed: list[str | int] = [
+            "success_callback_name", "", "failure_callback_name", "", "stopped_callback_name", "",
+            "started_at", "", "ended_at", "", "last_heartbeat", "", "worker_name", "", "group_id", "",
+        ]  # fmt: skip
+        if settings.job_retries:
+            fixed += ["retries_left", settings.job_retries, "retry_intervals", json.dumps([0])]
+        fixed += ["origin", settings.queue, "timeout", -1, "result_ttl", 0, "failure_ttl", self.ttl]
+        fixed += ["status", "queued", "ttl", self.ttl]
+        self._fixed = fixed
+
+    def job(self, chunk: int, first: int, last: int, count: int, payload: JSONValue) -> ChunkJob:
+        """Encode one chunk's job."""
+        return ChunkJob(
+            keys.chunk_job_id(self.batch_id, chunk),
+            f"{first}:{last}:{count}",
+            f"batch {self.batch_id} chunk {chunk} ({count} tasks)",
+            encode_job_data(payload),
+            count,
+        )
+
+    def calls(self, sent_before: int, pid: int, jobs: Sequence[ChunkJob]) -> list[list[Any]]:
+        """The EVAL commands that write `jobs` after `sent_before` tasks, each also setting the
+        batch's `sent` count to what it brings the batch to, and renewing the submitter lease."""
+        stamp = datetime.now(timezone.utc).strftime(RQ_TIMESTAMP_FORMAT)
+        fields = ["created_at", stamp, *self._fixed, "enqueued_at", stamp]
+        prefix = Job.redis_job_namespace_prefix
+        lease = keys.SUBMITTER_LEASE_SECONDS
+        calls: list[list[Any]] = []
+        sent = sent_before
+        for start in range(0, max(1, len(jobs)), JOBS_PER_SCRIPT):
+            group = jobs[start : start + JOBS_PER_SCRIPT]
+            job_keys = [prefix + job.job_id for job in group]
+            sent += sum(job.tasks for job in group)
+            args: list[Any] = [sent, pid, lease, self.ttl, self.queue_key, len(fields), *fields]
+            for job in group:
+                args += (job.job_id, job.span, job.description, job.data)
+            calls.append(["EVAL", _ENQUEUE, len(self._keys) + len(job_keys), *self._keys, *job_keys, *args])
+        return calls
