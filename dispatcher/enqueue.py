@@ -10,13 +10,16 @@ recovery, `rq info` and rq-dashboard read them like any other job.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import redis
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 from rq.job import Job
 from rq.queue import Queue
 
@@ -36,41 +39,49 @@ JOBS_PER_SCRIPT = 1000
 """Chunk jobs one script call writes: bounds how long one call holds Redis and its argument count."""
 
 # One call writes, in this order: the batch's `sent` count and the submitter lease (so a reader that
-# outlives the submitter knows what reached Redis), the chunk index, then per job what RQ's
-# Queue._enqueue_async_job sends (the job hash with status queued, its EXPIRE ttl) and the queue
-# push. RQ also EXPIREs the job's dependents/dependencies keys, which our jobs never have.
-#   KEYS: batch hash, submitter lease, chunk index list, rq:queues, queue list, then one job key per job
-#   ARGV: sent, pid, lease seconds, ttl, queue key, n, n template field/value items, then
-#         (job id, chunk span, description, data) per job
+# outlives the submitter knows what reached Redis), then per job what RQ's Queue._enqueue_async_job
+# sends (the job hash with status queued, EXPIRE ttl), the chunk index, and the queue push. RQ also
+# EXPIREs the job's dependents/dependencies keys, which our jobs never have. What is the same for
+# every job of a batch is written into the script text, so a call carries only what changes.
+#   KEYS: batch hash, submitter lease, chunk index list, rq:queues, queue list, then each job's key
+#   ARGV: sent, pid, timestamp, then (job id, chunk span, description, data) per job
 _ENQUEUE = """
 local unpack = table.unpack or unpack
 redis.call('HSET', KEYS[1], 'sent', ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', {lease})
 local jobs = #KEYS - 5
 if jobs == 0 then return 0 end
-local ttl = ARGV[4]
-local n = tonumber(ARGV[6])
-local fields = {}
-for i = 1, n do fields[i] = ARGV[6 + i] end
-fields[n + 1] = 'description'
-fields[n + 3] = 'data'
-local ids, spans = {}, {}
-local at = 6 + n
+local fields = {{{fields}, 'created_at', ARGV[3], 'enqueued_at', ARGV[3], 'description', '', 'data', ''}}
+local n = #fields
+local ids, spans = {{}}, {{}}
+local at = 3
 for j = 1, jobs do
     ids[j] = ARGV[at + 1]
     spans[j] = ARGV[at + 2]
-    fields[n + 2] = ARGV[at + 3]
-    fields[n + 4] = ARGV[at + 4]
+    fields[n - 2] = ARGV[at + 3]
+    fields[n] = ARGV[at + 4]
     redis.call('HSET', KEYS[5 + j], unpack(fields))
-    redis.call('EXPIRE', KEYS[5 + j], ttl)
+    redis.call('EXPIRE', KEYS[5 + j], {ttl})
     at = at + 4
 end
 redis.call('RPUSH', KEYS[3], unpack(spans))
-redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('SADD', KEYS[4], ARGV[5])
+redis.call('EXPIRE', KEYS[3], {ttl})
+redis.call('SADD', KEYS[4], KEYS[5])
 redis.call('RPUSH', KEYS[5], unpack(ids))
 return jobs
 """
+
+
+Stage = Callable[[Pipeline], None]
+"""Adds commands to a pipeline that a flush sends together with its script calls."""
+
+_LUA_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:[]")
+
+
+def _lua_string(value: str | int) -> str:
+    """A Lua string literal of `value`: bytes other than a few plain ones are escaped, so no text
+    (a queue name, say) can end the literal or change the script."""
+    return "'" + "".join(chr(b) if b in _LUA_PLAIN else f"\\{b:03d}" for b in str(value).encode()) + "'"
 
 
 @dataclass(slots=True)
@@ -93,7 +104,7 @@ def encode_job_data(payload: JSONValue) -> bytes:
     installed; what orjson refuses (an integer beyond 64 bits, a non-string dict key) goes through
     RQ's own JSON serializer, which also raises the same errors as before for what JSON cannot carry.
     """
-    job = [keys.CHUNK_FUNCTION, None, [payload], {}]
+    job: list[JSONValue] = [keys.CHUNK_FUNCTION, None, [payload], {}]
     if _orjson is not None:
         try:
             return _orjson.dumps(job)
@@ -117,17 +128,21 @@ class ChunkJobWriter:
             self.queue_key,
         ]
         # Job.to_dict's fields for a job made by Queue.prepare_data(timeout=-1, result_ttl=0,
-        # failure_ttl=ttl, ttl=ttl, retry=Retry(max=job_retries)) and enqueued (status, origin,
-        # enqueued_at); the empty ones are written by RQ too, and restore reads them as absent.
-        fixed: list[str | int] = [
+        # failure_ttl=ttl, ttl=ttl, retry=Retry(max=job_retries)) and enqueued (status, origin;
+        # created_at and enqueued_at are the script's timestamp); the empty ones are written by RQ
+        # too, and restore reads them as absent.
+        fields: list[str | int] = [
             "success_callback_name", "", "failure_callback_name", "", "stopped_callback_name", "",
             "started_at", "", "ended_at", "", "last_heartbeat", "", "worker_name", "", "group_id", "",
         ]  # fmt: skip
         if settings.job_retries:
-            fixed += ["retries_left", settings.job_retries, "retry_intervals", json.dumps([0])]
-        fixed += ["origin", settings.queue, "timeout", -1, "result_ttl", 0, "failure_ttl", self.ttl]
-        fixed += ["status", "queued", "ttl", self.ttl]
-        self._fixed = fixed
+            fields += ["retries_left", settings.job_retries, "retry_intervals", json.dumps([0])]
+        fields += ["origin", settings.queue, "timeout", -1, "result_ttl", 0, "failure_ttl", self.ttl]
+        fields += ["status", "queued", "ttl", self.ttl]
+        self.script = _ENQUEUE.format(
+            lease=int(keys.SUBMITTER_LEASE_SECONDS), ttl=int(self.ttl), fields=", ".join(map(_lua_string, fields))
+        )
+        self.sha = hashlib.sha1(self.script.encode()).hexdigest()
 
     def job(self, chunk: int, first: int, last: int, count: int, payload: JSONValue) -> ChunkJob:
         """Encode one chunk's job."""
@@ -140,20 +155,39 @@ class ChunkJobWriter:
         )
 
     def calls(self, sent_before: int, pid: int, jobs: Sequence[ChunkJob]) -> list[list[Any]]:
-        """The EVAL commands that write `jobs` after `sent_before` tasks, each also setting the
-        batch's `sent` count to what it brings the batch to, and renewing the submitter lease."""
+        """The script calls (EVALSHA) that write `jobs` after `sent_before` tasks, each also setting
+        the batch's `sent` count to what it brings the batch to, and renewing the submitter lease."""
         stamp = datetime.now(timezone.utc).strftime(RQ_TIMESTAMP_FORMAT)
-        fields = ["created_at", stamp, *self._fixed, "enqueued_at", stamp]
         prefix = Job.redis_job_namespace_prefix
-        lease = keys.SUBMITTER_LEASE_SECONDS
         calls: list[list[Any]] = []
         sent = sent_before
         for start in range(0, max(1, len(jobs)), JOBS_PER_SCRIPT):
             group = jobs[start : start + JOBS_PER_SCRIPT]
-            job_keys = [prefix + job.job_id for job in group]
             sent += sum(job.tasks for job in group)
-            args: list[Any] = [sent, pid, lease, self.ttl, self.queue_key, len(fields), *fields]
+            call: list[Any] = ["EVALSHA", self.sha, len(self._keys) + len(group), *self._keys]
+            call += [prefix + job.job_id for job in group]
+            call += (sent, pid, stamp)
             for job in group:
-                args += (job.job_id, job.span, job.description, job.data)
-            calls.append(["EVAL", _ENQUEUE, len(self._keys) + len(job_keys), *self._keys, *job_keys, *args])
+                call += (job.job_id, job.span, job.description, job.data)
+            calls.append(call)
         return calls
+
+    def send(self, client: redis.Redis, calls: list[list[Any]], before: Stage | None = None) -> None:
+        """Run `calls` (and what `before` adds to the same pipeline) in one round trip.
+
+        The script is sent by hash: Redis that does not know it (restarted, SCRIPT FLUSH) answers
+        NOSCRIPT having run nothing, and the call is repeated with the script's text, which also
+        caches it again.
+        """
+        if before is None and len(calls) == 1:
+            try:
+                client.execute_command(*calls[0])  # type: ignore[no-untyped-call]
+            except NoScriptError:
+                client.execute_command("EVAL", self.script, *calls[0][2:])  # type: ignore[no-untyped-call]
+            return
+        pipe = client.pipeline(transaction=False)
+        if before is not None:
+            before(pipe)
+        for call in calls:  # by text: one NOSCRIPT must not leave the rest of a pipeline half done
+            pipe.execute_command("EVAL", self.script, *call[2:])  # type: ignore[no-untyped-call]
+        pipe.execute()

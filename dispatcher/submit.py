@@ -7,6 +7,8 @@ import time
 import uuid
 
 import redis
+from redis.client import Pipeline
+
 from common import keys
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_chunk, encode_results
@@ -97,24 +99,20 @@ class BatchSubmitter:
             jobs.append(self._writer.job(chunk, tasks[0].index, tasks[-1].index, len(tasks), payload))
         calls = self._writer.calls(self.tasks - self._pending_tasks, os.getpid(), jobs)
         self._lease_renewed = time.monotonic()
-        if self._pending_bad or len(calls) > 1:
-            pipe = self.client.pipeline(transaction=False)
-            if self._pending_bad:
-                stream = keys.results_key(self.batch_id)
-                pipe.xadd(stream, encode_results("dispatcher", -1, self._pending_bad))  # type: ignore[arg-type]
-                pipe.expire(stream, ttl)
-                pipe.hincrby(keys.batch_key(self.batch_id), "done", len(self._pending_bad))
-                pipe.hincrby(keys.batch_key(self.batch_id), "failed", len(self._pending_bad))
-            for call in calls:
-                pipe.execute_command(*call)
-            pipe.execute()
-        else:
-            self.client.execute_command(*calls[0])
+        self._writer.send(self.client, calls, self._stage_bad if self._pending_bad else None)
         # Counted once Redis has accepted them: a failed send leaves the numbering where Redis has it.
         self.chunks += len(self._pending_chunks)
         self._pending_chunks.clear()
         self._pending_bad.clear()
         self._pending_tasks = 0
+
+    def _stage_bad(self, pipe: Pipeline) -> None:
+        """Add the pending bad-input results to `pipe`, ahead of the chunk jobs."""
+        stream = keys.results_key(self.batch_id)
+        pipe.xadd(stream, encode_results("dispatcher", -1, self._pending_bad))  # type: ignore[arg-type]
+        pipe.expire(stream, self.settings.result_ttl)
+        pipe.hincrby(keys.batch_key(self.batch_id), "done", len(self._pending_bad))
+        pipe.hincrby(keys.batch_key(self.batch_id), "failed", len(self._pending_bad))
 
     def discard_pending(self) -> None:
         """Drop the chunks not sent yet (a batch refused midway must not enqueue them on finish)."""
