@@ -172,22 +172,34 @@ class ChunkJobWriter:
             calls.append(call)
         return calls
 
-    def send(self, client: redis.Redis, calls: list[list[Any]], before: Stage | None = None) -> None:
-        """Run `calls` (and what `before` adds to the same pipeline) in one round trip.
+    def as_text(self, call: list[Any]) -> list[Any]:
+        """The same script call with the script sent by text (EVAL) instead of by hash."""
+        return ["EVAL", self.script, *call[2:]]
 
-        The script is sent by hash: Redis that does not know it (restarted, SCRIPT FLUSH) answers
-        NOSCRIPT having run nothing, and the call is repeated with the script's text, which also
-        caches it again.
+    def send(
+        self, client: redis.Redis, calls: list[list[Any]], before: Stage | None = None, after: Stage | None = None
+    ) -> list[Any]:
+        """Run `calls`, with what `before` and `after` add around them, in one round trip; return
+        the replies of the commands `after` added.
+
+        Alone, the script is sent by hash: Redis that does not know it (restarted, SCRIPT FLUSH)
+        answers NOSCRIPT having run nothing, and the call is repeated with the script's text, which
+        caches it again. In a pipeline it is sent by text, so that a NOSCRIPT can never leave the
+        rest of the pipeline done without it (`after` may be a blocking read waiting on its jobs).
         """
-        if before is None and len(calls) == 1:
+        if before is None and after is None and len(calls) == 1:
             try:
                 client.execute_command(*calls[0])  # type: ignore[no-untyped-call]
             except NoScriptError:
-                client.execute_command("EVAL", self.script, *calls[0][2:])  # type: ignore[no-untyped-call]
-            return
+                client.execute_command(*self.as_text(calls[0]))  # type: ignore[no-untyped-call]
+            return []
         pipe = client.pipeline(transaction=False)
         if before is not None:
             before(pipe)
-        for call in calls:  # by text: one NOSCRIPT must not leave the rest of a pipeline half done
-            pipe.execute_command("EVAL", self.script, *call[2:])  # type: ignore[no-untyped-call]
-        pipe.execute()
+        for call in calls:
+            pipe.execute_command(*self.as_text(call))  # type: ignore[no-untyped-call]
+        mine = len(pipe)
+        if after is not None:
+            after(pipe)
+        replies: list[Any] = pipe.execute()
+        return replies[mine:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from typing import Any
 
 import redis
 from redis.client import Pipeline
@@ -12,7 +13,7 @@ from redis.client import Pipeline
 from common import keys
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_chunk, encode_results
-from dispatcher.enqueue import ChunkJobWriter
+from dispatcher.enqueue import ChunkJobWriter, Stage
 
 PIPELINE_TASKS = 20_000
 """Tasks buffered before one pipelined enqueue round trip (once the batch is under way)."""
@@ -62,12 +63,12 @@ class BatchSubmitter:
         pipe.zremrangebyrank(keys.BATCHES, 0, -BATCH_INDEX_LIMIT - 1)
         pipe.execute()
 
-    def add_chunk(self, tasks: list[TaskSpec]) -> None:
-        """Queue one chunk of tasks (sent with the next flush)."""
+    def add_chunk(self, tasks: list[TaskSpec], auto_flush: bool = True) -> None:
+        """Queue one chunk of tasks, sent with the next flush (which this may start, unless not `auto_flush`)."""
         self._pending_chunks.append(tasks)
         self._pending_tasks += len(tasks)
         self.tasks += len(tasks)
-        if self._pending_tasks >= self._flush_at:
+        if auto_flush and self._pending_tasks >= self._flush_at:
             self.flush()
             self._flush_at = min(PIPELINE_TASKS, self._flush_at * 2)
 
@@ -82,29 +83,46 @@ class BatchSubmitter:
             self.client.set(keys.submitter_key(self.batch_id), os.getpid(), ex=keys.SUBMITTER_LEASE_SECONDS)
             self._lease_renewed = time.monotonic()
 
-    def flush(self) -> None:
-        """Send everything pending in one round trip.
+    def flush(self, after: Stage | None = None) -> list[Any]:
+        """Send everything pending in one round trip, with the commands `after` adds to it (their
+        replies are returned: a caller can wait for results in the round trip that enqueues).
 
         The batch record's `sent` count and the submitter lease are written by the same script call
         as the chunk jobs, so a reader that outlives this process knows exactly how many tasks ever
         reached Redis.
         """
-        if not self._pending_chunks and not self._pending_bad:
-            return
+        if not self._pending_chunks and not self._pending_bad and after is None:
+            return []
+        calls = self.pending_calls()
+        replies = self._writer.send(self.client, calls, self._stage_bad if self._pending_bad else None, after)
+        self._pending_bad.clear()
+        self.mark_sent()
+        return replies
+
+    def pending_calls(self) -> list[list[Any]]:
+        """The script calls (EVALSHA form, see ChunkJobWriter) that enqueue the pending chunks and
+        set `sent` to include them; call `mark_sent` once Redis has run them all. Pending bad-input
+        results are not in them: only `flush` sends those."""
         ttl = self.settings.result_ttl
         jobs = []
         for offset, tasks in enumerate(self._pending_chunks):
             chunk = self.chunks + offset
             payload = encode_chunk(self.batch_id, chunk, ttl, tasks)
             jobs.append(self._writer.job(chunk, tasks[0].index, tasks[-1].index, len(tasks), payload))
-        calls = self._writer.calls(self.tasks - self._pending_tasks, os.getpid(), jobs)
+        return self._writer.calls(self.tasks - self._pending_tasks, os.getpid(), jobs)
+
+    def mark_sent(self) -> None:
+        """Record that the calls from `pending_calls` ran: their chunks are numbered and not pending."""
         self._lease_renewed = time.monotonic()
-        self._writer.send(self.client, calls, self._stage_bad if self._pending_bad else None)
         # Counted once Redis has accepted them: a failed send leaves the numbering where Redis has it.
         self.chunks += len(self._pending_chunks)
         self._pending_chunks.clear()
-        self._pending_bad.clear()
         self._pending_tasks = 0
+
+    def as_text(self, call: list[Any]) -> list[Any]:
+        """A call from `pending_calls` with the script sent by text (for a pipeline that must not meet
+        NOSCRIPT halfway)."""
+        return self._writer.as_text(call)
 
     def _stage_bad(self, pipe: Pipeline) -> None:
         """Add the pending bad-input results to `pipe`, ahead of the chunk jobs."""

@@ -123,6 +123,11 @@ class BatchWatcher:
     def poll(self, block_ms: int | None) -> list[TaskResult]:
         """Block up to `block_ms` (None: do not block) for new results; return the ones not seen before."""
         reply: Any = self.client.xread({self.stream: self.last_id}, count=READ_COUNT, block=block_ms)
+        return self.absorb(reply)
+
+    def absorb(self, reply: Any) -> list[TaskResult]:
+        """The results not seen before in the reply of an XREAD of this stream from `last_id`
+        with count READ_COUNT (what `poll` sends; a caller may send it in its own pipeline)."""
         fresh: list[TaskResult] = []
         for _stream, entries in reply or ():
             self._absorb(entries, fresh)
