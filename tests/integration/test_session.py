@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from rq import Queue
@@ -13,6 +15,15 @@ from dispatcher.session import Session
 from tests.conftest import WorkerFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def wait_idle(client: redis.Redis, *workers: str) -> None:
+    """Wait until no worker is busy: a result is published before the worker's own bookkeeping of
+    the job ends, and on a loaded machine the dispatcher can read it and get here first."""
+    deadline = time.monotonic() + 10
+    while b"busy" in [client.hget(f"rq:worker:{name}", "state") for name in workers]:
+        assert time.monotonic() < deadline, "a worker stayed busy after its chunk's result was published"
+        time.sleep(0.05)
 
 
 def test_sequential_round_trips_leave_rq_bookkeeping_clean(
@@ -27,6 +38,7 @@ def test_sequential_round_trips_leave_rq_bookkeeping_clean(
         failed = session.call("divide", 1, 0, timeout=30)
         assert (failed.ok, failed.error_type) == (False, "ZeroDivisionError")
 
+    wait_idle(real_client, "lean")
     queue = Queue(settings.queue, connection=real_client, serializer=JSONSerializer)
     assert StartedJobRegistry(queue=queue).get_job_ids() == []
     assert real_client.keys("rq:job:*") == []
@@ -54,6 +66,7 @@ def test_a_chunk_longer_than_the_heartbeat_ttl_runs_once(
     with Session(real_client, settings) as session:
         result = session.call("sleep", 6, timeout=30)
     assert result.ok
+    wait_idle(real_client, "beating-a", "beating-b")
     queue = Queue(settings.queue, connection=real_client, serializer=JSONSerializer)
     assert queue.count == 0
     assert StartedJobRegistry(queue=queue).get_job_ids() == []
