@@ -1,8 +1,9 @@
 """One pooled Redis connection held for a latency-sensitive caller, used one round trip at a time.
 
-redis-py spends about 45 µs of Python per command or pipeline on things a held connection does not
-need (taking and returning a pool connection, retry wrappers, metrics hooks, a pipeline object);
-sending the packed commands and reading the replies on a connection kept open costs about 13 µs.
+redis-py spends about 70 µs of Python on a pipeline of two commands, mostly on things a held
+connection does not need (taking and returning a pool connection, retry wrappers, metrics hooks, a
+pipeline object); sending the packed commands and reading the replies on a connection kept open
+costs about a third of that.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from typing import Any
 import redis
 from redis.connection import Connection
 from redis.exceptions import ResponseError
+
+try:  # the `fast` extra: one C call per command instead of redis-py's per-argument Python
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - depends on the install
+    _pack_command = None  # type: ignore[assignment]
 
 
 class DirectConnection:
@@ -38,7 +44,11 @@ class DirectConnection:
                 conn = pool.get_connection("PING")
             self._conn = conn
         try:
-            conn.send_packed_command(conn.pack_commands(commands))  # type: ignore[no-untyped-call]
+            if _pack_command is not None:
+                packed: Any = [b"".join([_pack_command(tuple(command)) for command in commands])]
+            else:
+                packed = conn.pack_commands(commands)
+            conn.send_packed_command(packed)  # type: ignore[no-untyped-call]
             replies: list[Any] = []
             for _ in commands:
                 try:
