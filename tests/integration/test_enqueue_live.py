@@ -71,3 +71,24 @@ def test_a_redis_without_the_script_cached_still_takes_a_session_call(
         real_client.script_flush()
         assert session.result(index, timeout=30).value == 11
         assert session.submit("add", [7, 8]) == 3 and session.result(3, timeout=30).value == 15
+
+
+def test_a_session_outlives_redis_dropping_its_connections(
+    redis_url: str, real_client: redis.Redis, start_worker: WorkerFactory
+) -> None:
+    from common.connection import connect
+    from common.settings import Settings
+    from dispatcher.session import Session
+
+    start_worker("--name", "steady")
+    settings = Settings.from_env(redis_url=redis_url)
+    client = connect(settings)
+    with Session(client, settings) as session:
+        assert session.call("add", 1, 1, timeout=30).value == 2
+        for i in range(3):  # Redis drops the session's own connection (idle timeout, failover, CLIENT KILL)
+            (held,) = session._direct.round_trip([["CLIENT", "ID"]])
+            assert real_client.client_kill_filter(_id=held) == 1
+            assert session.call("add", i, 10, timeout=30).value == i + 10
+        assert session.call("add", 5, 5, timeout=30).value == 10
+    client.close()
+    assert real_client.hget(f"dw:batch:{session.batch_id}", "total") == b"5"

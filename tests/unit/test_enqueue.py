@@ -142,7 +142,7 @@ def test_redis_that_lost_the_script_gets_it_again(fake_client: fakeredis.FakeRed
 
 
 def test_lua_string_literals_carry_any_text(fake_client: fakeredis.FakeRedis) -> None:
-    for text in ["plain_tasks", "q.a:b-c", "it's \"quoted\" \\ ]] --[[ é\n\0", "-1", ""]:
+    for text in ["plain_tasks", "q.a:b-c", 'it\'s "quoted" \\ ]] --[[ é\n\0', "-1", ""]:
         assert fake_client.eval(f"return {_lua_string(text)}", 0) == text.encode()
 
 
