@@ -3,7 +3,7 @@
 Design: an executor is one batch, opened on its first task and finished by `shutdown()`. Every
 `submit()` and `map()` appends tasks to it, so one background reader (one XREAD BLOCK on the batch's
 result stream, through BatchWatcher) resolves every future of the executor. Tasks travel as the
-CLI's do (BatchSubmitter: RQ enqueue_many, chunk jobs), so the batch shows in `dispatcher status`
+CLI's do (BatchSubmitter: RQ chunk jobs, one enqueue script call per flush), so the batch shows in `dispatcher status`
 and `dispatcher results ID` reads it; until shutdown its state is 'open' and it has no total.
 """
 
