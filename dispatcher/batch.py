@@ -74,6 +74,7 @@ def submit_batch(
         offered.refresh()
         items = check_offered(items, offered)
     total_hint: int | None = None
+    processes = 1
     if options.chunk_size:
         chunk_size, stream = options.chunk_size, iter(items)
     else:
@@ -81,13 +82,14 @@ def submit_batch(
             total_hint, stream = peek_total(items)  # type: ignore[assignment]
         except TaskNotOffered as exc:
             raise TaskNotOffered(f"{exc}; nothing was enqueued") from None
-        chunk_size = auto_chunk_size(total_hint, *live_capacity(client, settings))
+        processes, slots = live_capacity(client, settings)
+        chunk_size = auto_chunk_size(total_hint, processes, slots)
     if total_hint is not None and total_hint > settings.max_batch_tasks:
         raise LimitExceeded(
             f"batch has {total_hint} tasks, over the limit of {settings.max_batch_tasks}; nothing was submitted"
         )
     batch_id = batch_id or new_batch_id()
-    submitter = BatchSubmitter(client, settings, batch_id, chunk_size)
+    submitter = BatchSubmitter(client, settings, batch_id, chunk_size, first_flush_chunks=processes)
     watcher = BatchWatcher(client, settings, batch_id)
     submitter.start(options.source)
     deadline = None if options.timeout is None else time.monotonic() + options.timeout

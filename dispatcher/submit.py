@@ -29,7 +29,9 @@ def new_batch_id() -> str:
 class BatchSubmitter:
     """Writes one batch: its record, its chunk jobs (RQ's job hashes, see dispatcher.enqueue) and the chunk index."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, batch_id: str, chunk_size: int) -> None:
+    def __init__(
+        self, client: redis.Redis, settings: Settings, batch_id: str, chunk_size: int, first_flush_chunks: int = 1
+    ) -> None:
         self.client = client
         self.settings = settings
         self.batch_id = batch_id
@@ -40,10 +42,11 @@ class BatchSubmitter:
         self._pending_chunks: list[list[TaskSpec]] = []
         self._pending_bad: list[TaskResult] = []
         self._pending_tasks = 0
-        # The first chunk goes out alone and each pipeline doubles up to PIPELINE_TASKS, so workers
-        # start while the rest is still being read and encoded (W1's 10,000 tasks used to wait
-        # for one pipeline holding all of them).
-        self._flush_at = chunk_size
+        # The first pipeline carries one chunk per live worker process and each pipeline doubles up
+        # to PIPELINE_TASKS, so every worker starts while the rest is still being read and encoded
+        # (W1's 10,000 tasks used to wait for one pipeline holding all of them; with the first
+        # chunk alone, the second process waited 2-5 ms more for a second round trip).
+        self._flush_at = min(PIPELINE_TASKS, chunk_size * max(1, first_flush_chunks))
         self._lease_renewed = 0.0
 
     def start(self, source: str) -> None:
