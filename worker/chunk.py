@@ -26,11 +26,11 @@ def run_chunk(payload: object) -> int:
     job = get_current_job()
     if job is None:
         raise RuntimeError("run_chunk must run inside an RQ worker")
-    publisher = ResultPublisher(job.connection, chunk.batch_id, chunk.chunk, chunk.ttl, state.name)
-    if batch_cancelled(job.connection, chunk.batch_id):
+    publisher = ResultPublisher.for_job(job, chunk.batch_id, chunk.chunk, chunk.ttl, state.name)
+    if batch_cancelled(job, chunk.batch_id):
         for spec in chunk.tasks:
             publisher.add(cancelled_result(spec, state.name))
-        publisher.flush()
+        publisher.finish()
         return 0
     pool = state.pool()
     if state.log_tasks:
@@ -41,7 +41,7 @@ def run_chunk(payload: object) -> int:
             run_serial(chunk.rows, state.catalogue, state.settings, state.name, watchdog, publisher)
     else:
         pool.run(chunk.tasks, state, publisher)
-    publisher.flush()
+    publisher.finish()
     return len(chunk.rows)
 
 

@@ -9,10 +9,10 @@ from common import keys
 from common.errors import RefusedJob
 from common.jobs import InertJob
 from worker.chunk import run_chunk
-from worker.lean import LeanPerform
+from worker.lean import LeanJob
 
 
-class SafeJob(LeanPerform, InertJob):
+class SafeJob(LeanJob, InertJob):
     """An InertJob whose only runnable function is `worker.chunk.run_chunk`.
 
     RQ resolves a job's function by importing whatever dotted path it finds in Redis, so anyone who

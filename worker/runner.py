@@ -18,6 +18,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 
 from common import keys
+from worker.cancel import cancel_probe
 from worker.job import SafeJob
 from worker.lean import LeanBookkeeping
 from worker.resilience import ResilientLoop, outage_exits
@@ -100,6 +101,14 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
     def get_heartbeat_ttl(self, job: Job) -> int:
         """Overrides SimpleWorker's timeout + 60 s: our heartbeat thread refreshes it while busy."""
         return self.runtime.settings.heartbeat_ttl
+
+    def _start_ttl(self) -> int:
+        """The same for every job, so LeanBookkeeping can start a job in the round trip that reads it."""
+        return self.runtime.settings.heartbeat_ttl
+
+    def _start_probe(self, job_id: str) -> tuple[str, str] | None:
+        """The batch's cancel mark, read when the chunk starts instead of by the job function after."""
+        return cancel_probe(job_id)
 
     @outage_exits
     def execute_job(self, job: Job, queue: Queue) -> None:
