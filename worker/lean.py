@@ -38,7 +38,7 @@ from rq.job import JOB_ID_PATTERN, Job, JobStatus, Retry, _job_stack
 from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
-from rq.utils import as_text, get_version, now, str_to_date, utcformat
+from rq.utils import as_text, now, str_to_date, utcformat
 from rq.worker import SimpleWorker, WorkerStatus
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ _PLAIN_FIELDS = frozenset(
         b"stopped_callback_name",
     }
 )  # fmt: skip
-"""Job hash fields the quick restore reads; a hash with any other non-empty field is restored by RQ."""
+"""Job hash fields the quick restore reads; a hash with any other field is restored by RQ's restore."""
 _CALLBACK_FIELDS = (b"success_callback_name", b"failure_callback_name", b"stopped_callback_name")
 
 
@@ -241,7 +241,7 @@ def _restore_plain(job: Job, fields: dict[bytes, bytes]) -> bool:
     hash holds anything RQ's restore would treat specially or cannot parse."""
     get = fields.get
     for name, value in fields.items():
-        if value and (name not in _PLAIN_FIELDS or name in _CALLBACK_FIELDS):
+        if name not in _PLAIN_FIELDS or (value and name in _CALLBACK_FIELDS):
             return False
     try:
         raw = fields[b"data"]
@@ -367,7 +367,7 @@ class LeanBookkeeping(SimpleWorker):
         while True:
             queues = self._ordered_queues
             intermediate = ""
-            if len(queues) == 1 and get_version(connection) >= (6, 2, 0):
+            if len(queues) == 1 and self.get_redis_server_version() >= (6, 2, 0):  # type: ignore[no-untyped-call]
                 queue = queues[0]
                 intermediate = self._intermediate_key(queue.name)
                 link = self._hot_link()
@@ -411,7 +411,11 @@ class LeanBookkeeping(SimpleWorker):
                 f"rq:execution:{job_id}:{execution_id}", f"rq:executions:{job_id}", probe_key]  # fmt: skip
         args = [job_id, queue.name, execution_id, repr(epoch), stamp, self.name, ttl,
                 int(epoch) + ttl, int(epoch) + ttl + 60, probe_field]  # fmt: skip
-        reply = self._hot_link().script(start, keys, args)
+        try:
+            reply = self._hot_link().script(start, keys, args)
+        except BaseException:  # e.g. Redis gone: back in the idle loop, a stop signal must stop the worker at once
+            self._state = WorkerStatus.IDLE
+            raise
         if not reply:
             self._state = WorkerStatus.IDLE
             return None
@@ -506,6 +510,12 @@ class LeanBookkeeping(SimpleWorker):
         registry objects; every other outcome than success is handed to RQ's methods unchanged."""
         if not isinstance(job, LeanJob) or job.result_handover is None:
             return bool(super().perform_job(job, queue))
+        try:
+            return self._perform_started_job(job, queue)
+        finally:
+            job.result_handover = None  # a bound method of the job: without this each job is a cycle for the GC
+
+    def _perform_started_job(self, job: LeanJob, queue: Queue) -> bool:
         try:
             timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
             with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):

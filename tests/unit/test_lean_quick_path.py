@@ -1,0 +1,179 @@
+"""The worker's quick per-job path (worker/lean.py): three round trips a job, RQ's records, RQ's failures."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+from rq import Queue, Retry
+from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from common import default_catalogue, keys
+from common.cancel import CANCELLED_FIELD
+from common.settings import Settings
+from common.wire import encode_chunk
+from dispatcher.session import Session
+from worker import lean
+from worker import runtime as runtime_module
+from worker.job import SafeJob
+from worker.runner import ChunkWorker
+from worker.runtime import Runtime
+
+
+@pytest.fixture
+def settings(fake_settings: Settings) -> Settings:
+    # No heartbeat-thread sweeps during a test run: they would add round trips of their own.
+    return fake_settings.with_overrides(heartbeat_interval=60, heartbeat_ttl=120)
+
+
+def _worker(client: fakeredis.FakeRedis, settings: Settings, name: str = "w") -> ChunkWorker:
+    runtime = Runtime(settings, default_catalogue, name)
+    runtime_module.configure(runtime)
+    return ChunkWorker(runtime, client, [settings.queue])
+
+
+def _sends_while_working(client: fakeredis.FakeRedis, settings: Settings, jobs: int,
+                         monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[Any]]:  # fmt: skip
+    """Round trips a burst worker sends to serve `jobs` queued chunk jobs, and their results."""
+    with Session(client, settings) as session:
+        indexes = [session.submit("add", [i, i]) for i in range(jobs)]
+        worker = _worker(client, settings)
+        sent = [0]
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+            sent[0] += 1
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+        worker.work(burst=True)
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", original)
+        results = [session.result(index, timeout=5) for index in indexes]
+    return sent[0], results
+
+
+def test_a_chunk_job_costs_three_round_trips(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Time-based throttles off: every repeated idle heartbeat and suspension check is skipped.
+    monkeypatch.setattr(lean, "HEARTBEAT_MIN_INTERVAL", 1e9)
+    monkeypatch.setattr(lean, "SUSPENSION_CHECK_INTERVAL", 1e9)
+    few, few_results = _sends_while_working(fakeredis.FakeRedis(), settings, 2, monkeypatch)
+    many, many_results = _sends_while_working(fakeredis.FakeRedis(), settings, 12, monkeypatch)
+    assert [r.value for r in few_results] == [0, 2]
+    assert [r.value for r in many_results] == [2 * i for i in range(12)]
+    assert many - few == 3 * 10  # dequeue, start script, finish script (with the results)
+
+
+def test_the_quick_path_keeps_rqs_records(fake_client: fakeredis.FakeRedis, settings: Settings) -> None:
+    worker = _worker(fake_client, settings, "rec")
+    seen: dict[str, Any] = {}
+    original = worker.perform_job
+
+    def look_then_perform(job: Job, queue: Queue) -> bool:
+        # What rq info, rq-dashboard and crash recovery read while the chunk runs.
+        seen["state"] = fake_client.hget(worker.key, "state")
+        seen["current_job"] = fake_client.hget(worker.key, "current_job")
+        seen["started"] = StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+        seen["status"] = fake_client.hget(job.key, "status")
+        seen["ttl"] = fake_client.ttl(job.key)
+        seen["executions"] = fake_client.zcard(f"rq:executions:{job.id}")
+        return original(job, queue)
+
+    worker.perform_job = look_then_perform  # type: ignore[method-assign]
+    with Session(fake_client, settings) as session:
+        index = session.submit("add", [2, 3])
+        worker.work(burst=True)
+        assert session.result(index, timeout=5).value == 5
+    job_id = keys.chunk_job_id(session.batch_id, 0)
+    assert seen == {"state": b"busy", "current_job": job_id.encode(), "started": [job_id], "status": b"started",
+                    "ttl": -1, "executions": 1}  # fmt: skip
+    assert not fake_client.keys("rq:job:*") and not fake_client.keys("rq:execution*")
+
+
+def test_uncompressed_job_data_runs(fake_client: fakeredis.FakeRedis, settings: Settings) -> None:
+    with Session(fake_client, settings) as session:
+        index = session.submit("add", [20, 22])
+        job_key = f"rq:job:{keys.chunk_job_id(session.batch_id, 0)}"
+        raw: bytes = fake_client.hget(job_key, "data")  # type: ignore[assignment]
+        fake_client.hset(job_key, "data", zlib.decompress(raw))
+        _worker(fake_client, settings).work(burst=True)
+        assert session.result(index, timeout=5).value == 42
+
+
+def test_a_batch_cancelled_before_its_chunk_starts_is_answered_not_run(
+    fake_client: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    with Session(fake_client, settings) as session:
+        index = session.submit("add", [1, 1])
+        fake_client.hset(keys.batch_key(session.batch_id), CANCELLED_FIELD, "1")
+        _worker(fake_client, settings).work(burst=True)
+        result = session.result(index, timeout=5)
+    assert (result.ok, result.error_type) == (False, "Cancelled")
+
+
+def test_a_failing_chunk_job_goes_through_rqs_failure_path_and_retry(
+    fake_client: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    queue = Queue(settings.queue, connection=fake_client, serializer=JSONSerializer, job_class=SafeJob)
+    payload = encode_chunk("b9", 0, 60, [])
+    payload["v"] = 99  # a version this worker does not read: the job itself fails
+    job = queue.enqueue(keys.CHUNK_FUNCTION, payload, job_id="b9-0", retry=Retry(max=1), result_ttl=0,
+                        failure_ttl=60)  # fmt: skip
+    _worker(fake_client, settings).work(burst=True)
+    assert FailedJobRegistry(queue=queue).get_job_ids() == [job.id]
+    assert StartedJobRegistry(queue=queue).get_job_ids() == []
+    job.refresh()
+    assert job.retries_left == 0  # ran twice: RQ's Retry re-queued it once
+    latest = job.latest_result()
+    assert latest is not None and "unsupported chunk wire version" in (latest.exc_string or "")
+
+
+def _dispatcher_hash(client: fakeredis.FakeRedis, settings: Settings) -> dict[bytes, bytes]:
+    with Session(client, settings, batch_id="h1") as session:
+        session.submit("add", [1, 2])
+    fields: dict[bytes, bytes] = client.hgetall("rq:job:h1-0")  # type: ignore[assignment]
+    return fields
+
+
+def _state(job: Job) -> dict[str, Any]:
+    state = {k: v for k, v in vars(job).items() if k not in ("log", "connection")}
+    state["args"], state["func_name"] = job.args, job.func_name
+    return state
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {b"data": "uncompressed"},
+        {b"created_at": None, b"status": b"started", b"started_at": b"2026-01-02T03:04:05.000006Z"},
+        {b"timeout": b"1h"},  # RQ's own parser reads this
+        {b"meta": json.dumps({"k": 1}).encode()},  # not a plain field: RQ's restore
+        {b"status": b"bogus"},  # refused by InertJob, as before
+        {b"success_callback_name": b"os.system"},  # refused by InertJob, as before
+        {b"data": b"\x80\x04pickle"},  # refused when its data is read, as before
+        {b"enqueue_at_front": b""},  # RQ's restore fails on it: refused, as before
+    ],
+)
+def test_the_quick_restore_reads_a_hash_as_rqs_restore_does(
+    fake_client: fakeredis.FakeRedis, settings: Settings, change: dict[bytes, Any]
+) -> None:
+    fields = _dispatcher_hash(fake_client, settings)
+    for name, value in change.items():
+        if value is None:
+            fields.pop(name)
+        elif value == "uncompressed":
+            fields[name] = zlib.decompress(fields[name])
+        else:
+            fields[name] = value
+    quick = lean.JobFactory(SafeJob, fake_client, JSONSerializer).restore("h1-0", fields)
+    reference = SafeJob("h1-0", connection=fake_client, serializer=JSONSerializer)
+    reference.restore(fields)
+    if b"created_at" not in fields:  # both take "now", a moment apart
+        quick.created_at = reference.created_at
+    assert _state(quick) == _state(reference)
