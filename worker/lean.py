@@ -38,7 +38,7 @@ from rq.job import JOB_ID_PATTERN, Job, JobStatus, Retry, _job_stack
 from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
-from rq.utils import as_text, now, str_to_date, utcformat
+from rq.utils import as_text, now, str_to_date
 from rq.worker import SimpleWorker, WorkerStatus
 
 if TYPE_CHECKING:
@@ -403,12 +403,13 @@ class LeanBookkeeping(SimpleWorker):
         self._state = WorkerStatus.BUSY
         execution_id = uuid.uuid4().hex
         started = now()
-        stamp = utcformat(started)
+        stamp = started.isoformat(timespec="microseconds")[:26] + "Z"  # RQ's utcformat, without strftime
         epoch = started.timestamp()
         probe = self._start_probe(job_id)
         probe_key, probe_field = probe or ("", "")
         keys = [Job.redis_job_namespace_prefix + job_id, intermediate, self.key, self._registry(queue).key,
-                f"rq:execution:{job_id}:{execution_id}", f"rq:executions:{job_id}", probe_key]  # fmt: skip
+                f"rq:execution:{job_id}:{execution_id}", ExecutionRegistry.key_template.format(job_id),
+                probe_key]  # fmt: skip
         args = [job_id, queue.name, execution_id, repr(epoch), stamp, self.name, ttl,
                 int(epoch) + ttl, int(epoch) + ttl + 60, probe_field]  # fmt: skip
         try:
