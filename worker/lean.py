@@ -560,9 +560,14 @@ class LeanBookkeeping(SimpleWorker):
         if write is None:
             return
         job.handed_results = None  # type: ignore[attr-defined]
-        with self.connection.pipeline(transaction=False) as pipe:
-            write.apply(pipe)
-            pipe.execute()
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                write.apply(pipe)
+                pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # the worker's outage handling: the chunk stays started and is recovered
+        except redis.RedisError as exc:  # e.g. out of memory: RQ's failure handling (and Retry) still runs
+            self.log.warning("Worker %s: results of job %s not published: %s", self.name, job.id, exc)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         """Replaces BaseWorker.heartbeat: HSET and EXPIRE in one round trip instead of two, and at most
