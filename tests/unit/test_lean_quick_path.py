@@ -177,3 +177,27 @@ def test_the_quick_restore_reads_a_hash_as_rqs_restore_does(
     if b"created_at" not in fields:  # both take "now", a moment apart
         quick.created_at = reference.created_at
     assert _state(quick) == _state(reference)
+
+
+def test_the_publisher_hands_a_fast_chunks_last_rows_to_the_success_step(fake_client: fakeredis.FakeRedis) -> None:
+    from worker.publish import FLUSH_EVERY_RESULTS, ResultPublisher, ResultWrite
+
+    handed: list[ResultWrite] = []
+    publisher = ResultPublisher(fake_client, "p1", 0, 60, "w", handover=handed.append)
+    publisher.add_rows([[0, None, "add", [1, 1], {}, 1, 2, 0.01]], 0, {})  # the serial loop's last call
+    assert fake_client.xlen(keys.results_key("p1")) == 0
+    publisher.finish()
+    assert [w.counters for w in handed] == [
+        ((keys.batch_key("p1"), "done", 1, True), ("rq:worker:w", "dw_tasks_done", 1, False))
+    ]
+    assert json.loads(handed[0].fields["r"])[0][6] == 2
+
+    plain = ResultPublisher(fake_client, "p2", 0, 60, "w")  # no handover offered: written at once
+    plain.add_rows([[0, None, "add", [1, 1], {}, 1, 2, 0.01]], 0, {})
+    assert fake_client.xlen(keys.results_key("p2")) == 1
+
+    big = ResultPublisher(fake_client, "p3", 0, 60, "w", handover=handed.append)
+    big.add_rows([[i, None, "add", [i, i], {}, 1, 2 * i, 0.01] for i in range(FLUSH_EVERY_RESULTS)], 0, {})
+    assert fake_client.xlen(keys.results_key("p3")) == 1  # a full group goes out while the chunk runs on
+    big.finish()
+    assert len(handed) == 1  # nothing left to hand over
