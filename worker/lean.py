@@ -539,12 +539,12 @@ class LeanBookkeeping(SimpleWorker):
         return True
 
     def _fail_as_rq_does(self, job: Job, queue: Queue) -> None:
-        """BaseWorker.perform_job's failure branch, verbatim in effect."""
+        """BaseWorker.perform_job's failure branch, verbatim in effect (called in its `except`)."""
+        exc_info = sys.exc_info()
+        exc_string = "".join(traceback.format_exception(*exc_info))
         self._flush_handed_results(job)
         job._status = JobStatus.FAILED
         self.handle_execution_ended(job, queue, job.failure_callback_timeout)
-        exc_info = sys.exc_info()
-        exc_string = "".join(traceback.format_exception(*exc_info))
         try:
             job.execute_failure_callback(self.death_penalty_class, *exc_info)
         except:  # noqa: E722 - as RQ: a failing failure callback replaces the traceback
