@@ -245,10 +245,13 @@ def _restore_plain(job: Job, fields: dict[bytes, bytes]) -> bool:
             return False
     try:
         raw = fields[b"data"]
-        try:
-            data = zlib.decompress(raw)
-        except zlib.error:  # stored uncompressed: RQ falls back the same way
+        if raw[:1] == b"[":  # JSON as our dispatcher writes it; never a zlib stream (RQ would keep it as is)
             data = raw
+        else:
+            try:
+                data = zlib.decompress(raw)
+            except zlib.error:  # stored uncompressed: RQ falls back the same way
+                data = raw
         status = get(b"status")
         job._status = JobStatus(status.decode()) if status else JobStatus.CREATED
         job.created_at = _date(get(b"created_at")) or now()
