@@ -24,6 +24,7 @@ from rq.job import Job
 from rq.queue import Queue
 
 from common import keys
+from common.jobdata import encode_job_data
 from common.settings import Settings
 from common.wire import JSONValue
 
@@ -93,24 +94,6 @@ class ChunkJob:
     description: str
     data: bytes
     tasks: int
-
-
-def encode_job_data(payload: JSONValue) -> bytes:
-    """The `data` field of a chunk job: JSON `[function, instance, args, kwargs]`, as RQ's
-    JSONSerializer reads it.
-
-    Not zlib-compressed: RQ's Job.restore keeps data that does not decompress as it is, and the
-    dispatcher's readers of job data (failure and cancel paths) do the same. orjson writes it when
-    installed; what orjson refuses (an integer beyond 64 bits, a non-string dict key) goes through
-    RQ's own JSON serializer, which also raises the same errors as before for what JSON cannot carry.
-    """
-    job: list[JSONValue] = [keys.CHUNK_FUNCTION, None, [payload], {}]
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(job)
-        except TypeError:
-            pass
-    return json.dumps(job).encode()
 
 
 class ChunkJobWriter:
