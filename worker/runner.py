@@ -14,10 +14,10 @@ from typing import Any
 import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
-from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 
 from common import keys
+from common.jobdata import ChunkJobSerializer
 from worker.cancel import cancel_probe
 from worker.job import SafeJob
 from worker.lean import LeanBookkeeping
@@ -73,14 +73,14 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
     """RQ's idle reconnect back-off is capped at 60 s; a healed Redis should be seen sooner."""
 
     def __init__(self, runtime: Runtime, connection: redis.Redis, queue_names: list[str], **kwargs: Any) -> None:
-        queues = [Queue(name, connection=connection, job_class=SafeJob, serializer=JSONSerializer)
+        queues = [Queue(name, connection=connection, job_class=SafeJob, serializer=ChunkJobSerializer)
                   for name in queue_names]  # fmt: skip
         super().__init__(
             queues,
             name=runtime.name,
             connection=connection,
             job_class=SafeJob,
-            serializer=JSONSerializer,
+            serializer=ChunkJobSerializer,
             default_result_ttl=0,
             worker_ttl=max(30, runtime.settings.heartbeat_ttl * 3),
             maintenance_interval=max(5, runtime.settings.heartbeat_ttl),

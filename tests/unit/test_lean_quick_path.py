@@ -16,6 +16,7 @@ from rq.serializers import JSONSerializer
 
 from common import default_catalogue, keys
 from common.cancel import CANCELLED_FIELD
+from common.jobdata import ORJSON_MARK
 from common.settings import Settings
 from common.wire import encode_chunk
 from dispatcher.session import Session
@@ -95,12 +96,19 @@ def test_the_quick_path_keeps_rqs_records(fake_client: fakeredis.FakeRedis, sett
     assert not fake_client.keys("rq:job:*") and not fake_client.keys("rq:execution*")
 
 
-def test_uncompressed_job_data_runs(fake_client: fakeredis.FakeRedis, settings: Settings) -> None:
+@pytest.mark.parametrize("form", ["as written", "zlib", "json, unmarked"])
+def test_job_data_in_every_form_runs(fake_client: fakeredis.FakeRedis, settings: Settings, form: str) -> None:
+    """The dispatcher writes orjson-marked JSON; RQ's own enqueue writes zlib'd JSON; both must run."""
     with Session(fake_client, settings) as session:
         index = session.submit("add", [20, 22])
         job_key = f"rq:job:{keys.chunk_job_id(session.batch_id, 0)}"
         raw: bytes = fake_client.hget(job_key, "data")  # type: ignore[assignment]
-        fake_client.hset(job_key, "data", zlib.decompress(raw))
+        call = json.loads(raw)
+        if form == "zlib":
+            fake_client.hset(job_key, "data", zlib.compress(raw))
+        elif form == "json, unmarked":
+            call[2][0].pop(ORJSON_MARK, None)
+            fake_client.hset(job_key, "data", json.dumps(call))
         _worker(fake_client, settings).work(burst=True)
         assert session.result(index, timeout=5).value == 42
 
@@ -150,7 +158,7 @@ def _state(job: Job) -> dict[str, Any]:
     "change",
     [
         {},
-        {b"data": "uncompressed"},
+        {b"data": "zlib"},  # RQ's own enqueue compresses; the dispatcher's writer does not
         {b"created_at": None, b"status": b"started", b"started_at": b"2026-01-02T03:04:05.000006Z"},
         {b"timeout": b"1h"},  # RQ's own parser reads this
         {b"meta": json.dumps({"k": 1}).encode()},  # not a plain field: RQ's restore
@@ -167,8 +175,8 @@ def test_the_quick_restore_reads_a_hash_as_rqs_restore_does(
     for name, value in change.items():
         if value is None:
             fields.pop(name)
-        elif value == "uncompressed":
-            fields[name] = zlib.decompress(fields[name])
+        elif value == "zlib":
+            fields[name] = zlib.compress(fields[name])
         else:
             fields[name] = value
     quick = lean.JobFactory(SafeJob, fake_client, JSONSerializer).restore("h1-0", fields)
