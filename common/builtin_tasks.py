@@ -25,10 +25,16 @@ MAX_HASH_ROUNDS = 1_000_000
 MAX_TEXT_LENGTH = 1_000_000
 
 
+_MAX_OPERAND_BITS = math.floor(MAX_OPERAND_DIGITS * 3.33)
+
+
 def _operand(value: Number) -> Number:
-    if isinstance(value, int) and abs(value).bit_length() > MAX_OPERAND_DIGITS * 3.33:
-        raise LimitExceeded(f"operand has more than {MAX_OPERAND_DIGITS} digits")
-    if isinstance(value, float) and not math.isfinite(value):
+    # Exact type tests first: arguments arrive from JSON, and this runs twice per arithmetic task.
+    kind = type(value)
+    if kind is int or (kind is not float and isinstance(value, int)):
+        if value.bit_length() > _MAX_OPERAND_BITS:  # type: ignore[union-attr]
+            raise LimitExceeded(f"operand has more than {MAX_OPERAND_DIGITS} digits")
+    elif isinstance(value, float) and not math.isfinite(value):
         raise LimitExceeded("operand must be a finite number")
     return value
 
