@@ -25,7 +25,7 @@ class Watchdog:
     running task's start time costs nothing per task and stops an overrun within limit/4 (at most 1 s).
     The timer stays armed between chunks (the handler does nothing while no chunk runs): arming and
     disarming it per chunk was four system calls, ~7 % of a worker's CPU at chunk size 1; entering a
-    chunk now costs one (getitimer: re-arm if something else took SIGALRM or the timer meanwhile).
+    chunk now costs one (getitimer: re-arm if something else took the timer meanwhile).
     SIGALRM works only in the main thread; elsewhere (thread slots) the watchdog cannot preempt.
     """
 
@@ -40,7 +40,9 @@ class Watchdog:
     def __enter__(self) -> Watchdog:
         if threading.current_thread() is threading.main_thread():
             period = min(1.0, self.limit / 4)
-            if signal.getsignal(signal.SIGALRM) is not _on_alarm or signal.getitimer(signal.ITIMER_REAL)[1] != period:
+            # A timer still repeating at our period is ours (whoever takes SIGALRM sets its own timer);
+            # signal.getsignal would cost more than the rest of this method (it builds an enum).
+            if signal.getitimer(signal.ITIMER_REAL)[1] != period:
                 signal.signal(signal.SIGALRM, _on_alarm)
                 signal.setitimer(signal.ITIMER_REAL, period, period)
             Watchdog._active = self
