@@ -7,6 +7,7 @@ from typing import Any
 
 from common import Catalogue, Settings, default_catalogue
 from common.wire import ResultRow, TaskRow, TaskSpec, result_row
+from tests.unit.test_remote_traceback import _failing_catalogue
 from worker.execute import Watchdog, execute_task
 from worker.serial import run_serial
 
@@ -28,14 +29,7 @@ class RowSink:
 
 
 def _catalogue() -> Catalogue:
-    catalogue = Catalogue()
-
-    def inner(n: int) -> int:
-        raise ValueError(f"bad n {n}")
-
-    @catalogue.register(name="ns.fails")
-    def fails(n: int) -> int:
-        return inner(n)
+    catalogue = _failing_catalogue()  # ns.fails raises from a nested call; huge raises a long traceback
 
     @catalogue.register
     def silent(n: int) -> int:
