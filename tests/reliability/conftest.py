@@ -186,6 +186,19 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         time.sleep(interval)
 
 
+def start_chunk_mid_run(
+    procs: Procs, client: redis.Redis, tmp_path: Path, worker: str, lines: list[str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Submit `lines` as one chunk (`dispatcher submit --json`), wait until `worker` runs it and its
+    first results are in the stream; return the dispatcher process and the batch id."""
+    batch = write_tasks(tmp_path / f"{worker}.txt", lines)
+    dispatcher = procs.dispatcher("submit", str(batch), "--json", "--chunk-size", str(len(lines)))
+    job_id = wait_until(lambda: current_job(client, worker), 30, f"{worker} to take the chunk")
+    batch_id = job_id.rsplit("-", 1)[0]
+    wait_until(lambda: stream_entries(client, batch_id), 30, "the first results")  # mid-chunk
+    return dispatcher, batch_id
+
+
 def live_worker_names(client: redis.Redis) -> set[str]:
     """Names of the workers registered in RQ right now."""
     return {raw.decode().removeprefix("rq:worker:") for raw in client.smembers("rq:workers")}  # type: ignore[union-attr]

@@ -16,12 +16,11 @@ from tests.reliability.conftest import (
     FAST_RECOVERY,
     Procs,
     assert_exactly_once,
-    current_job,
     live_worker_names,
     parse_json_results,
+    start_chunk_mid_run,
     stream_entries,
     wait_until,
-    write_tasks,
 )
 from tests.reliability.test_worker_kill import kill_and_time_rerun
 
@@ -35,12 +34,7 @@ def start_batch(
     procs: Procs, client: redis.Redis, tmp_path: Path, worker: str, seconds: float = 0.3
 ) -> tuple[object, str]:
     """A batch of one chunk of TOTAL naps (TOTAL / 4 waves of `seconds` on 4 slots), caught mid-chunk."""
-    batch = write_tasks(tmp_path / f"{worker}.txt", [f"rt.anap {seconds} {i}" for i in range(TOTAL)])
-    dispatcher = procs.dispatcher("submit", str(batch), "--json", "--chunk-size", str(TOTAL))
-    job_id = wait_until(lambda: current_job(client, worker), 30, f"{worker} to take the chunk")
-    batch_id = job_id.rsplit("-", 1)[0]
-    wait_until(lambda: stream_entries(client, batch_id), 30, "the first results")  # mid-chunk
-    return dispatcher, batch_id
+    return start_chunk_mid_run(procs, client, tmp_path, worker, [f"rt.anap {seconds} {i}" for i in range(TOTAL)])
 
 
 def test_killed_async_worker_chunk_runs_again_elsewhere(

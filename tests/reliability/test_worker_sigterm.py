@@ -16,12 +16,11 @@ from tests.reliability.conftest import (
     FAST_RECOVERY,
     Procs,
     assert_exactly_once,
-    current_job,
     live_worker_names,
     parse_json_results,
+    start_chunk_mid_run,
     stream_entries,
     wait_until,
-    write_tasks,
 )
 
 pytestmark = pytest.mark.reliability
@@ -30,12 +29,7 @@ TOTAL = 8
 
 
 def start_batch(procs: Procs, client: redis.Redis, tmp_path: Path, worker: str) -> tuple[object, str]:
-    batch = write_tasks(tmp_path / f"{worker}.txt", [f"rt.nap 0.5 {i}" for i in range(TOTAL)])
-    dispatcher = procs.dispatcher("submit", str(batch), "--json", "--chunk-size", str(TOTAL))
-    job_id = wait_until(lambda: current_job(client, worker), 30, f"{worker} to take the chunk")
-    batch_id = job_id.rsplit("-", 1)[0]
-    wait_until(lambda: stream_entries(client, batch_id), 30, "the first results")  # mid-chunk
-    return dispatcher, batch_id
+    return start_chunk_mid_run(procs, client, tmp_path, worker, [f"rt.nap 0.5 {i}" for i in range(TOTAL)])
 
 
 def test_sigterm_finishes_and_publishes_the_chunk(
