@@ -9,30 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import time
 from pathlib import Path
 
-from bench.ours import Checker, _adds, _cluster, _stop
-from bench.procs import descendants
+from bench.ours import Checker, CpuMeter, _adds, _cluster, _stop
 from dispatcher.batch import SubmitOptions, submit_batch
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its descendants."""
-    total = 0.0
-    for p in descendants(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def _self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def measure(tasks: int, processes: int, chunk_size: int | None) -> dict[str, float]:
@@ -40,23 +21,21 @@ def measure(tasks: int, processes: int, chunk_size: int | None) -> dict[str, flo
     server, workers, client, settings = _cluster(processes)
     try:
         submit_batch(client, settings, _adds(200), SubmitOptions(), Checker())  # warm-up
-        pids = [p.pid for p in workers.processes]
-        before = [cpu_seconds(pid) for pid in pids], cpu_seconds(server.process.pid), _self_cpu()  # type: ignore[union-attr]
+        cpu = CpuMeter([p.pid for p in workers.processes], server.process.pid)  # type: ignore[union-attr]
         sink = Checker()
         started = time.perf_counter()
         summary = submit_batch(client, settings, _adds(tasks), SubmitOptions(chunk_size=chunk_size), sink)
         elapsed = time.perf_counter() - started
         if sink.count != tasks or sink.bad:
             raise RuntimeError(f"{sink.count} results, {sink.bad} wrong")
-        worker_cpu = sum(cpu_seconds(pid) for pid in pids) - sum(before[0])
-        redis_cpu = cpu_seconds(server.process.pid) - before[1]  # type: ignore[union-attr]
+        split = cpu.per_task(tasks)
         return {
             "processes": processes,
             "chunk_size": summary.chunk_size,
             "tasks_per_s": tasks / elapsed,
-            "dispatcher_us_per_task": (_self_cpu() - before[2]) / tasks * 1e6,
-            "workers_us_per_task": worker_cpu / tasks * 1e6,
-            "redis_us_per_task": redis_cpu / tasks * 1e6,
+            "dispatcher_us_per_task": split["dispatcher_cpu_us"],
+            "workers_us_per_task": split["workers_cpu_us"],
+            "redis_us_per_task": split["redis_cpu_us"],
             "load_avg": os.getloadavg()[0],
         }
     finally:
