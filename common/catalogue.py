@@ -50,7 +50,7 @@ class TaskDefinition:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise InvalidArguments(f"{self.name}({', '.join(self.signature.parameters)}): {exc}") from None
+            raise InvalidArguments(f"{self.name}{_render_signature(self.signature)}: {exc}") from None
         for name, value in bound.arguments.items():
             parameter = self.signature.parameters[name]
             hint = self.hints.get(name)
@@ -243,6 +243,12 @@ def _matches(value: Any, hint: Any) -> bool:
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True  # annotations we cannot check are not enforced
+
+
+def _render_signature(signature: inspect.Signature) -> str:
+    """The parameter list as Python writes it (`(a, /, b=2, *, c)`), without annotations."""
+    bare = [parameter.replace(annotation=parameter.empty) for parameter in signature.parameters.values()]
+    return str(signature.replace(parameters=bare, return_annotation=signature.empty))
 
 
 def _describe(hint: Any) -> str:
