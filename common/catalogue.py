@@ -86,7 +86,10 @@ class Catalogue:
             if not TASK_NAME_PATTERN.match(task_name):
                 raise ConfigurationError(f"invalid task name {task_name!r}")
             if task_name in self._tasks:
-                raise ConfigurationError(f"task {task_name!r} is already registered")
+                first = _origin(self._tasks[task_name].func)
+                raise ConfigurationError(
+                    f"task {task_name!r} is already registered by {first}; {_origin(target)} registers it again"
+                )
             try:
                 hints = typing.get_type_hints(target)
             except Exception:  # unresolvable annotations: validate arity only
@@ -121,6 +124,10 @@ class Catalogue:
         except (KeyError, TypeError):
             offered = ", ".join(sorted(self._tasks)[:40])
             raise UnknownTask(f"unknown task {name!r}; this worker offers: {offered}") from None
+
+    def modules(self) -> set[str]:
+        """The modules that define the registered tasks' functions."""
+        return {definition.func.__module__ for definition in self._tasks.values()}
 
     def names(self) -> list[str]:
         """Sorted names of every registered task."""
@@ -243,6 +250,11 @@ def _matches(value: Any, hint: Any) -> bool:
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True  # annotations we cannot check are not enforced
+
+
+def _origin(func: Callable[..., Any]) -> str:
+    """Where a function is defined, as `module.qualname`."""
+    return f"{func.__module__}.{getattr(func, '__qualname__', func.__name__)}"
 
 
 def _render_signature(signature: inspect.Signature) -> str:

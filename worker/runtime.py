@@ -60,16 +60,25 @@ def current() -> Runtime:
     return _current
 
 
-def import_task_modules(modules: list[str]) -> None:
-    """Import user task modules so their `@task` functions register in the default catalogue.
+def import_task_modules(modules: list[str]) -> list[str]:
+    """Import user task modules so their `@task` functions register in the default catalogue; return
+    those that registered no task (neither while imported nor earlier, through another module).
 
     Like `rq worker` and `celery`, the current directory is importable, so `worker --tasks mytasks`
-    finds ./mytasks.py even when `worker` runs as an installed script.
+    finds ./mytasks.py even when `worker` runs as an installed script. A task name registered twice
+    (by two modules, or by a module and a built-in) is a ConfigurationError naming both.
     """
     if modules and os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-    for module in modules:
+    idle = []
+    for module in dict.fromkeys(modules):
+        before = len(default_catalogue)
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigurationError(f"cannot import task module {module!r}: {exc}") from None
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"task module {module!r}: {exc}") from None
+        if len(default_catalogue) == before and module not in default_catalogue.modules():
+            idle.append(module)
+    return idle
