@@ -281,24 +281,36 @@ def _ranges(numbers: list[int]) -> str:
     show_default=True,
     help="Task slots (threads) per local worker process.",
 )
+@click.option(
+    "--tasks",
+    "task_modules",
+    multiple=True,
+    envvar="DW_TASK_MODULES",
+    help="Python module whose @task functions the local workers serve; repeatable "
+    "[env DW_TASK_MODULES, space-separated].",
+)
 @submit_options
 @output_options
 @limit_options
 @handle_errors
-def run(source: TextIO, local_workers: int, threads: int, fmt: str, strict: bool, chunk_size: int | None,
-        result_ttl: int | None, as_json: bool, ordered: bool, timeout: float | None,
+def run(source: TextIO, local_workers: int, threads: int, task_modules: tuple[str, ...], fmt: str, strict: bool,
+        chunk_size: int | None, result_ttl: int | None, as_json: bool, ordered: bool, timeout: float | None,
         progress: bool | None) -> None:  # fmt: skip
-    """Run SOURCE on this machine alone: an embedded Redis, N local workers, then stop them all."""
-    from dispatcher.local import EmbeddedRedis, LocalWorkers, wait_for_workers
+    """Run SOURCE on this machine alone: an embedded Redis, N local workers, then stop them all.
 
-    with EmbeddedRedis() as server:
+    The batch lives only as long as this command: interrupted or timed out, it ends here.
+    """
+    from dispatcher.local import EmbeddedRedis, LocalWorkers, ended_with_local_redis, task_module_args, wait_for_workers
+
+    worker_args = ["--threads", str(threads), *task_module_args(task_modules)]
+    with ended_with_local_redis(), EmbeddedRedis() as server:
         settings = make_settings(redis_url=server.url, result_ttl=result_ttl)
         client = open_redis(settings)
-        with LocalWorkers(server.url, local_workers, ["--threads", str(threads)]):
-            wait_for_workers(client, local_workers)
-            options = SubmitOptions(chunk_size, True, timeout, source=source.name)
+        with LocalWorkers(server.url, local_workers, worker_args) as workers:
+            wait_for_workers(client, local_workers, workers=workers)
+            options = SubmitOptions(chunk_size, True, timeout, source=source.name, check_tasks=True)
             items = _items(source, fmt, strict, settings)
-            summary = _run_and_report(client, settings, items, options, as_json, ordered, progress)
+            summary = _run_and_report(client, settings, items, options, as_json, ordered, progress, reattachable=False)
     sys.exit(_exit_code(summary))
 
 
@@ -359,12 +371,13 @@ def _progress(enabled: bool | None) -> ProgressLine | None:
 
 
 def _run_and_report(client: redis.Redis, settings: Settings, items: Iterator[Item], options: SubmitOptions,
-                    as_json: bool, ordered: bool, progress: bool | None) -> BatchSummary:  # fmt: skip
+                    as_json: bool, ordered: bool, progress: bool | None,
+                    reattachable: bool = True) -> BatchSummary:  # fmt: skip
     writer = ResultWriter(sys.stdout, as_json, ordered)
     bar = _progress(progress) if options.wait else None
     started = time.monotonic()
     batch_id = new_batch_id()
-    if options.wait:
+    if options.wait and reattachable:
         # First thing on stderr, so the batch can be reattached to even if this process is killed.
         click.echo(f"dispatcher: batch {batch_id}: submitting (`dispatcher results {batch_id}` reattaches)", err=True)
     try:

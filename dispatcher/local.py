@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -11,13 +13,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import redis
 
-from common.errors import ConfigurationError
+from common import keys
+from common.errors import EXIT_INTERRUPTED, ConfigurationError, DispatchError
 
 STOP_GRACE_SECONDS = 10.0
 """How long a local process gets to stop after SIGTERM before it is killed."""
@@ -130,7 +133,7 @@ class EmbeddedRedis:
 
 
 class LocalWorkers:
-    """N real `worker` processes against a Redis URL, stopped (warm, then hard) on exit."""
+    """N real `worker` processes against a Redis URL, stopped (warm, then hard) on exit; killed on an error."""
 
     def __init__(self, redis_url: str, count: int, extra_args: Sequence[str] = (),
                  names: Sequence[str] | None = None, quiet: bool = True) -> None:  # fmt: skip
@@ -151,6 +154,15 @@ class LocalWorkers:
             self.processes.append(spawn(argv, env=env, stdout=output))
         return self
 
+    def check_running(self) -> None:
+        """Raise ConfigurationError if a worker process has exited (its own message is on stderr)."""
+        for process in self.processes:
+            code = process.poll()
+            if code is not None:
+                raise ConfigurationError(
+                    f"a local worker exited with code {code} before it registered (its message is above)"
+                )
+
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -162,14 +174,91 @@ class LocalWorkers:
     def __enter__(self) -> LocalWorkers:
         return self.start()
 
-    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.stop()
+    def kill(self) -> None:
+        """SIGKILL every worker process and reap it."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        self.processes.clear()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: BaseException | TracebackType | None) -> None:
+        # Leaving on an error (a time-out, Ctrl-C) abandons the run with its embedded Redis: a worker
+        # stopped in mid-task would only log the task's interruption, so it is killed instead.
+        if exc_type is None:
+            self.stop()
+        else:
+            self.kill()
 
 
-def wait_for_workers(client: redis.Redis, count: int, timeout: float = 30.0) -> None:
-    """Block until `count` workers are registered in Redis."""
+def task_module_args(task_modules: Sequence[str]) -> list[str]:
+    """`--tasks` options for local workers, from option values that may each hold several modules
+    (space- or comma-separated, as DW_TASK_MODULES does)."""
+    return [arg for entry in task_modules for module in entry.replace(",", " ").split() for arg in ("--tasks", module)]
+
+
+def wait_for_workers(
+    client: redis.Redis, count: int, timeout: float = 30.0, workers: LocalWorkers | None = None
+) -> None:
+    """Block until `count` workers are registered in Redis.
+
+    Given the local `workers` (on a Redis of their own), wait until they also advertise their
+    tasks, so that a check of offered tasks right after sees them all, and fail as soon as one of
+    them exits (a task module it cannot import, say) instead of waiting out the timeout.
+    """
     deadline = time.monotonic() + timeout
-    while client.scard("rq:workers") < count:
+    while (_advertising(client) if workers else client.scard("rq:workers")) < count:
+        if workers is not None:
+            workers.check_running()
         if time.monotonic() > deadline:
             raise ConfigurationError(f"only {client.scard('rq:workers')} of {count} local workers started")
         time.sleep(0.05)
+
+
+def _advertising(client: redis.Redis) -> int:
+    """Registered workers whose record lists the tasks they serve."""
+    members = sorted(client.smembers("rq:workers"))
+    pipe = client.pipeline(transaction=False)
+    for member in members:
+        pipe.hexists(member, f"{keys.WORKER_FIELD_PREFIX}tasks")
+    return sum(pipe.execute()) if members else 0
+
+
+class LocalRunEnded(DispatchError):
+    """A local run stopped early; its batch went with the embedded Redis (nothing to reattach to)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+LOCAL_MODE_END = "local mode: its Redis and workers stopped with this command, so the rest of the batch does not run"
+"""What an early end of `dispatcher run` means for the batch."""
+
+_REATTACH_HINT = re.compile(r"`dispatcher (?:results|cancel|status)\b")
+_ASIDE_WITH_HINT = re.compile(r"\s*\([^()]*`dispatcher (?:results|cancel|status)\b[^()]*\)")
+_CLAUSE_END = re.compile(r"(;\s+|\.\s+|\n+)")
+
+
+def without_reattach_hints(message: str) -> str:
+    """`message` without the clauses that point to commands for a batch that outlives this process."""
+    text = _ASIDE_WITH_HINT.sub("", message)
+    parts = _CLAUSE_END.split(text)  # clause, separator, clause, separator, ..., clause
+    kept = [clause + separator for clause, separator in zip(parts[::2], [*parts[1::2], ""], strict=True)
+            if not _REATTACH_HINT.search(clause)]  # fmt: skip
+    return "".join(kept).rstrip("; \n")
+
+
+@contextlib.contextmanager
+def ended_with_local_redis() -> Iterator[None]:
+    """Around a local run: errors and Ctrl-C say that the batch ended with the embedded Redis, and give
+    no hint to reattach to it (the hints that a batch on a shared Redis gets)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise LocalRunEnded(f"interrupted; {LOCAL_MODE_END}", EXIT_INTERRUPTED) from None
+    except DispatchError as exc:
+        message = without_reattach_hints(str(exc))
+        if message == str(exc):
+            raise
+        raise LocalRunEnded(f"{message}; {LOCAL_MODE_END}", exc.exit_code) from None
