@@ -14,7 +14,7 @@ import click
 import redis
 
 from common.connection import check_connection, connect, describe_redis_error
-from common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED, ConfigurationError, DispatchError, InputError
+from common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED, DispatchError, InputError
 from common.settings import Settings
 from dispatcher.batch import BatchSummary, SubmitOptions, await_batch, refuse_bad_input, submit_batch
 from dispatcher.output import ProgressLine, ResultWriter
@@ -340,14 +340,16 @@ def demo(workers: int, pace: float) -> None:
 def dashboard(dashboard_args: tuple[str, ...]) -> None:
     """rq-dashboard, with our JSON jobs readable on every page (needs the `monitoring` extra).
 
-    Takes rq-dashboard's own options and RQ_DASHBOARD_* variables; pass --json. `--help` shows them.
+    Takes rq-dashboard's own options and RQ_DASHBOARD_* variables; pass --json. With rq-dashboard
+    installed, `--help` shows them.
     """
-    try:
-        import rq_dashboard  # noqa: F401
+    from dispatcher.dashboard import main as dashboard_main
+    from dispatcher.dashboard import unavailable
 
-        from dispatcher.dashboard import main as dashboard_main
-    except ImportError:
-        raise ConfigurationError("rq-dashboard is not installed: pip install 'redis-dispatch[monitoring]'") from None
+    problem = unavailable()
+    if problem is not None and {"-h", "--help"} & set(dashboard_args):
+        click.echo(f"{click.get_current_context().get_help()}\n\n{problem}")
+        return
     dashboard_main(list(dashboard_args), prog_name="dispatcher dashboard")
 
 

@@ -8,9 +8,51 @@ chunk jobs makes `workers.json` fail with HTTP 500. Run this module instead of `
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import shlex
+import sys
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import redis
+
+from common.errors import ConfigurationError
+
+DISTRIBUTION = "redis-dispatch"
+"""This project's distribution name, as pip knows it."""
+EXTRA = "monitoring"
+"""The extra of pyproject.toml that brings rq-dashboard."""
+
+
+def install_command(direct_url: str | None = None) -> str:
+    """The pip command that adds the monitoring extra to this installation: from the checkout it was
+    installed from (editable or not), else by name; `direct_url` is pip's record of that source,
+    read from this distribution's metadata when not given."""
+    if direct_url is None:
+        try:
+            direct_url = importlib.metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
+        except importlib.metadata.PackageNotFoundError:
+            direct_url = None
+    target = shlex.quote(f"{DISTRIBUTION}[{EXTRA}]")
+    source = json.loads(direct_url) if direct_url else {}
+    url = urlparse(source.get("url", ""))
+    if "dir_info" in source and url.scheme == "file":
+        target = shlex.quote(f"{unquote(url.path)}[{EXTRA}]")
+        if source["dir_info"].get("editable"):
+            target = f"-e {target}"
+    return f"{shlex.quote(sys.executable)} -m pip install {target}"
+
+
+def unavailable() -> str | None:
+    """Why rq-dashboard cannot run here, with the command that installs it; None when it can."""
+    try:
+        import rq_dashboard.cli  # noqa: F401
+    except ImportError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == "rq_dashboard":
+            return f"rq-dashboard is not installed: {install_command()}"
+        return f"rq-dashboard cannot be imported ({exc}): {install_command()}"
+    return None
 
 
 def patch_rq_dashboard() -> None:
@@ -32,7 +74,13 @@ def patch_rq_dashboard() -> None:
 
 
 def main(args: list[str] | None = None, prog_name: str = "python -m dispatcher.dashboard") -> None:
-    """rq-dashboard's own command line (its options, its RQ_DASHBOARD_* variables), patched."""
+    """rq-dashboard's own command line (its options, its RQ_DASHBOARD_* variables), patched.
+
+    Raises ConfigurationError, naming the install command, when rq-dashboard cannot be imported.
+    """
+    problem = unavailable()
+    if problem is not None:
+        raise ConfigurationError(problem)
     patch_rq_dashboard()
     from rq_dashboard.cli import run
 
@@ -40,4 +88,8 @@ def main(args: list[str] | None = None, prog_name: str = "python -m dispatcher.d
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigurationError as exc:
+        print(f"python -m dispatcher.dashboard: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
