@@ -235,8 +235,10 @@ class LocalRunEnded(DispatchError):
 LOCAL_MODE_END = "local mode: its Redis and workers stopped with this command, so the rest of the batch does not run"
 """What an early end of `dispatcher run` means for the batch."""
 
-_REATTACH_HINT = re.compile(r"`dispatcher (?:results|cancel|status)\b")
-_ASIDE_WITH_HINT = re.compile(r"\s*\([^()]*`dispatcher (?:results|cancel|status)\b[^()]*\)")
+_HINT = r"\bdispatcher (?:results|cancel|status)\b"
+"""A command for a batch that outlives its dispatcher, as error messages quote it."""
+_REATTACH_HINT = re.compile(_HINT)
+_ASIDE_WITH_HINT = re.compile(rf"\s*\([^()]*{_HINT}[^()]*\)")
 _CLAUSE_END = re.compile(r"(;\s+|\.\s+|\n+)")
 
 
@@ -244,8 +246,8 @@ def without_reattach_hints(message: str) -> str:
     """`message` without the clauses that point to commands for a batch that outlives this process."""
     text = _ASIDE_WITH_HINT.sub("", message)
     parts = _CLAUSE_END.split(text)  # clause, separator, clause, separator, ..., clause
-    kept = [clause + separator for clause, separator in zip(parts[::2], [*parts[1::2], ""], strict=True)
-            if not _REATTACH_HINT.search(clause)]  # fmt: skip
+    clauses = zip(parts[::2], [*parts[1::2], ""], strict=True)
+    kept = [clause + separator for clause, separator in clauses if not _REATTACH_HINT.search(clause)]
     return "".join(kept).rstrip("; \n")
 
 

@@ -37,8 +37,8 @@ def test_run_local_takes_task_modules_from_the_environment(tmp_path: Path) -> No
     (tmp_path / "localtasks.py").write_text(
         "from common import task\n\n@task(name='local.triple')\ndef triple(x: int) -> int:\n    return 3 * x\n"
     )
-    env = {"DW_TASK_MODULES": "localtasks tests.usertasks",
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    env = {"DW_TASK_MODULES": "localtasks tests.usertasks", "PYTHONPATH": path}
     done = run_cli("run", "-", "--local", "1", "--json", stdin=USER_LINES + "local.triple 5\n", env=env)
     assert done.returncode == 0, done.stderr
     assert results_of(done.stdout) == {**EXPECTED, 3: 15}

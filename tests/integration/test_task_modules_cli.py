@@ -25,8 +25,9 @@ def modules_in(tmp_path: Path, **sources: str) -> dict[str, str]:
 
 
 def run_worker(*args: str, redis_url: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker", "--burst", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "REDIS_URL": redis_url, **env}, check=False)  # fmt: skip
+    argv = [sys.executable, "-m", "worker", "--burst", *args]
+    env = {**os.environ, "REDIS_URL": redis_url, **env}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
 def test_worker_warns_of_a_task_module_that_registers_no_task(tmp_path: Path, redis_url: str) -> None:
@@ -53,7 +54,7 @@ def test_run_local_warns_of_a_task_module_that_registers_no_task(tmp_path: Path)
 
 def test_run_local_refuses_a_task_name_clash_naming_both_modules(tmp_path: Path) -> None:
     env = modules_in(tmp_path, first_mod=CLASHING_MODULE.format(func="a"), second_mod=CLASHING_MODULE.format(func="b"))
-    done = run_cli("run", "-", "--local", "1", "--tasks", "first_mod", "--tasks", "second_mod", stdin="add 1 2\n",
-                   env=env)  # fmt: skip
+    args = ["run", "-", "--local", "1", "--tasks", "first_mod", "--tasks", "second_mod"]
+    done = run_cli(*args, stdin="add 1 2\n", env=env)
     assert done.returncode == 2, done.stderr
     assert "'shared.name'" in done.stderr and "first_mod.a" in done.stderr and "second_mod.b" in done.stderr
