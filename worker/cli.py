@@ -127,7 +127,7 @@ def main(
         settings = Settings.from_env(redis_url=redis_url, task_timeout=task_timeout, max_result_bytes=max_result_bytes)
         queue_names = _queue_names(queues, settings)
         for idle in import_task_modules([m for entry in task_modules for m in entry.replace(",", " ").split()]):
-            click.echo(f"worker: warning: task module {idle!r} registers no task (no @task in it)", err=True)
+            click.echo(f"worker: warning: task module {idle!r} registers no task", err=True)
         check_connection(connect(settings), settings)
     except DispatchError as exc:
         click.echo(f"worker: {exc}", err=True)
