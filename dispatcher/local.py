@@ -151,7 +151,9 @@ class LocalWorkers:
             argv = [sys.executable, "-m", "worker", *self.extra_args]
             if self.names:
                 argv += ["--name", self.names[index]]
-            self.processes.append(spawn(argv, env=env, stdout=output))
+            # A session of its own: a worker and the processes it forks (--concurrency) form one
+            # process group to kill, and a Ctrl-C on the terminal reaches only the dispatcher.
+            self.processes.append(spawn(argv, env=env, stdout=output, start_new_session=True))
         return self
 
     def check_running(self) -> None:
@@ -175,10 +177,10 @@ class LocalWorkers:
         return self.start()
 
     def kill(self) -> None:
-        """SIGKILL every worker process and reap it."""
+        """SIGKILL every worker process, with the processes it forked, and reap it."""
         for process in self.processes:
-            if process.poll() is None:
-                process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         self.processes.clear()
 

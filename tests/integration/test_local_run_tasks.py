@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.integration.test_local_mode import leftovers, subreaper  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -50,26 +51,40 @@ def test_run_local_names_a_task_module_that_cannot_be_imported(tmp_path: Path) -
     assert "cannot import task module 'no_such_task_module'" in done.stderr
 
 
-def test_a_timed_out_local_run_gives_no_reattach_hint(tmp_path: Path) -> None:
+def start_run(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """`dispatcher run` with its stderr in tmp_path/stderr: a pipe would wait for every process that
+    inherited it, hiding a worker process left running."""
+    argv = [sys.executable, "-m", "dispatcher", "run", *args]
+    with (tmp_path / "stderr").open("w") as stderr:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def test_a_timed_out_local_run_gives_no_reattach_hint(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    children = request.getfixturevalue("subreaper")
     batch = tmp_path / "tasks.txt"
     batch.write_text("sleep 30\n")
-    done = run_cli("run", str(batch), "--local", "1", "--timeout", "0.5")
-    assert done.returncode == 4, done.stderr
-    assert "timed out" in done.stderr
-    assert "dispatcher results" not in done.stderr
-    assert "local mode" in done.stderr
+    process = start_run(tmp_path, str(batch), "--local", "1", "--timeout", "0.5")
+    process.communicate(timeout=60)
+    err = (tmp_path / "stderr").read_text()
+    assert process.returncode == 4, err
+    assert "timed out" in err
+    assert "dispatcher results" not in err
+    assert "local mode" in err
+    assert leftovers(children) == set()  # the processes the workers forked too
 
 
-def test_an_interrupted_local_run_gives_no_reattach_hint(tmp_path: Path) -> None:
+def test_an_interrupted_local_run_gives_no_reattach_hint(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    children = request.getfixturevalue("subreaper")
     batch = tmp_path / "tasks.txt"
     batch.write_text("add 1 2\n" + "sleep 30\n" * 4)
-    argv = [sys.executable, "-m", "dispatcher", "run", str(batch), "--local", "1", "--json", "--chunk-size", "1"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_run(tmp_path, str(batch), "--local", "1", "--json", "--chunk-size", "1")
     assert process.stdout is not None
     process.stdout.readline()  # the batch is running: a first result arrived
     process.send_signal(signal.SIGINT)
-    _out, err = process.communicate(timeout=60)
+    process.communicate(timeout=60)
+    err = (tmp_path / "stderr").read_text()
     assert process.returncode == 130, err
     assert "interrupted" in err
     assert "dispatcher results" not in err
     assert "local mode" in err
+    assert leftovers(children) == set()  # the processes the workers forked too
