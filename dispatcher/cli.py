@@ -300,7 +300,8 @@ def run(source: TextIO, local_workers: int, threads: int, task_modules: tuple[st
 
     The batch lives only as long as this command: interrupted or timed out, it ends here.
     """
-    from dispatcher.local import EmbeddedRedis, LocalWorkers, ended_with_local_redis, task_module_args, wait_for_workers
+    from dispatcher.local import EmbeddedRedis, LocalWorkers, task_module_args, wait_for_workers
+    from dispatcher.localrun import ended_with_local_redis
 
     worker_args = ["--threads", str(threads), *task_module_args(task_modules)]
     with ended_with_local_redis(), EmbeddedRedis() as server:

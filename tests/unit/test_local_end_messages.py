@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import EXIT_INTERRUPTED, EXIT_TIMEOUT, InputError, RedisUnavailable, TaskNotOffered
 from dispatcher.batch import _check_deadline
-from dispatcher.local import LOCAL_MODE_END, LocalRunEnded, ended_with_local_redis, without_reattach_hints
+from dispatcher.localrun import LOCAL_MODE_END, LocalRunEnded, ended_with_local_redis, without_reattach_hints
 
 HINTED = [
     (
