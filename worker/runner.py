@@ -119,9 +119,13 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
-        """RQ's cold shutdown, remembering the signal for the stop line."""
-        self.stop_reason.signalled(signum, cold=True)
-        super().request_force_stop(signum, frame)
+        """RQ's cold shutdown, remembering the signal for the stop line (RQ ignores a repeat
+        within a second: it then returns instead of raising)."""
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            self.stop_reason.signalled(signum, cold=True)
+            raise
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         """Overrides SimpleWorker's timeout + 60 s: our heartbeat thread refreshes it while busy."""

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,3 +136,34 @@ def test_worker_gives_up_on_absent_redis_with_exit_3(args: list[str], extra_env:
     assert "cannot use Redis at redis://:***@127.0.0.1:1/0" in done.stderr, done.stderr
     assert "--wait-for-redis" in done.stderr, done.stderr  # says how to wait longer
     assert PASSWORD not in done.stderr
+
+
+def test_a_second_signal_is_a_cold_shutdown_and_says_so(secured_redis: EmbeddedRedis, tmp_path: Path) -> None:
+    url = f"redis://:{PASSWORD}@127.0.0.1:{secured_redis.port}/0"
+    client = redis.Redis.from_url(url)
+    log = tmp_path / "cold.err"
+    worker = start(["--name", "cold"], worker_env(url), log)
+    try:
+        wait_until(lambda: registered(url, "cold"), HANG_GUARD, "the worker to register")
+        batch = tmp_path / "slow.txt"
+        batch.write_text("sleep 30\n")
+        submitted = subprocess.run(
+            [sys.executable, "-m", "dispatcher", "submit", str(batch), "--no-wait"],
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD,
+            env=worker_env(url),
+            check=False,
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        wait_until(lambda: client.hget("rq:worker:cold", "current_job"), HANG_GUARD, "the worker to take the chunk")
+        worker.send_signal(signal.SIGTERM)
+        wait_until(lambda: client.hget("rq:worker:cold", "shutdown_requested_date"), HANG_GUARD, "the warm stop")
+        time.sleep(1.1)  # RQ takes a repeat within a second for the same request (a pool and a terminal both signal)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(HANG_GUARD)
+    finally:
+        stop(worker)
+        client.close()
+    stop_line = next(line for line in log.read_text().splitlines() if "worker cold stopped" in line)
+    assert "cold shutdown" in stop_line, stop_line

@@ -4,7 +4,9 @@ register_birth (plus our advertisement) wrote."""
 from __future__ import annotations
 
 import datetime
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from common.settings import Settings
 from worker.liveness import dead_namesake, process_alive
 from worker.runner import ChunkWorker
 from worker.runtime import Runtime
+from worker.stopreason import StopReason
 
 UTC = datetime.timezone.utc
 HOST = socket.gethostname()
@@ -110,3 +113,25 @@ def test_a_zombie_is_not_alive() -> None:
     finally:
         child.wait()
     assert process_alive(os.getpid())
+
+
+def test_stop_reason_notes_the_error_rqs_loop_quits_on() -> None:
+    reason = StopReason()
+    rq_log = logging.getLogger("rq.worker")
+    with reason.watching(rq_log):
+        rq_log.info("Worker %s: done, quitting", "w")
+        assert reason.describe(burst=True) == "burst done, queues empty"
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            rq_log.error("Worker %s: found an unhandled exception, quitting...", "w", exc_info=True)
+    assert reason.describe(burst=True) == "error: RuntimeError: boom"
+    assert reason.error is not None
+
+
+def test_stop_reason_names_the_signal() -> None:
+    reason = StopReason()
+    reason.signalled(signal.SIGTERM)
+    assert reason.describe(burst=False) == "SIGTERM received: warm shutdown"
+    reason.signalled(signal.SIGINT, cold=True)
+    assert reason.describe(burst=False).startswith("SIGINT received twice: cold shutdown")
