@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import sys
 import warnings
@@ -17,13 +16,10 @@ from common.errors import EXIT_INTERRUPTED, DispatchError
 from common.gctuning import tune_long_running_process
 from worker import runtime as runtime_module
 from worker.health import run_check
-from worker.lifecycle import announce_start, announce_stop, await_redis
-from worker.runner import ChunkWorker, NameInUse, defer_stop_signals
+from worker.lifecycle import announce_start, await_redis, work_and_report
+from worker.runner import ChunkWorker, defer_stop_signals
 from worker.runtime import Runtime, import_task_modules
 from worker.supervisor import Supervisor
-
-EXIT_STOPPED_BY_ERROR = 1
-"""A worker process stopped because of an error (its name taken, an unexpected exception)."""
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -166,22 +162,9 @@ def main(
         slots = f"{threads} thread slot(s), {async_slots} async slot(s)"
         announce_start(worker_name, queue_names, len(default_catalogue.names()), settings, slots)
         tune_long_running_process()  # see common/gctuning.py
-        try:
-            worker.work(burst=burst, logging_level=logging.getLevelName(level))
-        except NameInUse as exc:
-            worker.stop_reason.failed(exc)
-        except KeyboardInterrupt:
-            worker.stop_reason.signalled(signal.SIGINT)
-            announce_stop(worker_name, worker.stop_reason.describe(burst))
-            raise
-        except BaseException as exc:
-            if not isinstance(exc, SystemExit):  # a cold shutdown: the reason is the signal
-                worker.stop_reason.failed(exc)
-            announce_stop(worker_name, worker.stop_reason.describe(burst))
-            raise
-        announce_stop(worker_name, worker.stop_reason.describe(burst))
-        if worker.stop_reason.error is not None:
-            sys.exit(EXIT_STOPPED_BY_ERROR)
+        code = work_and_report(worker, burst, logging.getLevelName(level))
+        if code:
+            sys.exit(code)
 
     if concurrency == 1 and burst:
         try:

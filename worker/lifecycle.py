@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 
 import redis
@@ -11,10 +12,13 @@ import redis
 from common.connection import connect, describe_redis_error, redact_url
 from common.errors import RedisUnavailable
 from common.settings import Settings
+from worker.runner import ChunkWorker, NameInUse
 
 log = logging.getLogger("worker.lifecycle")
 log.setLevel(logging.INFO)  # the start and stop lines show at the default (warning) level too
 
+EXIT_STOPPED_BY_ERROR = 1
+"""A worker process stopped because of an error (its name taken, an unexpected exception)."""
 RETRY_FIRST = 0.25
 """Seconds before the second attempt to reach Redis at start."""
 RETRY_MAX = 2.0
@@ -78,3 +82,24 @@ def announce_start(name: str, queues: list[str], offered: int, settings: Setting
 def announce_stop(name: str, reason: str) -> None:
     """The stop line, with why."""
     log.info("worker %s stopped: %s", name, reason)
+
+
+def work_and_report(worker: ChunkWorker, burst: bool, logging_level: str) -> int:
+    """Run the worker's loop, then the stop line; returns the process's exit code (exceptions other
+    than a taken name propagate, after the stop line)."""
+    reason = worker.stop_reason
+    try:
+        worker.work(burst=burst, logging_level=logging_level)
+    except NameInUse as exc:
+        reason.failed(exc)
+    except KeyboardInterrupt:
+        reason.signalled(signal.SIGINT)
+        announce_stop(worker.name, reason.describe(burst))
+        raise
+    except BaseException as exc:
+        if not isinstance(exc, SystemExit):  # a cold shutdown: the reason is the signal
+            reason.failed(exc)
+        announce_stop(worker.name, reason.describe(burst))
+        raise
+    announce_stop(worker.name, reason.describe(burst))
+    return 0 if reason.error is None else EXIT_STOPPED_BY_ERROR
