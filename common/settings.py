@@ -39,6 +39,8 @@ class Settings:
     """Largest number of tasks in one batch."""
     outage_grace: float = 120.0
     """Seconds a waiting dispatcher keeps retrying while Redis is unreachable, before it exits 3."""
+    wait_for_redis: float = 30.0
+    """Seconds a starting worker waits for an unreachable Redis before it exits 3 (0: not at all)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -69,7 +71,7 @@ class Settings:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
         if self.heartbeat_ttl < 2 * self.heartbeat_interval:
             raise ConfigurationError("heartbeat_ttl must be at least twice heartbeat_interval")
-        for name in ("job_retries", "max_arg_bytes", "max_result_bytes", "max_batch_tasks"):
+        for name in ("job_retries", "max_arg_bytes", "max_result_bytes", "max_batch_tasks", "wait_for_redis"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must not be negative, got {getattr(self, name)}")
 
@@ -86,6 +88,7 @@ ENV_VARS: dict[str, str] = {
     "max_result_bytes": "DW_MAX_RESULT_BYTES",
     "max_batch_tasks": "DW_MAX_BATCH_TASKS",
     "outage_grace": "DW_OUTAGE_GRACE",
+    "wait_for_redis": "DW_WAIT_FOR_REDIS",
 }
 """The environment variable behind each setting."""
 

@@ -11,11 +11,12 @@ import warnings
 import click
 
 from common import Settings, default_catalogue
-from common.connection import check_connection, connect, redact_url
+from common.connection import connect
 from common.errors import EXIT_INTERRUPTED, DispatchError
 from common.gctuning import tune_long_running_process
 from worker import runtime as runtime_module
 from worker.health import run_check
+from worker.lifecycle import announce_start, await_redis, work_and_report
 from worker.runner import ChunkWorker, defer_stop_signals
 from worker.runtime import Runtime, import_task_modules
 from worker.supervisor import Supervisor
@@ -85,6 +86,13 @@ from worker.supervisor import Supervisor
     envvar="DW_MAX_RESULT_BYTES",
     help="Largest JSON size of one task's result; a larger one fails that task [env DW_MAX_RESULT_BYTES].",
 )
+@click.option(
+    "--wait-for-redis",
+    type=click.FloatRange(min=0),
+    metavar="S",
+    help="At start, wait up to S seconds for an unreachable Redis, then exit 3; 0 fails at once "
+    "[env DW_WAIT_FOR_REDIS; default 30].",
+)
 @click.option("--log-tasks", is_flag=True, help="Print a line as each task is taken (the demo's log format).")
 @click.option("--verbose", "-v", count=True, help="More logging: -v for each chunk, -vv for Redis details.")
 @click.option(
@@ -104,6 +112,7 @@ def main(
     task_modules: tuple[str, ...],
     task_timeout: float | None,
     max_result_bytes: int | None,
+    wait_for_redis: float | None,
     log_tasks: bool,
     verbose: int,
     check: bool,
@@ -114,7 +123,11 @@ def main(
     after its current chunk (warm shutdown); a second signal stops it at once, and the chunk runs
     again on another worker.
 
-    Exit codes: 0 stopped cleanly, 2 bad option or task module, 3 Redis unreachable or refused.
+    Each worker process prints a line on stderr when it starts (name, queues, tasks offered, Redis)
+    and when it stops (and why).
+
+    Exit codes: 0 stopped cleanly, 1 stopped by an error (e.g. its name is taken by a live worker),
+    2 bad option or task module, 3 Redis unreachable or refused.
     """
     if check:
         sys.exit(run_check(redis_url))
@@ -124,11 +137,16 @@ def main(
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        settings = Settings.from_env(redis_url=redis_url, task_timeout=task_timeout, max_result_bytes=max_result_bytes)
+        settings = Settings.from_env(
+            redis_url=redis_url,
+            task_timeout=task_timeout,
+            max_result_bytes=max_result_bytes,
+            wait_for_redis=wait_for_redis,
+        )
         queue_names = _queue_names(queues, settings)
         for idle in import_task_modules([m for entry in task_modules for m in entry.replace(",", " ").split()]):
             click.echo(f"worker: warning: task module {idle!r} registers no task", err=True)
-        check_connection(connect(settings), settings)
+        await_redis(settings)
     except DispatchError as exc:
         click.echo(f"worker: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -142,13 +160,12 @@ def main(
         worker = ChunkWorker(runtime, connect(settings), queue_names)
         if log_tasks:
             click.echo(f"[{worker_name}] Started")
-        logging.getLogger("worker").info(
-            "worker %s serving %s on %s, %d thread slot(s), %d async slot(s), tasks: %s",
-            worker_name, ",".join(queue_names), redact_url(settings.redis_url), threads, async_slots,
-            ", ".join(default_catalogue.names()),
-        )  # fmt: skip
+        slots = f"{threads} thread slot(s), {async_slots} async slot(s)"
+        announce_start(worker_name, queue_names, len(default_catalogue.names()), settings, slots)
         tune_long_running_process()  # see common/gctuning.py
-        worker.work(burst=burst, logging_level=logging.getLevelName(level))
+        code = work_and_report(worker, burst, logging.getLevelName(level))
+        if code:
+            sys.exit(code)
 
     if concurrency == 1 and burst:
         try:

@@ -50,9 +50,10 @@ class CheckResult:
 def heartbeat_max_age(settings: Settings) -> float:
     """How old a live worker's last heartbeat can be under these settings.
 
-    An idle RQ worker heartbeats each time its blocking dequeue times out, every worker TTL - 15 s
-    (ChunkWorker's TTL is max(30, 3 * heartbeat_ttl)); a busy one every heartbeat_interval from its
-    heartbeat thread. Missing two idle heartbeats in a row is a hang, not a slow network.
+    A worker's heartbeat thread writes its heartbeat every heartbeat_interval, idle or busy; RQ's
+    own loop (the only source in workers of earlier versions) each time its blocking dequeue times
+    out, every worker TTL - 15 s (ChunkWorker's TTL is max(30, 3 * heartbeat_ttl)). Missing two of
+    the latter in a row is a hang, not a slow network.
     """
     worker_ttl = max(30, 3 * settings.heartbeat_ttl)
     return max(HEARTBEAT_MAX_AGE, 2.0 * (worker_ttl - 15) + 15)

@@ -15,14 +15,17 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.timeouts import BaseDeathPenalty
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from common import keys
 from common.jobdata import ChunkJobSerializer
 from worker.cancel import cancel_probe
 from worker.job import SafeJob
 from worker.lean import LeanBookkeeping
-from worker.resilience import ResilientLoop, outage_exits
+from worker.liveness import LivenessBeat, dead_namesake
+from worker.resilience import OUTAGE_ERRORS, ResilientLoop, outage_exits
 from worker.runtime import Runtime
+from worker.stopreason import StopReason
 
 log = logging.getLogger("worker")
 
@@ -63,7 +66,8 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
     - deserializes with JSON and runs only SafeJob's allowlisted function;
     - heartbeats from a thread while a chunk runs, with a short TTL, so that a killed worker's
       chunk is seen as abandoned within seconds instead of RQ's timeout + 60 s;
-    - advertises its slots and catalogue in RQ's own worker hash, for the dispatcher;
+    - advertises its slots and catalogue in RQ's own worker hash, for the dispatcher, and keeps
+      that registration alive (restoring it if removed) from the same thread, busy or idle;
     - spends a few round trips per job instead of RQ's ~60 (worker.lean.LeanBookkeeping);
     - rides out Redis outages, idle or busy, instead of quitting (worker.resilience).
     """
@@ -91,12 +95,37 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._beat_job: Job | None = None
         self._beat_lock = threading.Lock()
         self._beat_stop = threading.Event()
+        self._beat_failing = False
+        self._advertisement = advertisement(runtime)
+        sets = [self.redis_workers_keys, *(WORKERS_BY_QUEUE_KEY % name for name in self.queue_names())]
+        self._liveness = LivenessBeat(connection, self.key, sets, self.worker_ttl + 60)
+        self.stop_reason = StopReason()
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's work loop (through ResilientLoop), noting why it ended (see stop_reason)."""
+        with self.stop_reason.watching(self.log):
+            return bool(super().work(*args, **kwargs))
 
     def _install_signal_handlers(self) -> None:
         """RQ's handlers (warm, then cold shutdown), then honour a stop that arrived before them."""
         super()._install_signal_handlers()  # type: ignore[no-untyped-call]
         if _early_stop:
+            self.stop_reason.signalled(_early_stop[0])
             self._stop_requested = True
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's warm shutdown, remembering the signal for the stop line."""
+        self.stop_reason.signalled(signum)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's cold shutdown, remembering the signal for the stop line (RQ ignores a repeat
+        within a second: it then returns instead of raising)."""
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            self.stop_reason.signalled(signum, cold=True)
+            raise
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         """Overrides SimpleWorker's timeout + 60 s: our heartbeat thread refreshes it while busy."""
@@ -134,21 +163,51 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             self._beat_thread.start()
 
     def _heartbeat_loop(self) -> None:
-        """Beat for the running chunk, and look for other workers' abandoned chunks, every interval.
+        """Every interval: beat for the running chunk, keep this worker registered, and look for
+        other workers' abandoned chunks.
+
+        Registration: RQ's own heartbeats come from the main thread between blocking dequeues, and
+        a chunk's start sets the record to expire after the (short) heartbeat TTL, so after a run of
+        short chunks the record could expire while the worker idles. This beat renews it with RQ's
+        worker TTL, idle or busy, and puts back anything removed from outside.
 
         The sweep runs here rather than only in RQ's maintenance, which an idle worker reaches only
-        between its 15 s blocking dequeues: a dead worker's chunk is then re-queued by any live
-        worker within its heartbeat TTL plus one interval, whether or not a dispatcher is waiting.
+        between its blocking dequeues: a dead worker's chunk is then re-queued by any live worker
+        within its heartbeat TTL plus one interval, whether or not a dispatcher is waiting.
         """
         while not self._beat_stop.wait(self.runtime.settings.heartbeat_interval):
             with self._beat_lock:
-                job = self._beat_job
-                try:
-                    if job is not None and self.execution is not None:
-                        self.maintain_heartbeats(job)
-                except (redis.RedisError, OSError) as exc:
-                    log.warning("worker %s: heartbeat failed (%s); retrying", self.name, exc)
-            self._recover_abandoned_chunks()
+                if self._beat_stop.is_set():  # teardown is about to mark the record dead
+                    return
+                reachable = self.beat()
+            if reachable:
+                self._recover_abandoned_chunks()
+
+    def beat(self) -> bool:
+        """One heartbeat: the running chunk's, and the registration's; False if Redis is unreachable.
+
+        Called by the heartbeat thread under the beat lock.
+        """
+        job = self._beat_job
+        try:
+            if job is not None and self.execution is not None:
+                self.maintain_heartbeats(job)
+            state = self.get_state()
+            restored = self._liveness(str(getattr(state, "value", state)), self._registration())
+        except (redis.RedisError, OSError) as exc:
+            # Once per outage: the work loop reports the outage and the recovery itself.
+            level = logging.DEBUG if self._beat_failing else logging.WARNING
+            log.log(level, "worker %s: heartbeat failed (%s); retrying", self.name, exc)
+            self._beat_failing = True
+            return not isinstance(exc, OUTAGE_ERRORS)
+        self._beat_failing = False
+        if restored:
+            log.warning("worker %s: its registration had been removed from Redis; restored", self.name)
+        return True
+
+    def _registration(self) -> dict[str, object]:
+        """Every field of this worker's record that register_birth writes: RQ's, then ours."""
+        return {**self.serialize(), **self._advertisement}
 
     def _recover_abandoned_chunks(self) -> None:
         """RQ's started-registry cleanup on our queues: expired chunks go back on the queue (Retry)."""
@@ -165,35 +224,49 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         """RQ's teardown, after stopping the heartbeat thread (kept through a Redis outage, after
         which the worker enters its loop again and needs it)."""
         if not self._redis_outage:
-            self._beat_stop.set()
+            self.stop_heartbeat()
         super().teardown()
 
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat thread; returns once no beat is in flight (none will follow)."""
+        self._beat_stop.set()
+        with self._beat_lock:
+            pass
+
     def register_birth(self) -> None:
-        """RQ's registration, plus our fields: host, pid, slots and the tasks this worker serves."""
-        self._clear_dead_namesake()
-        super().register_birth()  # type: ignore[no-untyped-call]
-        self.connection.hset(self.key, mapping=advertisement(self.runtime))  # type: ignore[arg-type]
+        """RQ's registration, plus our fields: host, pid, slots and the tasks this worker serves.
+
+        Under the beat lock, so the heartbeat thread (which outlives a Redis outage) cannot restore
+        the old record between the namesake check and RQ's own.
+        """
+        with self._beat_lock:
+            self._clear_dead_namesake()
+            try:
+                super().register_birth()  # type: ignore[no-untyped-call]
+            except ValueError as exc:  # RQ: "There exists an active worker named ... already"
+                raise NameInUse(f"{exc}: pick another --name, or stop that worker first") from None
+            self.connection.hset(self.key, mapping=self._advertisement)  # type: ignore[arg-type]
         self._start_heartbeat_thread()
 
     def _clear_dead_namesake(self) -> None:
-        """Drop the registration of a killed process of this host that had our name.
+        """Drop a registration under our name that no live process owns (see dead_namesake).
 
         RQ refuses to start while a worker of the same name is registered, and a SIGKILLed worker
         stays registered for worker_ttl + 60 s; a replacement started under the same --name (by the
         supervisor, or by hand) would otherwise fail for that long.
         """
-        prefix = keys.WORKER_FIELD_PREFIX
-        raw: list[bytes | None] = self.connection.hmget(self.key, [f"{prefix}host", f"{prefix}pid"])  # type: ignore[assignment]
-        host, pid = (None if v is None else v.decode() for v in raw)
-        if host != socket.gethostname() or pid is None or not pid.isdigit() or int(pid) == os.getpid():
-            return
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            log.warning("worker %s: replacing the registration of dead process %s", self.name, pid)
+        raw: dict[bytes, bytes] = self.connection.hgetall(self.key)  # type: ignore[assignment]
+        fields = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
+        if not fields or "death" in fields:
+            return  # RQ's own check lets the name be taken
+        reason = dead_namesake(fields, socket.gethostname(), self.runtime.settings.heartbeat_ttl)
+        if reason is not None:
+            log.warning("worker %s: replacing a registration under this name: %s", self.name, reason)
             self.connection.delete(self.key)
-        except PermissionError:
-            pass  # alive, under another user: RQ's own check will refuse the name
+
+
+class NameInUse(ValueError):
+    """A live worker is registered under the name this one was given."""
 
 
 def advertisement(runtime: Runtime) -> dict[str, str]:

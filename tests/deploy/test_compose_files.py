@@ -100,6 +100,8 @@ def test_the_worker_waits_for_redis_restarts_and_stops_warm(services: dict[str, 
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     assert worker["restart"] == "unless-stopped"
     assert worker.get("stop_signal", "SIGTERM") in ("SIGTERM", "SIGINT")  # both mean a warm shutdown
+    command = argv_of(worker, image_cmd())
+    assert "--wait-for-redis" in command and float(command[command.index("--wait-for-redis") + 1]) > 0
     # Long enough to finish a chunk of tasks that each run up to the default task timeout (60 s).
     assert duration_seconds(worker["stop_grace_period"]) >= 90
 
