@@ -39,6 +39,9 @@ class Settings:
     """Largest number of tasks in one batch."""
     outage_grace: float = 120.0
     """Seconds a waiting dispatcher keeps retrying while Redis is unreachable, before it exits 3."""
+    submitter_lease: int = 30
+    """Seconds a submitting dispatcher's lease lives unless renewed; a reader that cannot check the
+    submitter's process (another host) waits this long before it calls a batch abandoned."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -64,7 +67,14 @@ class Settings:
         """Raise ConfigurationError for values that cannot work."""
         if not self.queue or not all(c.isalnum() or c in "_-.:" for c in self.queue):
             raise ConfigurationError(f"invalid queue name {self.queue!r}: use letters, digits and _-.:")
-        for name in ("result_ttl", "task_timeout", "heartbeat_interval", "heartbeat_ttl", "outage_grace"):
+        for name in (
+            "result_ttl",
+            "task_timeout",
+            "heartbeat_interval",
+            "heartbeat_ttl",
+            "outage_grace",
+            "submitter_lease",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
         if self.heartbeat_ttl < 2 * self.heartbeat_interval:
@@ -86,6 +96,7 @@ ENV_VARS: dict[str, str] = {
     "max_result_bytes": "DW_MAX_RESULT_BYTES",
     "max_batch_tasks": "DW_MAX_BATCH_TASKS",
     "outage_grace": "DW_OUTAGE_GRACE",
+    "submitter_lease": "DW_SUBMITTER_LEASE",
 }
 """The environment variable behind each setting."""
 
