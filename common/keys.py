@@ -47,6 +47,15 @@ def submitter_key(batch_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:submitter"
 
 
+def write_probe_key(worker: str) -> str:
+    """A key a worker writes to learn that Redis takes writes again after it ran out of memory."""
+    return f"{PREFIX}probe:{worker}"
+
+
+WRITE_PROBE_TTL = 10
+"""Seconds a write probe key lives."""
+
+
 def chunk_job_id(batch_id: str, chunk: int) -> str:
     """The deterministic RQ job id of one chunk."""
     return f"{batch_id}-{chunk}"
