@@ -143,6 +143,8 @@ class LeaseKeeper:
         self._client = client
         self._key = keys.submitter_key(batch_id)
         self._lease = settings.submitter_lease
+        self.interval = settings.submitter_lease / 3
+        """Seconds between renewals."""
         self._holder = holder()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,7 +162,7 @@ class LeaseKeeper:
             self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._lease / 3):
+        while not self._stop.wait(self.interval):
             try:
                 self._client.set(self._key, self._holder, ex=self._lease, xx=True)
             except (redis.RedisError, OSError) as exc:  # an outage: the next enqueue call renews it too
