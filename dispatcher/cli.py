@@ -200,7 +200,11 @@ def submit(source: TextIO, fmt: str, strict: bool, chunk_size: int | None, resul
 @handle_errors
 def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, progress: bool | None,
             redis_url: str | None, queue: str | None) -> None:  # fmt: skip
-    """Print every result of batch BATCH_ID: those already in Redis and those still to come."""
+    """Print every result of batch BATCH_ID: those already in Redis and those still to come.
+
+    Exit 5 when the batch's input was not all submitted (its dispatcher stopped or died midway): the
+    summary says how many lines were never submitted, when that is known.
+    """
     settings = make_settings(redis_url=redis_url, queue=queue)
     client = open_redis(settings)
     writer = ResultWriter(sys.stdout, as_json, ordered)

@@ -166,3 +166,13 @@ def test_the_lease_is_renewed_by_a_thread_and_never_recreated(
     stopped = len(renewals)
     fake_client.set(key, holder(), ex=1)
     assert len(renewals) == stopped + 1  # only the test's own SET: the keeper is stopped
+
+
+def test_status_shows_aborted_even_when_every_task_it_holds_is_done(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
+    # What an abort after two enqueued tasks leaves, once those two have run.
+    fake_client.hset(keys.batch_key("b9"), mapping={"state": "aborted", "total": 2, "sent": 2, "done": 2})
+    fake_client.zadd(keys.BATCHES, {"b9": 1.0})
+    (batch,) = recent_batches(fake_client)
+    assert (batch["state"], batch["total"], batch["done"]) == ("aborted", 2, 2)
