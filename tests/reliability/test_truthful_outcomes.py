@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -25,6 +26,7 @@ from tests.reliability.conftest import (
     RestartableRedis,
     assert_exactly_once,
     parse_json_results,
+    record_figure,
     wait_until,
     write_tasks,
 )
@@ -89,7 +91,9 @@ def test_a_dispatcher_killed_mid_submission_leaves_an_abandoned_batch(
     assert dispatcher.stdin is not None
     dispatcher.stdin.close()
 
+    started = time.monotonic()
     fetched = procs.run("results", batch_id, "--json", "--timeout", "120")
+    record_figure("abandoned_verdict_seconds_same_host", seconds=round(time.monotonic() - started, 2))
     assert fetched.returncode == EXIT_INCOMPLETE, (fetched.returncode, fetched.stderr)
     by_index = assert_exactly_once(parse_json_results(fetched.stdout), 500)
     assert all(r["ok"] and r["result"] == i + 1 for i, r in by_index.items())
