@@ -11,6 +11,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis
 
 from common import keys
 from common.errors import BatchIncomplete
@@ -176,3 +177,28 @@ def test_status_shows_aborted_even_when_every_task_it_holds_is_done(
     fake_client.zadd(keys.BATCHES, {"b9": 1.0})
     (batch,) = recent_batches(fake_client)
     assert (batch["state"], batch["total"], batch["done"]) == ("aborted", 2, 2)
+
+
+OOM = "OOM command not allowed when used memory > 'maxmemory'."
+
+
+def test_out_of_memory_the_abort_says_so_and_drops_the_lease(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submitter = submitting(fake_client, fake_settings, "m1", 3)
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ResponseError(f"Error running script (call to f_0): @user_script:3: -{OOM}")
+
+    monkeypatch.setattr(fake_client, "eval", refused)
+    unrecorded = submitter.abort("Redis out of memory")
+    assert unrecorded is not None and "OOM" in unrecorded  # said, not suppressed
+    assert fake_client.hget(keys.batch_key("m1"), "state") == b"submitting"
+    assert not fake_client.exists(keys.submitter_key("m1"))  # so the next reader decides at once
+
+    verdict = settle(fake_client, "m1")  # still out of memory: the verdict without its write
+    assert (verdict.state, verdict.total, verdict.recorded) == ("abandoned", 3, False)
+    monkeypatch.undo()
+    verdict = settle(fake_client, "m1")  # memory is back: the next reader records it
+    assert (verdict.state, verdict.total, verdict.recorded) == ("abandoned", 3, True)
+    assert fake_client.hget(keys.batch_key("m1"), "state") == b"abandoned"
