@@ -74,3 +74,14 @@ def check_connection(client: redis.Redis, settings: Settings) -> None:
         client.ping()
     except (redis.RedisError, OSError) as exc:
         raise describe_redis_error(settings.redis_url, exc) from None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True if Redis refused a write because it is at `maxmemory` with nothing to evict.
+
+    redis-py raises OutOfMemoryError for a plain command, but a refusal inside a script arrives as a
+    generic ResponseError whose text carries Redis's `OOM` error.
+    """
+    return isinstance(exc, redis.OutOfMemoryError) or (
+        isinstance(exc, redis.ResponseError) and "OOM command not allowed" in str(exc)
+    )

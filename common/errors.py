@@ -12,8 +12,12 @@ EXIT_REDIS = 3
 """Redis was unreachable or refused us (authentication, TLS)."""
 EXIT_TIMEOUT = 4
 """The wait timed out; the batch goes on and its results can be fetched later."""
+EXIT_INCOMPLETE = 5
+"""The batch's input was not all submitted (its dispatcher stopped or died midway): what was sent ran."""
 EXIT_INTERRUPTED = 130
 """Interrupted by the user (Ctrl-C)."""
+EXIT_BROKEN_PIPE = 141
+"""The reader of our output went away (`... | head`): 128 + SIGPIPE, what a shell reports for any Unix tool."""
 
 
 class DispatchError(Exception):
@@ -36,10 +40,24 @@ class RedisUnavailable(DispatchError):
     exit_code = EXIT_REDIS
 
 
+class RedisOutOfMemory(RedisUnavailable):
+    """Redis refused a write: it is at its `maxmemory` with the `noeviction` policy."""
+
+
 class WaitTimeout(DispatchError):
     """Results did not all arrive before the deadline."""
 
     exit_code = EXIT_TIMEOUT
+
+
+class BatchIncomplete(DispatchError):
+    """The batch's input was not all submitted: its dispatcher stopped, or was found gone, midway."""
+
+    exit_code = EXIT_INCOMPLETE
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a batch was in flight, saying what became of the batch (still a KeyboardInterrupt)."""
 
 
 class BatchNotFound(DispatchError):

@@ -42,12 +42,18 @@ def chunks_key(batch_id: str) -> str:
 
 
 def submitter_key(batch_id: str) -> str:
-    """A short-lived key the submitting process keeps alive; gone means the input stopped coming."""
+    """A short-lived key naming the submitting process (`host:pid`), which keeps it alive (its lifetime is
+    Settings.submitter_lease); gone before the batch is fully submitted means the input stopped coming."""
     return f"{PREFIX}batch:{batch_id}:submitter"
 
 
-SUBMITTER_LEASE_SECONDS = 30
-"""Lifetime of the submitter key; the submitting process renews it at least every third of this."""
+def write_probe_key(worker: str) -> str:
+    """A key a worker writes to learn that Redis takes writes again after it ran out of memory."""
+    return f"{PREFIX}probe:{worker}"
+
+
+WRITE_PROBE_TTL = 10
+"""Seconds a write probe key lives."""
 
 
 def chunk_job_id(batch_id: str, chunk: int) -> str:

@@ -41,6 +41,9 @@ class Settings:
     """Seconds a waiting dispatcher keeps retrying while Redis is unreachable, before it exits 3."""
     wait_for_redis: float = 30.0
     """Seconds a starting worker waits for an unreachable Redis before it exits 3 (0: not at all)."""
+    submitter_lease: int = 30
+    """Seconds a submitting dispatcher's lease lives unless renewed; a reader that cannot check the
+    submitter's process (another host) waits this long before it calls a batch abandoned."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -66,7 +69,14 @@ class Settings:
         """Raise ConfigurationError for values that cannot work."""
         if not self.queue or not all(c.isalnum() or c in "_-.:" for c in self.queue):
             raise ConfigurationError(f"invalid queue name {self.queue!r}: use letters, digits and _-.:")
-        for name in ("result_ttl", "task_timeout", "heartbeat_interval", "heartbeat_ttl", "outage_grace"):
+        for name in (
+            "result_ttl",
+            "task_timeout",
+            "heartbeat_interval",
+            "heartbeat_ttl",
+            "outage_grace",
+            "submitter_lease",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
         if self.heartbeat_ttl < 2 * self.heartbeat_interval:
@@ -89,6 +99,7 @@ ENV_VARS: dict[str, str] = {
     "max_batch_tasks": "DW_MAX_BATCH_TASKS",
     "outage_grace": "DW_OUTAGE_GRACE",
     "wait_for_redis": "DW_WAIT_FOR_REDIS",
+    "submitter_lease": "DW_SUBMITTER_LEASE",
 }
 """The environment variable behind each setting."""
 

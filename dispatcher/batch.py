@@ -9,12 +9,22 @@ from dataclasses import dataclass
 
 import redis
 
-from common.errors import InputError, LimitExceeded, TaskNotOffered, WaitTimeout
+from common.connection import describe_redis_error, is_out_of_memory, redact_url
+from common.errors import (
+    BatchInterrupted,
+    InputError,
+    LimitExceeded,
+    RedisOutOfMemory,
+    RedisUnavailable,
+    TaskNotOffered,
+    WaitTimeout,
+)
 from common.gctuning import full_collections_deferred
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
 from dispatcher.cancel import cancel_batch
-from dispatcher.chunking import auto_chunk_size, peek_total
+from dispatcher.chunking import LOOKAHEAD, auto_chunk_size, peek_total
+from dispatcher.lease import BatchRecord
 from dispatcher.offered import OfferedTasks, check_offered
 from dispatcher.outage import OutageGuard
 from dispatcher.reader import BadInput, Item
@@ -56,6 +66,8 @@ class BatchSummary:
     failed: int
     complete: bool
     chunk_size: int = 0
+    incomplete: BatchRecord | None = None
+    """The batch's record when its input was not all submitted (aborted or abandoned); else None."""
 
 
 @full_collections_deferred()
@@ -90,6 +102,9 @@ def submit_batch(
         )
     batch_id = batch_id or new_batch_id()
     submitter = BatchSubmitter(client, settings, batch_id, chunk_size, first_flush_chunks=processes)
+    if not options.chunk_size:  # the look-ahead read this much of the input before anything was sent
+        submitter.read_ahead = LOOKAHEAD if total_hint is None else total_hint
+        submitter.read_all = total_hint is not None
     watcher = BatchWatcher(client, settings, batch_id)
     submitter.start(options.source)
     deadline = None if options.timeout is None else time.monotonic() + options.timeout
@@ -112,18 +127,78 @@ def submit_batch(
             f"(they still run: `dispatcher results {batch_id}` shows them)"
         ) from None
     except BaseException as exc:
-        with contextlib.suppress(Exception):  # keep the original error, not one from the cleanup
-            submitter.finish(state="aborted")
-            if isinstance(exc, LimitExceeded):  # over the batch limit: what was submitted must not run
+        unrecorded = submitter.abort(_abort_reason(exc))
+        if isinstance(exc, LimitExceeded):  # over the batch limit: what was submitted must not run
+            with contextlib.suppress(Exception):  # keep the original error, not one from the cleanup
                 cancel_batch(client, settings, batch_id)
-        raise
+            raise
+        stopped = _stopped_note(batch_id, submitter.sent, unrecorded)
+        if isinstance(exc, WaitTimeout):
+            raise WaitTimeout(f"timed out while submitting; {stopped}") from None
+        error = _in_flight(exc, settings, stopped)
+        if error is exc:
+            raise
+        raise error from exc
     submitter.finish()
     watcher.set_total(submitter.tasks)
     if not options.wait:
         return BatchSummary(batch_id, submitter.tasks, 0, 0, False, chunk_size)
-    while not watcher.complete:
-        drain(BLOCK_MS)
+    try:
+        while not watcher.complete:
+            drain(BLOCK_MS)
+    except BaseException as exc:
+        error = _in_flight(exc, settings, _goes_on_note(batch_id))
+        if error is exc:
+            raise
+        raise error from exc
     return BatchSummary(batch_id, submitter.tasks, watcher.resolved - watcher.failed, watcher.failed, True, chunk_size)
+
+
+def _abort_reason(exc: BaseException) -> str:
+    """Why submission stopped, as the batch record keeps it."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, BrokenPipeError):
+        return "the dispatcher's output was closed"
+    if is_out_of_memory(exc):
+        return "Redis out of memory"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _goes_on_note(batch_id: str) -> str:
+    return (
+        f"batch {batch_id} goes on: `dispatcher results {batch_id}` shows its results, "
+        f"`dispatcher cancel {batch_id}` cancels it"
+    )
+
+
+def _stopped_note(batch_id: str, sent: int, unrecorded: str | None) -> str:
+    if sent:
+        note = (
+            f"batch {batch_id} stopped after {sent} tasks were enqueued; the rest of the input was not "
+            f"submitted. The {sent} tasks go on: `dispatcher results {batch_id}` shows their results, "
+            f"`dispatcher cancel {batch_id}` cancels them"
+        )
+    else:
+        note = f"nothing of batch {batch_id} was enqueued"
+    if unrecorded:
+        note += f" (its record could not be marked aborted: {unrecorded}; the next reader marks it abandoned)"
+    return note
+
+
+def _in_flight(exc: BaseException, settings: Settings, note: str) -> BaseException:
+    """The error that replaces `exc`, an interruption or a Redis failure while a batch is in flight,
+    saying what became of the batch; any other error is raised as it is."""
+    if isinstance(exc, KeyboardInterrupt):
+        return BatchInterrupted(f"interrupted; {note}")
+    if isinstance(exc, RedisUnavailable):
+        return exc  # the outage guard's message names the batch and both commands already
+    if isinstance(exc, redis.RedisError) or (isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError)):
+        if is_out_of_memory(exc):
+            where = redact_url(settings.redis_url)
+            return RedisOutOfMemory(f"Redis at {where} is out of memory (maxmemory reached, nothing to evict): {note}")
+        return RedisUnavailable(f"{describe_redis_error(settings.redis_url, exc)}; {note}")
+    return exc
 
 
 def _submit_all(
@@ -179,10 +254,17 @@ def await_batch(
     watcher.load()
     deadline = None if timeout is None else time.monotonic() + timeout
     guard = OutageGuard(settings, batch_id)
-    while not watcher.complete:
-        _deliver_once(watcher, guard, sink, progress, deadline, BLOCK_MS)
+    try:
+        while not watcher.complete:
+            _deliver_once(watcher, guard, sink, progress, deadline, BLOCK_MS)
+    except BaseException as exc:
+        error = _in_flight(exc, settings, _goes_on_note(batch_id))
+        if error is exc:
+            raise
+        raise error from exc
     total = watcher.total or 0
-    return BatchSummary(batch_id, total, watcher.resolved - watcher.failed, watcher.failed, True)
+    record = watcher.record if watcher.record is not None and watcher.record.incomplete else None
+    return BatchSummary(batch_id, total, watcher.resolved - watcher.failed, watcher.failed, True, incomplete=record)
 
 
 def _deliver_once(

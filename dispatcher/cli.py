@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -14,10 +15,19 @@ import click
 import redis
 
 from common.connection import check_connection, connect, describe_redis_error
-from common.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED, DispatchError, InputError
+from common.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TASKS_FAILED,
+    BatchInterrupted,
+    DispatchError,
+    InputError,
+)
 from common.settings import Settings
 from dispatcher.batch import BatchSummary, SubmitOptions, await_batch, refuse_bad_input, submit_batch
-from dispatcher.output import ProgressLine, ResultWriter
+from dispatcher.output import ProgressLine, ResultWriter, incomplete_summary
 from dispatcher.reader import Item, detect_format, read_tasks
 from dispatcher.submit import new_batch_id
 
@@ -85,12 +95,16 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            _end_quietly()
         except DispatchError as exc:
             _fail(str(exc), exc.exit_code)
         except (redis.RedisError, OSError) as exc:
             url = click.get_current_context().meta.get("redis_url", "")
             error = describe_redis_error(url, exc)
             _fail(str(error), error.exit_code)
+        except BatchInterrupted as exc:
+            _fail(str(exc), EXIT_INTERRUPTED)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_INTERRUPTED)
 
@@ -100,6 +114,18 @@ def handle_errors(func: F) -> F:
 def _fail(message: str, code: int) -> None:
     click.echo(f"dispatcher: {message}", err=True)
     sys.exit(code)
+
+
+def _end_quietly() -> None:
+    """The reader of stdout went away (`dispatcher ... | head`): stop without a word, as Unix tools do.
+
+    Python's documented recipe: point stdout at /dev/null, so that the flush at exit cannot raise
+    again. The exit code is a shell's for a tool killed by SIGPIPE.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -124,7 +150,8 @@ def main() -> None:
 
     \b
     Exit codes: 0 every task ok; 1 some tasks failed; 2 usage or input error;
-                3 Redis unreachable or refused; 4 timed out (the batch goes on).
+                3 Redis unreachable or refused; 4 timed out (the batch goes on);
+                5 the batch's input was not all submitted; 141 stdout closed.
     """
 
 
@@ -172,7 +199,11 @@ def submit(source: TextIO, fmt: str, strict: bool, chunk_size: int | None, resul
 @handle_errors
 def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, progress: bool | None,
             redis_url: str | None, queue: str | None) -> None:  # fmt: skip
-    """Print every result of batch BATCH_ID: those already in Redis and those still to come."""
+    """Print every result of batch BATCH_ID: those already in Redis and those still to come.
+
+    Exit 5 when the batch's input was not all submitted (its dispatcher stopped or died midway): the
+    summary says how many lines were never submitted, when that is known.
+    """
     settings = make_settings(redis_url=redis_url, queue=queue)
     client = open_redis(settings)
     writer = ResultWriter(sys.stdout, as_json, ordered)
@@ -402,9 +433,13 @@ def _summarize(summary: BatchSummary, as_json: bool, elapsed: float | None = Non
     rate = f" in {elapsed:.2f} s ({summary.total / max(elapsed, 1e-9):,.0f} tasks/s)" if elapsed else ""
     click.echo(f"batch {summary.batch_id}: {summary.total} tasks, {summary.ok} ok, {summary.failed} failed{rate}",
                err=True)  # fmt: skip
+    if summary.incomplete is not None:
+        click.echo(f"batch {summary.batch_id}: {incomplete_summary(summary.incomplete)}", err=True)
 
 
 def _exit_code(summary: BatchSummary) -> int:
+    if summary.incomplete is not None:
+        return EXIT_INCOMPLETE
     if not summary.complete:
         return EXIT_OK
     return EXIT_TASKS_FAILED if summary.failed else EXIT_OK

@@ -39,23 +39,27 @@ RQ_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 JOBS_PER_SCRIPT = 1000
 """Chunk jobs one script call writes: bounds how long one call holds Redis and its argument count."""
 
-# One call writes, in this order: the batch's `sent` count and the submitter lease (so a reader that
-# outlives the submitter knows what reached Redis), then per job what RQ's Queue._enqueue_async_job
+# One call writes, in this order: the batch's `sent` and `read` counts and the submitter lease (so a
+# reader that outlives the submitter knows what reached Redis), then per job what RQ's Queue._enqueue_async_job
 # sends (the job hash with status queued, EXPIRE ttl), the chunk index, and the queue push. RQ also
 # EXPIREs the job's dependents/dependencies keys, which our jobs never have. What is the same for
 # every job of a batch is written into the script text, so a call carries only what changes.
 #   KEYS: batch hash, submitter lease, chunk index list, rq:queues, queue list, then each job's key
-#   ARGV: sent, pid, timestamp, then (job id, chunk span, description, data) per job
+# A batch a reader has found abandoned (its lease lapsed) takes no more jobs: its total is settled.
+#   ARGV: sent, lease holder, timestamp, read, read_all, then (job id, chunk span, description, data) per job
 _ENQUEUE = """
 local unpack = table.unpack or unpack
-redis.call('HSET', KEYS[1], 'sent', ARGV[1])
+if redis.call('HGET', KEYS[1], 'state') == 'abandoned' then
+    return redis.error_reply('ABANDONED batch found abandoned by a reader (its submitter lease lapsed)')
+end
+redis.call('HSET', KEYS[1], 'sent', ARGV[1], 'read', ARGV[4], 'read_all', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', {lease})
 local jobs = #KEYS - 5
 if jobs == 0 then return 0 end
 local fields = {{{fields}, 'created_at', ARGV[3], 'enqueued_at', ARGV[3], 'description', '', 'data', ''}}
 local n = #fields
 local ids, spans = {{}}, {{}}
-local at = 3
+local at = 5
 for j = 1, jobs do
     ids[j] = ARGV[at + 1]
     spans[j] = ARGV[at + 2]
@@ -123,7 +127,7 @@ class ChunkJobWriter:
         fields += ["origin", settings.queue, "timeout", -1, "result_ttl", 0, "failure_ttl", self.ttl]
         fields += ["status", "queued", "ttl", self.ttl]
         self.script = _ENQUEUE.format(
-            lease=int(keys.SUBMITTER_LEASE_SECONDS), ttl=int(self.ttl), fields=", ".join(map(_lua_string, fields))
+            lease=int(settings.submitter_lease), ttl=int(self.ttl), fields=", ".join(map(_lua_string, fields))
         )
         self.sha = hashlib.sha1(self.script.encode()).hexdigest()
 
@@ -137,9 +141,12 @@ class ChunkJobWriter:
             count,
         )
 
-    def calls(self, sent_before: int, pid: int, jobs: Sequence[ChunkJob]) -> list[list[Any]]:
+    def calls(
+        self, sent_before: int, holder: str | int, jobs: Sequence[ChunkJob], read: int = 0, read_all: bool = False
+    ) -> list[list[Any]]:
         """The script calls (EVALSHA) that write `jobs` after `sent_before` tasks, each also setting
-        the batch's `sent` count to what it brings the batch to, and renewing the submitter lease."""
+        the batch's `sent` count to what it brings the batch to, its `read` count (input lines the
+        dispatcher has read, `read_all` once that is the whole input), and renewing the lease."""
         stamp = datetime.now(timezone.utc).strftime(RQ_TIMESTAMP_FORMAT)
         prefix = Job.redis_job_namespace_prefix
         calls: list[list[Any]] = []
@@ -149,7 +156,7 @@ class ChunkJobWriter:
             sent += sum(job.tasks for job in group)
             call: list[Any] = ["EVALSHA", self.sha, len(self._keys) + len(group), *self._keys]
             call += [prefix + job.job_id for job in group]
-            call += (sent, pid, stamp)
+            call += (sent, holder, stamp, max(read, sent), 1 if read_all else 0)
             for job in group:
                 call += (job.job_id, job.span, job.description, job.data)
             calls.append(call)

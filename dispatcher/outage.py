@@ -57,7 +57,8 @@ class OutageGuard:
                     raise RedisUnavailable(
                         f"Redis at {redact_url(self.settings.redis_url)} unreachable for "
                         f"{self.settings.outage_grace:g} s while waiting for batch {self.batch_id} ({exc}); "
-                        f"the batch goes on: `dispatcher results {self.batch_id}` fetches its results"
+                        f"the batch goes on: `dispatcher results {self.batch_id}` fetches its results, "
+                        f"`dispatcher cancel {self.batch_id}` cancels it"
                     ) from None
                 time.sleep(delay)
                 delay = min(BACKOFF_MAX, delay * 2)

@@ -8,6 +8,7 @@ import time
 from typing import TextIO
 
 from common.wire import TaskResult
+from dispatcher.lease import BatchRecord
 from dispatcher.watch import BatchWatcher
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -38,6 +39,22 @@ def _short(value: object, limit: int = 60) -> str:
     else:
         text = _dumps(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def incomplete_summary(record: BatchRecord) -> str:
+    """What became of a batch whose input was not all submitted, for its summary on stderr."""
+    if record.state == "abandoned":
+        why = "abandoned: the dispatcher submitting it stopped (killed, or cut off) before the end of its input"
+    else:
+        why = f"aborted while submitting ({record.reason or 'no reason recorded'})"
+    if record.unsubmitted is not None:
+        missing = f"{record.unsubmitted} input lines were never submitted"
+    elif record.read is not None and record.read > record.sent:
+        missing = (f"how many input lines were never submitted is unknown: at least {record.read - record.sent} "
+                   "(read but not sent), plus the rest of the input it never read")  # fmt: skip
+    else:
+        missing = "how many input lines were never submitted is unknown (the input was not read to its end)"
+    return f"{why}; it holds the {record.sent} tasks sent before that, and {missing}"
 
 
 class ResultWriter:

@@ -13,6 +13,7 @@ from rq.serializers import JSONSerializer
 from common import keys
 from common.jobs import InertJob
 from common.settings import Settings
+from dispatcher.lease import UNFINISHED_STATES, settle
 
 F = keys.WORKER_FIELD_PREFIX
 
@@ -71,18 +72,34 @@ def recent_batches(client: redis.Redis, limit: int = 10) -> list[dict[str, Any]]
         if not record:
             continue
         text = {k.decode(): v.decode() for k, v in record.items()}
+        if text.get("state") in UNFINISHED_STATES:  # its submitter may be gone: the verdict is recorded now
+            verdict = settle(client, batch_id)
+            text.update(state=verdict.state, sent=str(verdict.sent))
+            if verdict.total is not None:
+                text["total"] = str(verdict.total)
         total = int(text["total"]) if "total" in text else None
         done = int(text.get("done", 0))
         batches.append({
             "batch_id": batch_id,
-            "state": "finished" if total is not None and done >= total else text.get("state", "?"),
+            "state": display_state(text.get("state", "?"), total, done),
             "created": float(text.get("created", 0)),
             "total": total,
             "done": min(done, total) if total is not None else done,
             "failed": int(text.get("failed", 0)),
+            "sent": int(text.get("sent", 0)),
+            "read": int(text["read"]) if "read" in text else None,
             "queue": text.get("queue"),
         })  # fmt: skip
     return batches
+
+
+def display_state(state: str, total: int | None, done: int) -> str:
+    """The state `status` shows: the recorded one, except that a fully submitted batch whose every
+    task has a result is `finished`. Aborted, abandoned and cancelled batches keep saying so, however
+    many of their tasks are done: not all of their input ran."""
+    if state == "submitted" and total is not None and done >= total:
+        return "finished"
+    return state
 
 
 def collect_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:

@@ -75,7 +75,11 @@ def _batch_line(b: dict[str, Any]) -> str:
         progress = f"[{'#' * filled}{'.' * (20 - filled)}] {b['done']}/{total}"
     else:
         progress = f"{b['done']}/{'?' if total is None else total}"
-    return f"{b['batch_id']}  {created}  {b['state']:<10} {progress} done, {b['failed']} failed"
+    line = f"{b['batch_id']}  {created}  {b['state']:<10} {progress} done, {b['failed']} failed"
+    if b["state"] in ("aborted", "abandoned"):  # its input was not all submitted: say how far it got
+        read = b.get("read")
+        line += f"; {b.get('sent', 0)} sent of {'?' if read is None else read} input lines read"
+    return line
 
 
 def watch(collect: Callable[[], dict[str, Any]], out: TextIO, interval: float, count: int | None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import time
 import uuid
 from typing import Any
@@ -11,14 +11,29 @@ import redis
 from redis.client import Pipeline
 
 from common import keys
+from common.errors import BatchIncomplete
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_chunk, encode_results
 from dispatcher.enqueue import ChunkJobWriter, Stage
+from dispatcher.lease import LeaseKeeper, holder
 
 PIPELINE_TASKS = 20_000
 """Tasks buffered before one pipelined enqueue round trip (once the batch is under way)."""
 BATCH_INDEX_LIMIT = 1000
 """How many recent batches the index keeps."""
+
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'state') == 'abandoned' then return -1 end
+local total = ARGV[2]
+if ARGV[1] == 'aborted' then total = redis.call('HGET', KEYS[1], 'sent') or '0' end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'total', total, 'chunks', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[4]) end
+redis.call('DEL', KEYS[2])
+return tonumber(total)
+"""
+# A batch a reader already found abandoned keeps that verdict and the total it recorded. An aborted
+# batch's total is the `sent` that the enqueue script calls wrote: a send that failed halfway through
+# a flush may have enqueued some of its calls.
 
 
 def new_batch_id() -> str:
@@ -39,6 +54,12 @@ class BatchSubmitter:
         self._writer = ChunkJobWriter(settings, batch_id)
         self.chunks = 0
         self.tasks = 0
+        self.sent = 0
+        """Tasks (and failed input lines) that reached Redis."""
+        self.read_ahead = 0
+        """Input lines read ahead of the tasks handed to this submitter (to learn the batch's size)."""
+        self.read_all = False
+        """True once the whole input has been read (its size is known)."""
         self._pending_chunks: list[list[TaskSpec]] = []
         self._pending_bad: list[TaskResult] = []
         self._pending_tasks = 0
@@ -48,6 +69,7 @@ class BatchSubmitter:
         # chunk alone, the second process waited 2-5 ms more for a second round trip).
         self._flush_at = min(PIPELINE_TASKS, chunk_size * max(1, first_flush_chunks))
         self._lease_renewed = 0.0
+        self._lease = LeaseKeeper(client, settings, batch_id)
 
     def start(self, source: str) -> None:
         """Record the batch as being submitted."""
@@ -60,11 +82,12 @@ class BatchSubmitter:
             "chunk_size": self.chunk_size, "source": source[:200], "done": 0, "failed": 0,
         })  # fmt: skip
         pipe.expire(batch_key, ttl)
-        pipe.set(keys.submitter_key(self.batch_id), os.getpid(), ex=keys.SUBMITTER_LEASE_SECONDS)
+        pipe.set(keys.submitter_key(self.batch_id), holder(), ex=self.settings.submitter_lease)
         self._lease_renewed = time.monotonic()
         pipe.zadd(keys.BATCHES, {self.batch_id: created})
         pipe.zremrangebyrank(keys.BATCHES, 0, -BATCH_INDEX_LIMIT - 1)
         pipe.execute()
+        self._lease.start()
 
     def add_chunk(self, tasks: list[TaskSpec], auto_flush: bool = True) -> None:
         """Queue one chunk of tasks, sent with the next flush (which this may start, unless not `auto_flush`)."""
@@ -81,9 +104,11 @@ class BatchSubmitter:
         self.tasks += 1
 
     def keep_alive(self) -> None:
-        """Renew the submitter lease if a third of it has passed (call while waiting, not sending)."""
-        if self._lease_renewed >= 0 and time.monotonic() - self._lease_renewed >= keys.SUBMITTER_LEASE_SECONDS / 3:
-            self.client.set(keys.submitter_key(self.batch_id), os.getpid(), ex=keys.SUBMITTER_LEASE_SECONDS)
+        """Renew the submitter lease now if a third of it has passed (a thread renews it anyway,
+        whatever the caller is blocked on; this only spares a caller that is waiting anyway)."""
+        lease = self.settings.submitter_lease
+        if self._lease_renewed >= 0 and time.monotonic() - self._lease_renewed >= lease / 3:
+            self.client.set(keys.submitter_key(self.batch_id), holder(), ex=lease, xx=True)
             self._lease_renewed = time.monotonic()
 
     def flush(self, after: Stage | None = None) -> list[Any]:
@@ -97,7 +122,12 @@ class BatchSubmitter:
         if not self._pending_chunks and not self._pending_bad and after is None:
             return []
         calls = self.pending_calls()
-        replies = self._writer.send(self.client, calls, self._stage_bad if self._pending_bad else None, after)
+        try:
+            replies = self._writer.send(self.client, calls, self._stage_bad if self._pending_bad else None, after)
+        except redis.ResponseError as exc:
+            if str(exc).startswith("ABANDONED"):
+                raise self._found_abandoned() from None
+            raise
         self._pending_bad.clear()
         self.mark_sent()
         return replies
@@ -112,7 +142,8 @@ class BatchSubmitter:
             chunk = self.chunks + offset
             payload = encode_chunk(self.batch_id, chunk, ttl, tasks)
             jobs.append(self._writer.job(chunk, tasks[0].index, tasks[-1].index, len(tasks), payload))
-        return self._writer.calls(self.tasks - self._pending_tasks, os.getpid(), jobs)
+        read = max(self.tasks, self.read_ahead)
+        return self._writer.calls(self.tasks - self._pending_tasks, holder(), jobs, read, self.read_all)
 
     def mark_sent(self) -> None:
         """Record that the calls from `pending_calls` ran: their chunks are numbered and not pending."""
@@ -121,6 +152,7 @@ class BatchSubmitter:
         self.chunks += len(self._pending_chunks)
         self._pending_chunks.clear()
         self._pending_tasks = 0
+        self.sent = self.tasks - len(self._pending_bad)
 
     def as_text(self, call: list[Any]) -> list[Any]:
         """A call from `pending_calls` with the script sent by text (for a pipeline that must not meet
@@ -137,15 +169,46 @@ class BatchSubmitter:
 
     def discard_pending(self) -> None:
         """Drop the chunks not sent yet (a batch refused midway must not enqueue them on finish)."""
-        self.tasks -= self._pending_tasks
+        self.tasks -= self._pending_tasks + len(self._pending_bad)
         self._pending_chunks.clear()
+        self._pending_bad.clear()
         self._pending_tasks = 0
 
     def finish(self, state: str = "submitted") -> None:
         """Send what is pending and mark the batch fully submitted (or aborted), with its total."""
         self.flush()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hset(keys.batch_key(self.batch_id), mapping={"state": state, "total": self.tasks, "chunks": self.chunks})
-        pipe.delete(keys.submitter_key(self.batch_id))
-        pipe.execute()
+        self._lease.stop()
         self._lease_renewed = -1.0  # finished: never renew the lease again
+        if not self._write_final(state, ""):
+            raise self._found_abandoned()
+
+    def _found_abandoned(self) -> BatchIncomplete:
+        return BatchIncomplete(
+            f"batch {self.batch_id} was found abandoned by a reader while this process could not renew its lease "
+            f"(cut off from Redis?); it holds the {self.sent} task(s) sent before that, and takes no more"
+        )
+
+    def abort(self, reason: str) -> str | None:
+        """Stop submitting: drop what is not sent yet and record the batch `aborted` (with `reason`)
+        and its total, what was sent. Returns why the record could not be written, if it could not;
+        the lease is dropped even then, so the next reader marks the batch abandoned."""
+        self.discard_pending()
+        self._lease.stop()
+        self._lease_renewed = -1.0
+        try:
+            self._write_final("aborted", reason)
+        except (redis.RedisError, OSError) as exc:
+            # DEL is allowed even when Redis is out of memory; if Redis is unreachable, the lease runs out.
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.client.delete(keys.submitter_key(self.batch_id))
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _write_final(self, state: str, reason: str) -> bool:
+        """Record the final state and total and drop the lease; False if a reader found the batch abandoned."""
+        batch_key, lease_key = keys.batch_key(self.batch_id), keys.submitter_key(self.batch_id)
+        total = int(self.client.eval(_FINISH, 2, batch_key, lease_key, state, self.sent, self.chunks, reason[:200]))
+        if total < 0:
+            return False
+        self.sent = total
+        return True

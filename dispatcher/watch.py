@@ -21,11 +21,9 @@ from common.errors import BatchNotFound, PayloadError
 from common.jobs import InertJob
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, decode_chunk, decode_results, encode_results
+from dispatcher.lease import UNFINISHED_STATES, BatchRecord, settle
 
 log = logging.getLogger("dispatcher")
-
-FINAL_STATES = (b"submitted", b"aborted", b"cancelled")
-"""Batch states in which the batch's total is final."""
 
 STATUS_CHECKS_PER_SWEEP = 2000
 """Chunks whose job status one failure sweep reads (one pipelined round trip)."""
@@ -61,8 +59,8 @@ class BatchWatcher:
         self._seen = bytearray()
         self._last_check = time.monotonic()
         self._sweep_from = 0
-        self.submitter_gone = False
-        """True when the batch was cut short because its submitting process died."""
+        self.record: BatchRecord | None = None
+        """The batch's record as a reattached reader last read it (None: this process submits it)."""
         self._queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
 
     @property
@@ -87,9 +85,7 @@ class BatchWatcher:
         if queue and queue != self._queue.name:
             self.settings = self.settings.with_overrides(queue=queue)
             self._queue = Queue(queue, connection=self.client, serializer=JSONSerializer, job_class=InertJob)
-        if record.get(b"state") in FINAL_STATES and b"total" in record:
-            self.total = int(record[b"total"])
-        self._load_chunks()
+        self.refresh_total()
 
     def _load_chunks(self) -> None:
         key = keys.chunks_key(self.batch_id)
@@ -101,23 +97,14 @@ class BatchWatcher:
     def refresh_total(self) -> None:
         """Re-read the batch record (for a reattached reader while the batch is still being submitted).
 
-        If the submitting process is gone (its lease expired) before it finished, the batch is what
-        it managed to send: the reader settles for that count instead of waiting forever.
+        If the submitting process is gone (its lease expired, or its pid on this host is dead) before
+        it finished, the batch is recorded `abandoned` with what it managed to send, and the reader
+        settles for that count instead of waiting forever (see dispatcher.lease.settle).
         """
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hmget(keys.batch_key(self.batch_id), ["state", "total", "sent"])
-            pipe.exists(keys.submitter_key(self.batch_id))
-            (state, total, sent), lease = pipe.execute()
-        if state in FINAL_STATES and total is not None:
-            self.total = int(total)
-        elif not lease:
-            self.total = int(sent or 0)
-            self.submitter_gone = True
-            log.warning(
-                "batch %s: the process submitting it stopped before the end of its input; "
-                "it holds the %d tasks sent before that",
-                self.batch_id, self.total,
-            )  # fmt: skip
+        record = settle(self.client, self.batch_id)
+        self.record = record
+        if record.state not in UNFINISHED_STATES and record.total is not None:
+            self.total = record.total
         self._load_chunks()
 
     def poll(self, block_ms: int | None) -> list[TaskResult]:

@@ -41,6 +41,8 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import as_text, now, str_to_date
 from rq.worker import SimpleWorker, WorkerStatus
 
+from worker.resilience import is_outage
+
 if TYPE_CHECKING:
     from worker.publish import ResultWrite
 
@@ -544,6 +546,8 @@ class LeanBookkeeping(SimpleWorker):
     def _fail_as_rq_does(self, job: Job, queue: Queue) -> None:
         """BaseWorker.perform_job's failure branch, verbatim in effect (called in its `except`)."""
         exc_info = sys.exc_info()
+        if exc_info[1] is not None and is_outage(exc_info[1]):
+            raise exc_info[1]  # not the job's failure: the worker's outage handling leaves the chunk started
         exc_string = "".join(traceback.format_exception(*exc_info))
         self._flush_handed_results(job)
         job._status = JobStatus.FAILED
@@ -567,9 +571,9 @@ class LeanBookkeeping(SimpleWorker):
             with self.connection.pipeline(transaction=False) as pipe:
                 write.apply(pipe)
                 pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError):
-            raise  # the worker's outage handling: the chunk stays started and is recovered
-        except redis.RedisError as exc:  # e.g. out of memory: RQ's failure handling (and Retry) still runs
+        except redis.RedisError as exc:
+            if is_outage(exc):  # unreachable or out of memory: the chunk stays started and is recovered
+                raise
             self.log.warning("Worker %s: results of job %s not published: %s", self.name, job.id, exc)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:

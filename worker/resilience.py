@@ -1,5 +1,10 @@
 """Keep a worker process alive through Redis outages, idle or busy, and through damaged jobs in maintenance.
 
+Redis out of memory (`maxmemory` with `noeviction`: it refuses writes) counts as an outage: the
+worker cannot publish results, so it keeps them nowhere, leaves the chunk started, waits until Redis
+takes writes again, and the chunk is recovered and re-run like a dead worker's (its results are
+never dropped: they are computed again).
+
 RQ's work loop survives a connection error only while it waits for a job; a Redis error anywhere
 else (heartbeat after a job, job bookkeeping, registry maintenance) reaches its bare `except:` and the
 worker quits. The loop lets exactly one exception type through: SystemExit. So the methods it calls
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -20,6 +26,9 @@ from typing import Any
 import redis
 from rq.exceptions import StopRequested
 from rq.worker import WorkerStatus
+
+from common import keys
+from common.connection import is_out_of_memory
 
 log = logging.getLogger("worker")
 
@@ -30,13 +39,21 @@ BACKOFF_FIRST = 0.5
 """Seconds before the first reconnection attempt."""
 BACKOFF_MAX = 10.0
 """Longest pause between reconnection attempts, so a healed Redis is seen within seconds."""
+RECURRENCE_WINDOW = 60.0
+"""Seconds after an outage ended within which a new one counts as the same trouble coming back."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True if `exc` means Redis cannot take our writes for now: unreachable, restarting, or out of memory."""
+    return isinstance(exc, OUTAGE_ERRORS) or is_out_of_memory(exc)
 
 
 class RedisOutage(SystemExit):
     """Carries a Redis outage out of RQ's work loop, whose bare `except:` lets only SystemExit pass."""
 
     def __init__(self, cause: BaseException) -> None:
-        super().__init__(f"Redis unreachable: {type(cause).__name__}: {cause}")
+        what = "out of memory (it refuses writes)" if is_out_of_memory(cause) else "unreachable"
+        super().__init__(f"Redis {what}: {type(cause).__name__}: {cause}")
         self.cause = cause
 
 
@@ -46,7 +63,9 @@ def outage_exits(method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except OUTAGE_ERRORS as exc:
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
             self._redis_outage = True
             raise RedisOutage(exc) from exc
 
@@ -55,19 +74,27 @@ def outage_exits(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def wait_for_redis(client: redis.Redis, name: str, stop_requested: Callable[[], bool]) -> bool:
-    """PING with exponential back-off until Redis answers; False if a stop was requested meanwhile."""
+def wait_for_redis(client: redis.Redis, name: str, stop_requested: Callable[[], bool], writable: bool = False) -> bool:
+    """PING (with `writable`, a small write: Redis out of memory still answers PING) with exponential
+    back-off until Redis answers; False if a stop was requested meanwhile."""
     delay = BACKOFF_FIRST
     started = time.monotonic()
     while not stop_requested():
         try:
-            client.ping()
-        except OUTAGE_ERRORS as exc:
-            log.warning("worker %s: Redis unreachable (%s); retrying in %.1f s", name, exc, delay)
+            if writable:
+                client.set(keys.write_probe_key(name), 1, ex=keys.WRITE_PROBE_TTL)
+            else:
+                client.ping()
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
+            what = "out of memory" if is_out_of_memory(exc) else "unreachable"
+            log.warning("worker %s: Redis %s (%s); retrying in %.1f s", name, what, exc, delay)
             time.sleep(delay)
             delay = min(BACKOFF_MAX, delay * 2)
             continue
-        log.warning("worker %s: Redis is back after %.1f s; resuming", name, time.monotonic() - started)
+        back = "takes writes again" if writable else "is back"
+        log.warning("worker %s: Redis %s after %.1f s; resuming", name, back, time.monotonic() - started)
         return True
     return False
 
@@ -86,19 +113,36 @@ class ResilientLoop:
     last_cleaned_at: Any
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
-        """RQ's work loop, entered again after each Redis outage until it ends on its own terms."""
+        """RQ's work loop, entered again after each Redis outage until it ends on its own terms.
+
+        Outages that follow each other closely (Redis out of memory takes a small write again as
+        soon as a big one failed) are waited out with a growing pause, so the worker backs off
+        instead of taking chunk after chunk that it cannot finish.
+        """
         worked = False
+        pause = 0.0
+        resumed = -math.inf
         while True:
             try:
                 worked = super().work(*args, **kwargs) or worked  # type: ignore[misc]
                 return worked
-            except RedisOutage as outage:
-                log.warning("worker %s: %s; waiting for it to come back", self.name, outage)
+            except (RedisOutage, redis.RedisError) as exc:
+                outage = exc if isinstance(exc, RedisOutage) else RedisOutage(exc)
+                if not is_outage(outage.cause):
+                    raise
+                self._redis_outage = True
+                recurring = time.monotonic() - resumed < RECURRENCE_WINDOW
+                pause = min(BACKOFF_MAX, max(BACKOFF_FIRST, pause * 2)) if recurring else 0.0
+                log.warning("worker %s: %s; waiting for it to come back%s", self.name, outage,
+                            f" (again: pausing {pause:.1f} s first)" if pause else "")  # fmt: skip
+                writable = is_out_of_memory(outage.cause)
                 try:
-                    if not wait_for_redis(self.connection, self.name, lambda: self._stop_requested):
+                    time.sleep(pause)
+                    if not wait_for_redis(self.connection, self.name, lambda: self._stop_requested, writable):
                         return worked
                 except StopRequested:
                     return worked
+                resumed = time.monotonic()
                 # Our registration may have survived the outage (append-only file); it is ours.
                 with contextlib.suppress(*OUTAGE_ERRORS):
                     self.connection.delete(self.key)

@@ -1,0 +1,47 @@
+"""A closed stdout (`dispatcher ... | head -1`) ends the dispatcher quietly, as it ends any Unix tool."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WorkerFactory, run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+EXIT_BROKEN_PIPE = 141
+
+
+def first_line_then_close(redis_url: str, *args: str) -> tuple[int, str]:
+    """Run `dispatcher ARGS | head -1`: read one line, close the pipe; return the exit code and stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "dispatcher", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={**os.environ, "REDIS_URL": redis_url})  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline()
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    process.stderr.close()
+    return process.wait(120), err
+
+
+@pytest.mark.parametrize("command", ["results", "submit"])
+def test_a_closed_stdout_ends_the_dispatcher_quietly(
+    command: str, redis_url: str, start_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    start_worker()
+    batch = tmp_path / "tasks.txt"
+    batch.write_text("".join(f"add {i} 1\n" for i in range(20_000)))
+    if command == "results":
+        submitted = run_cli("submit", str(batch), "--no-wait", env={"REDIS_URL": redis_url})
+        assert submitted.returncode == 0, submitted.stderr
+        args = ["results", submitted.stdout.strip(), "--json"]
+    else:
+        args = ["submit", str(batch), "--json"]
+    code, err = first_line_then_close(redis_url, *args)
+    assert code == EXIT_BROKEN_PIPE, err
+    assert "Redis" not in err and "Broken pipe" not in err and "Traceback" not in err, err
+    assert [line for line in err.splitlines() if "submitting" not in line] == [], err
