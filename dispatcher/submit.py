@@ -11,9 +11,10 @@ import redis
 from redis.client import Pipeline
 
 from common import keys
+from common.routing import Route, queue_of, route_of
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_chunk, encode_results
-from dispatcher.enqueue import ChunkJobWriter, Stage
+from dispatcher.enqueue import ChunkJob, ChunkJobWriter, Stage
 
 PIPELINE_TASKS = 20_000
 """Tasks buffered before one pipelined enqueue round trip (once the batch is under way)."""
@@ -37,6 +38,7 @@ class BatchSubmitter:
         self.batch_id = batch_id
         self.chunk_size = chunk_size
         self._writer = ChunkJobWriter(settings, batch_id)
+        self._writers: dict[Route, ChunkJobWriter] = {None: self._writer}
         self.chunks = 0
         self.tasks = 0
         self._pending_chunks: list[list[TaskSpec]] = []
@@ -67,7 +69,11 @@ class BatchSubmitter:
         pipe.execute()
 
     def add_chunk(self, tasks: list[TaskSpec], auto_flush: bool = True) -> None:
-        """Queue one chunk of tasks, sent with the next flush (which this may start, unless not `auto_flush`)."""
+        """Queue one chunk of tasks, sent with the next flush (which this may start, unless not `auto_flush`).
+
+        The chunk goes to the queue of its tasks' route (common.routing): its tasks hold at most one
+        name outside the built-in catalogue.
+        """
         self._pending_chunks.append(tasks)
         self._pending_tasks += len(tasks)
         self.tasks += len(tasks)
@@ -97,7 +103,10 @@ class BatchSubmitter:
         if not self._pending_chunks and not self._pending_bad and after is None:
             return []
         calls = self.pending_calls()
-        replies = self._writer.send(self.client, calls, self._stage_bad if self._pending_bad else None, after)
+        writer = self._writer
+        if any(call[1] != writer.sha for call in calls):  # chunks of several routes: every script by text
+            calls = [self.as_text(call) for call in calls]
+        replies = writer.send(self.client, calls, self._stage_bad if self._pending_bad else None, after)
         self._pending_bad.clear()
         self.mark_sent()
         return replies
@@ -105,14 +114,34 @@ class BatchSubmitter:
     def pending_calls(self) -> list[list[Any]]:
         """The script calls (EVALSHA form, see ChunkJobWriter) that enqueue the pending chunks and
         set `sent` to include them; call `mark_sent` once Redis has run them all. Pending bad-input
-        results are not in them: only `flush` sends those."""
+        results are not in them: only `flush` sends those.
+
+        Each run of consecutive chunks of one route is written by that route's writer (its queue),
+        in chunk order, so the chunk index stays in chunk order."""
         ttl = self.settings.result_ttl
-        jobs = []
+        sent = self.tasks - self._pending_tasks
+        pid = os.getpid()
+        calls: list[list[Any]] = []
+        writer, jobs = self._writer, list[ChunkJob]()
         for offset, tasks in enumerate(self._pending_chunks):
             chunk = self.chunks + offset
+            route_writer = self._writer_for(route_of(tasks[0].task))
+            if route_writer is not writer and jobs:
+                calls += writer.calls(sent, pid, jobs)
+                sent += sum(job.tasks for job in jobs)
+                jobs = []
+            writer = route_writer
             payload = encode_chunk(self.batch_id, chunk, ttl, tasks)
-            jobs.append(self._writer.job(chunk, tasks[0].index, tasks[-1].index, len(tasks), payload))
-        return self._writer.calls(self.tasks - self._pending_tasks, os.getpid(), jobs)
+            jobs.append(writer.job(chunk, tasks[0].index, tasks[-1].index, len(tasks), payload))
+        return calls + writer.calls(sent, pid, jobs)
+
+    def _writer_for(self, route: Route) -> ChunkJobWriter:
+        writer = self._writers.get(route)
+        if writer is None:
+            writer = self._writers[route] = ChunkJobWriter(
+                self.settings, self.batch_id, queue_of(self.settings.queue, route)
+            )
+        return writer
 
     def mark_sent(self) -> None:
         """Record that the calls from `pending_calls` ran: their chunks are numbered and not pending."""
@@ -125,7 +154,8 @@ class BatchSubmitter:
     def as_text(self, call: list[Any]) -> list[Any]:
         """A call from `pending_calls` with the script sent by text (for a pipeline that must not meet
         NOSCRIPT halfway)."""
-        return self._writer.as_text(call)
+        writer = next((w for w in self._writers.values() if w.sha == call[1]), self._writer)
+        return writer.as_text(call)
 
     def _stage_bad(self, pipe: Pipeline) -> None:
         """Add the pending bad-input results to `pipe`, ahead of the chunk jobs."""
