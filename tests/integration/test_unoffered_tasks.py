@@ -34,8 +34,9 @@ def test_an_unknown_name_on_a_late_line_fails_that_line_alone(
 ) -> None:
     start_worker()
     wait_offered(real_client, "add")
-    done = run_cli("submit", str(_late_unknown_batch(tmp_path)), "--json", "--timeout", "120",
-                   env={"REDIS_URL": redis_url})  # fmt: skip
+    done = run_cli(
+        "submit", str(_late_unknown_batch(tmp_path)), "--json", "--timeout", "120", env={"REDIS_URL": redis_url}
+    )
     assert done.returncode == 1, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert sorted(row["index"] for row in rows) == list(range(LINES))
@@ -70,7 +71,7 @@ def test_strict_refuses_the_whole_batch_before_enqueueing(
 
     piped = run_cli("submit", "-", "--strict", stdin=batch.read_text(), env={"REDIS_URL": redis_url})
     assert piped.returncode == 2 and "thumbnails.make" in piped.stderr
-    malformed = run_cli("submit", "-", "--strict", stdin="add 1 2\nadd [1\n", env={"REDIS_URL": redis_url})
+    malformed = run_cli("submit", "-", "--strict", stdin='add 1 2\necho "unclosed\n', env={"REDIS_URL": redis_url})
     assert malformed.returncode == 2 and "line 2" in malformed.stderr
     assert real_client.zcard(keys.BATCHES) == 0 and not list(real_client.scan_iter("rq:queue:*"))
 
@@ -84,8 +85,11 @@ def test_with_no_worker_the_batch_waits_for_one(
     with log.open("w") as err:
         dispatcher = subprocess.Popen(
             [sys.executable, "-m", "dispatcher", "submit", str(batch), "--json", "--timeout", "120"],
-            stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "REDIS_URL": redis_url},
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "REDIS_URL": redis_url},
+        )
         try:
             wait_until(lambda: real_client.llen("rq:queue:tasks") > 0, 30, "the batch to be enqueued")
             assert "wait for a worker" in log.read_text()
