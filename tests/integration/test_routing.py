@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import redis
 from common.builtin_tasks import add
 from dispatcher import RedisExecutor
 from tests import usertasks
-from tests.conftest import WorkerFactory, run_cli
+from tests.conftest import ROOT, WorkerFactory, run_cli
 from tests.integration.test_executor import USER_ENV, wait_offered
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -65,8 +67,9 @@ def test_a_batch_mixing_builtin_and_user_tasks_runs_each_where_it_is_offered(
     assert {r["worker"] for r in records if r["task"] == "add"} <= {"plain-a", "plain-b", "offering"}
 
     # chunk size 1: one chunk per line, every user chunk on its own route
-    small = run_cli("submit", str(batch), "--json", "--chunk-size", "1", "--timeout", "120",
-                    env={"REDIS_URL": redis_url})  # fmt: skip
+    small = run_cli(
+        "submit", str(batch), "--json", "--chunk-size", "1", "--timeout", "120", env={"REDIS_URL": redis_url}
+    )
     _assert_user_tasks_ran_where_offered([json.loads(line) for line in small.stdout.splitlines()])
     assert small.returncode == 0, small.stderr
 
@@ -99,3 +102,30 @@ def test_status_shows_which_workers_offer_what(redis_url: str, mixed_workers: No
     assert workers["plain-a"]["user_tasks"] == []
     assert set(USER_TASKS) <= set(workers["offering"]["user_tasks"])
     assert snapshot["offered"]["images.resize"] == ["offering"]
+
+
+def test_rq_info_shows_the_routes_queues(redis_url: str, mixed_workers: None) -> None:
+    queued = run_cli(
+        "submit",
+        "-",
+        "--no-wait",
+        "--no-check",
+        "--chunk-size",
+        "1",
+        stdin="thumbnails.make a.png\nimages.resize a.png 3\nadd 1 2\n",
+        env={"REDIS_URL": redis_url},
+    )
+    assert queued.returncode == 0, queued.stderr
+    rq = Path(sys.executable).parent / "rq"
+    info = subprocess.run(
+        [str(rq), "info", "--url", redis_url, "-S", "rq.serializers.JSONSerializer"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert info.returncode == 0, info.stderr
+    assert "tasks@thumbnails.make" in info.stdout and "offering" in info.stdout
+    text = run_cli("status", env={"REDIS_URL": redis_url}).stdout
+    assert "tasks@thumbnails.make: 1 queued, 0 running, 0 failed (no live worker offers it)" in text
