@@ -74,10 +74,14 @@ def test_a_batch_mixing_builtin_and_user_tasks_runs_each_where_it_is_offered(
     assert small.returncode == 0, small.stderr
 
 
+@pytest.mark.parametrize("chunksize", [None, 8])
 def test_the_readme_executor_example_runs_user_tasks_where_they_are_offered(
-    redis_url: str, mixed_workers: None
+    redis_url: str, mixed_workers: None, chunksize: int | None
 ) -> None:
-    with RedisExecutor(redis_url) as executor:
+    with RedisExecutor(redis_url, chunksize=chunksize) as executor:
+        # submits that arrive together, built-in and user tasks interleaved: grouped by route
+        mixed = [executor.submit(add if i % 2 else usertasks.double, i, *([i] if i % 2 else [])) for i in range(60)]
+        assert [f.result(timeout=60) for f in mixed] == [2 * i for i in range(60)]
         futures = [executor.submit(usertasks.resize, f"{i}.png", 640) for i in range(40)]
         futures += [executor.submit("images.resize", f"n{i}.png", width=i) for i in range(20)]
         sums = [executor.submit(add, i, i) for i in range(20)]
