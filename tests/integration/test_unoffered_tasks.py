@@ -12,8 +12,10 @@ import pytest
 import redis
 
 from common import keys
+from common.errors import TaskNotOffered
+from dispatcher import RedisExecutor
 from tests.conftest import WorkerFactory, run_cli
-from tests.integration.test_executor import wait_offered
+from tests.integration.test_executor import USER_ENV, wait_offered
 from tests.reliability.conftest import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -110,3 +112,15 @@ def test_run_fails_an_unknown_name_alone(tmp_path: Path) -> None:
     rows = {row["index"]: row for row in map(json.loads, done.stdout.splitlines())}
     assert rows[0]["result"] == 3 and rows[2]["result"] == 7
     assert rows[1]["error"]["type"] == "TaskNotOffered"
+
+
+def test_the_executor_enqueues_when_no_worker_is_live_and_the_task_waits(
+    redis_url: str, start_worker: WorkerFactory, real_client: redis.Redis
+) -> None:
+    with RedisExecutor(redis_url) as executor:
+        waiting = executor.submit("images.resize", "a.png", 9)  # no live worker: not refused
+        wait_until(lambda: real_client.llen("rq:queue:tasks@images.resize") == 1, 30, "the task to be queued")
+        start_worker("--tasks", "tests.usertasks", env=USER_ENV)
+        assert waiting.result(timeout=60) == "a.png@9w"
+        with pytest.raises(TaskNotOffered):  # now a live worker exists, and none offers it
+            executor.submit("thumbnails.make", "a.png")
