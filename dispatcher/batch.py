@@ -144,24 +144,35 @@ def _submit_all(
             name, previous = item.task, route
             route = route_of(name)
             if chunk and route != previous:  # a chunk holds one route (common.routing): cut it here
-                _add_chunk(submitter, watcher, chunk)
+                _send_chunk(submitter, watcher, chunk, options, drain)
                 chunk = []
         chunk.append(item)
         if len(chunk) >= chunk_size:
-            sent = submitter.chunks
-            _add_chunk(submitter, watcher, chunk)
+            _send_chunk(submitter, watcher, chunk, options, drain)
             chunk = []
-            if options.wait and submitter.chunks != sent and not options.streaming:
-                drain(None)  # a pipeline just went out: take the results already there before they pile up
-            if options.streaming:
-                submitter.flush()
-                if options.wait:
-                    drain(None)
-            while options.wait and submitter.tasks - watcher.resolved > options.max_in_flight:
-                submitter.flush()
-                drain(BLOCK_MS)
     if chunk:
         _add_chunk(submitter, watcher, chunk)
+
+
+def _send_chunk(
+    submitter: BatchSubmitter,
+    watcher: BatchWatcher,
+    chunk: list[TaskSpec],
+    options: SubmitOptions,
+    drain: Callable[[int | None], None],
+) -> None:
+    """Add a finished chunk, then send and wait as the options ask (streaming, back-pressure)."""
+    sent = submitter.chunks
+    _add_chunk(submitter, watcher, chunk)
+    if options.wait and submitter.chunks != sent and not options.streaming:
+        drain(None)  # a pipeline just went out: take the results already there before they pile up
+    if options.streaming:
+        submitter.flush()
+        if options.wait:
+            drain(None)
+    while options.wait and submitter.tasks - watcher.resolved > options.max_in_flight:
+        submitter.flush()
+        drain(BLOCK_MS)
 
 
 def _add_chunk(submitter: BatchSubmitter, watcher: BatchWatcher, chunk: list[TaskSpec]) -> None:
