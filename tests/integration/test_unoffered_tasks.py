@@ -122,5 +122,5 @@ def test_the_executor_enqueues_when_no_worker_is_live_and_the_task_waits(
         wait_until(lambda: real_client.llen("rq:queue:tasks@images.resize") == 1, 30, "the task to be queued")
         start_worker("--tasks", "tests.usertasks", env=USER_ENV)
         assert waiting.result(timeout=60) == "a.png@9w"
-        with pytest.raises(TaskNotOffered):  # now a live worker exists, and none offers it
-            executor.submit("thumbnails.make", "a.png")
+    with RedisExecutor(redis_url) as executor, pytest.raises(TaskNotOffered):
+        executor.submit("thumbnails.make", "a.png")  # now a live worker exists, and none offers it
