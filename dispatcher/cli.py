@@ -205,7 +205,8 @@ def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, 
 @handle_errors
 def status(as_json: bool, watch: bool, interval: float, count: int | None, redis_url: str | None,
            queue: str | None) -> None:  # fmt: skip
-    """Show queue depth, live workers (tasks done, tasks/s), batches in flight, failures.
+    """Show queue depth (with each user task's queue), live workers (tasks done, tasks/s, the user
+    tasks each offers), who offers each user task, batches in flight, failures.
 
     rq's own tools work on the same queues: `rq info --url URL -S rq.serializers.JSONSerializer`.
     """
