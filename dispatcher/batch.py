@@ -20,12 +20,13 @@ from common.errors import (
     WaitTimeout,
 )
 from common.gctuning import full_collections_deferred
+from common.routing import route_of
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
 from dispatcher.cancel import cancel_batch
 from dispatcher.chunking import LOOKAHEAD, auto_chunk_size, peek_total
 from dispatcher.lease import BatchRecord
-from dispatcher.offered import OfferedTasks, check_offered
+from dispatcher.offered import NotOffered, OfferedFilter, OfferedTasks
 from dispatcher.outage import OutageGuard
 from dispatcher.reader import BadInput, Item
 from dispatcher.status import live_capacity
@@ -53,7 +54,7 @@ class SubmitOptions:
     streaming: bool = False
     """Input arrives over time (stdin, a live producer): send each chunk as soon as it is full."""
     check_tasks: bool = False
-    """Refuse task names that no live worker offers (checked as read, before their chunk is enqueued)."""
+    """Fail each task whose name live workers do not offer (checked as read; never enqueued)."""
 
 
 @dataclass
@@ -68,6 +69,8 @@ class BatchSummary:
     chunk_size: int = 0
     incomplete: BatchRecord | None = None
     """The batch's record when its input was not all submitted (aborted or abandoned); else None."""
+    not_offered: str = ""
+    """The task names that live workers did not offer (each failed, never enqueued), said once."""
 
 
 @full_collections_deferred()
@@ -81,19 +84,19 @@ def submit_batch(
     batch_id: str | None = None,
 ) -> BatchSummary:
     """Submit every item as a batch and (unless options.wait is False) deliver each result to `sink`."""
+    screen: OfferedFilter | None = None
+    screened: Iterable[Item | NotOffered] = items
     if options.check_tasks:
         offered = OfferedTasks(client, settings)
         offered.refresh()
-        items = check_offered(items, offered)
+        screen = OfferedFilter(offered)
+        screened = screen(items)
     total_hint: int | None = None
     processes = 1
     if options.chunk_size:
-        chunk_size, stream = options.chunk_size, iter(items)
+        chunk_size, stream = options.chunk_size, iter(screened)
     else:
-        try:
-            total_hint, stream = peek_total(items)  # type: ignore[assignment]
-        except TaskNotOffered as exc:
-            raise TaskNotOffered(f"{exc}; nothing was enqueued") from None
+        total_hint, stream = peek_total(screened)  # type: ignore[assignment]
         processes, slots = live_capacity(client, settings)
         chunk_size = auto_chunk_size(total_hint, processes, slots)
     if total_hint is not None and total_hint > settings.max_batch_tasks:
@@ -117,15 +120,6 @@ def submit_batch(
 
     try:
         _submit_all(submitter, watcher, stream, chunk_size, options, drain)
-    except TaskNotOffered as exc:
-        submitter.discard_pending()
-        submitter.finish(state="aborted")
-        if not submitter.chunks:
-            raise TaskNotOffered(f"{exc}; nothing was enqueued") from None
-        raise TaskNotOffered(
-            f"{exc}; batch {batch_id} was aborted after its first {submitter.tasks} task(s) had been enqueued "
-            f"(they still run: `dispatcher results {batch_id}` shows them)"
-        ) from None
     except BaseException as exc:
         unrecorded = submitter.abort(_abort_reason(exc))
         if isinstance(exc, LimitExceeded):  # over the batch limit: what was submitted must not run
@@ -141,8 +135,9 @@ def submit_batch(
         raise error from exc
     submitter.finish()
     watcher.set_total(submitter.tasks)
+    not_offered = screen.describe() if screen is not None else ""
     if not options.wait:
-        return BatchSummary(batch_id, submitter.tasks, 0, 0, False, chunk_size)
+        return BatchSummary(batch_id, submitter.tasks, 0, 0, False, chunk_size, not_offered=not_offered)
     try:
         while not watcher.complete:
             drain(BLOCK_MS)
@@ -151,7 +146,8 @@ def submit_batch(
         if error is exc:
             raise
         raise error from exc
-    return BatchSummary(batch_id, submitter.tasks, watcher.resolved - watcher.failed, watcher.failed, True, chunk_size)
+    ok = watcher.resolved - watcher.failed
+    return BatchSummary(batch_id, submitter.tasks, ok, watcher.failed, True, chunk_size, not_offered=not_offered)
 
 
 def _abort_reason(exc: BaseException) -> str:
@@ -204,35 +200,54 @@ def _in_flight(exc: BaseException, settings: Settings, note: str) -> BaseExcepti
 def _submit_all(
     submitter: BatchSubmitter,
     watcher: BatchWatcher,
-    stream: Iterable[Item],
+    stream: Iterable[Item | NotOffered],
     chunk_size: int,
     options: SubmitOptions,
     drain: Callable[[int | None], None],
 ) -> None:
     limit = submitter.settings.max_batch_tasks
     chunk: list[TaskSpec] = []
+    name = ""  # the task name of the chunk's last task, and its route
+    route: str | None = None
     for item in stream:
         if submitter.tasks >= limit:
             raise LimitExceeded(f"batch has more than {limit} tasks (the limit); the rest was not submitted")
-        if isinstance(item, BadInput):
+        if not isinstance(item, TaskSpec):  # a malformed line or a task no live worker offers: its result
             submitter.add_bad(item.to_result())
             continue
+        if item.task != name:
+            name, previous = item.task, route
+            route = route_of(name)
+            if chunk and route != previous:  # a chunk holds one route (common.routing): cut it here
+                _send_chunk(submitter, watcher, chunk, options, drain)
+                chunk = []
         chunk.append(item)
         if len(chunk) >= chunk_size:
-            sent = submitter.chunks
-            _add_chunk(submitter, watcher, chunk)
+            _send_chunk(submitter, watcher, chunk, options, drain)
             chunk = []
-            if options.wait and submitter.chunks != sent and not options.streaming:
-                drain(None)  # a pipeline just went out: take the results already there before they pile up
-            if options.streaming:
-                submitter.flush()
-                if options.wait:
-                    drain(None)
-            while options.wait and submitter.tasks - watcher.resolved > options.max_in_flight:
-                submitter.flush()
-                drain(BLOCK_MS)
     if chunk:
         _add_chunk(submitter, watcher, chunk)
+
+
+def _send_chunk(
+    submitter: BatchSubmitter,
+    watcher: BatchWatcher,
+    chunk: list[TaskSpec],
+    options: SubmitOptions,
+    drain: Callable[[int | None], None],
+) -> None:
+    """Add a finished chunk, then send and wait as the options ask (streaming, back-pressure)."""
+    sent = submitter.chunks
+    _add_chunk(submitter, watcher, chunk)
+    if options.wait and submitter.chunks != sent and not options.streaming:
+        drain(None)  # a pipeline just went out: take the results already there before they pile up
+    if options.streaming:
+        submitter.flush()
+        if options.wait:
+            drain(None)
+    while options.wait and submitter.tasks - watcher.resolved > options.max_in_flight:
+        submitter.flush()
+        drain(BLOCK_MS)
 
 
 def _add_chunk(submitter: BatchSubmitter, watcher: BatchWatcher, chunk: list[TaskSpec]) -> None:
@@ -292,8 +307,14 @@ def _check_deadline(deadline: float | None, batch_id: str) -> None:
         )
 
 
-def refuse_bad_input(items: Iterable[Item]) -> None:
-    """Raise InputError for the first malformed line (the --strict check, before anything is enqueued)."""
+def refuse_bad_input(items: Iterable[Item], offered: OfferedTasks | None = None) -> None:
+    """The --strict check, before anything is enqueued: raise InputError for the first malformed
+    line, or TaskNotOffered for the first task that live workers do not offer (`offered`)."""
     for item in items:
         if isinstance(item, BadInput):
             raise InputError(f"line {item.line_no}: {item.message} (--strict: nothing was submitted)")
+        if offered is not None and offered.refuses(item.task):
+            raise TaskNotOffered(
+                f"task {item.index + 1} of the input: {offered.describe_refusal(item.task)} "
+                "(--strict: nothing was submitted)"
+            )

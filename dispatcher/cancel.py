@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 from common import keys
 from common.cancel import CANCELLED_FIELD, cancelled_result
 from common.errors import BatchNotFound
+from common.routing import split_queue
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, decode_chunk, encode_results
 from dispatcher.watch import BatchWatcher
@@ -59,9 +60,9 @@ def cancel_batch(client: redis.Redis, settings: Settings, batch_id: str) -> Canc
         pass
     take = client.register_script(_TAKE_QUEUED)
     report = CancelReport(batch_id)
-    for chunk in range(len(watcher.chunks)):
+    for chunk, chunk_queue in enumerate(chunk_queues(client, batch_id, queue, len(watcher.chunks))):
         job_id = keys.chunk_job_id(batch_id, chunk)
-        if not take(keys=[f"rq:queue:{queue}", f"rq:job:{job_id}"], args=[job_id]):
+        if not take(keys=[f"rq:queue:{chunk_queue}", f"rq:job:{job_id}"], args=[job_id]):
             report.left_chunks += 1
             continue
         report.cancelled_chunks.append(chunk)
@@ -71,6 +72,17 @@ def cancel_batch(client: redis.Redis, settings: Settings, batch_id: str) -> Canc
             _publish(client, settings, batch_id, chunk, results)
         report.cancelled.extend(results)
     return report
+
+
+def chunk_queues(client: redis.Redis, batch_id: str, queue: str, chunks: int) -> list[str]:
+    """The RQ queue of each chunk of a batch submitted to `queue`: its job's origin, which is `queue`
+    or one of its task routes' queues (common.routing); `queue` where the job is gone or says otherwise."""
+    pipe = client.pipeline(transaction=False)
+    for chunk in range(chunks):
+        pipe.hget(f"rq:job:{keys.chunk_job_id(batch_id, chunk)}", "origin")
+    origins: list[bytes | None] = pipe.execute() if chunks else []
+    names = [origin.decode(errors="replace") if origin else queue for origin in origins]
+    return [name if split_queue(name)[0] == queue else queue for name in names]
 
 
 def _publish(client: redis.Redis, settings: Settings, batch_id: str, chunk: int, results: list[TaskResult]) -> None:

@@ -1,9 +1,12 @@
-"""Decide how many tasks go in one RQ job, and group a lazy stream of tasks into chunks."""
+"""Decide how many tasks go in one RQ job, and group tasks into chunks of one route each."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+
+from common.routing import route_of
+from common.wire import TaskSpec
 
 MAX_CHUNK_SIZE = 1000
 """Largest automatic chunk: big enough that RQ's per-job cost vanishes, small enough to spread work."""
@@ -41,3 +44,19 @@ def peek_total(items: Iterable[object], limit: int = LOOKAHEAD) -> tuple[int | N
     if len(head) < limit:
         return len(head), iter(head)
     return None, itertools.chain(head, iterator)
+
+
+def cut_by_route(tasks: list[TaskSpec], size: int) -> Iterator[list[TaskSpec]]:
+    """Chunks of up to `size` consecutive tasks, cut also wherever the route changes, so that each
+    chunk holds at most one task name outside the built-in catalogue (common.routing)."""
+    chunk: list[TaskSpec] = []
+    route = None
+    for spec in tasks:
+        spec_route = route_of(spec.task)
+        if chunk and (len(chunk) >= size or spec_route != route):
+            yield chunk
+            chunk = []
+        chunk.append(spec)
+        route = spec_route
+    if chunk:
+        yield chunk

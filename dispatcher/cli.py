@@ -27,6 +27,7 @@ from common.errors import (
 )
 from common.settings import Settings
 from dispatcher.batch import BatchSummary, SubmitOptions, await_batch, refuse_bad_input, submit_batch
+from dispatcher.offered import OfferedTasks
 from dispatcher.output import ProgressLine, ResultWriter, incomplete_summary
 from dispatcher.reader import Item, detect_format, read_tasks
 from dispatcher.submit import new_batch_id
@@ -62,7 +63,8 @@ def submit_options(func: F) -> F:
     for option in reversed([
         click.option("--format", "fmt", type=click.Choice(["auto", "text", "jsonl"]), default="auto",
                      show_default=True, help="Input format; auto: .jsonl/.ndjson/.json are JSON lines."),
-        click.option("--strict", is_flag=True, help="Refuse the whole batch if any line is malformed."),
+        click.option("--strict", is_flag=True, help="Refuse the whole batch (exit 2, nothing enqueued) if any "
+                     "line is malformed or names a task no live worker offers; reads the input through first."),
         click.option("--chunk-size", type=click.IntRange(1, 100_000),
                      help="Tasks per RQ job [default: automatic, from batch size and live workers]."),
         click.option("--result-ttl", type=click.IntRange(1), envvar="DW_RESULT_TTL",
@@ -163,7 +165,7 @@ def main() -> None:
 @click.option(
     "--no-check",
     is_flag=True,
-    help="Enqueue even tasks no live worker offers (workers that serve them will come later).",
+    help="Enqueue even tasks no live worker offers (they wait for a worker that offers them).",
 )
 @limit_options
 @connection_options
@@ -178,16 +180,17 @@ def submit(source: TextIO, fmt: str, strict: bool, chunk_size: int | None, resul
     JSON lines:  {"task": "add", "args": [10, 5], "kwargs": {}, "id": "my-id"}
     Blank lines and lines starting with # are skipped.
 
-    Every task name must be offered by a live worker of the queue, else nothing is enqueued (exit 2);
-    names are checked as they are read, and a name first seen after chunks were already enqueued
-    aborts the batch there. --no-check skips this.
+    A task whose name no live worker of the queue offers is never enqueued: it fails alone
+    (TaskNotOffered), the rest runs, exit 1. With no live worker at all, the tasks wait for one.
+    --no-check enqueues every name (each waits for a worker that offers it).
     """
     settings = make_settings(redis_url=redis_url, queue=queue, result_ttl=result_ttl)
     client = open_redis(settings)
     streaming = source.name in ("<stdin>", "-")
     options = SubmitOptions(chunk_size, not no_wait, timeout, source=source.name, streaming=streaming,
                             check_tasks=not no_check)  # fmt: skip
-    items = _items(source, fmt, strict, settings)
+    offered = None if no_check else _offered(client, settings)
+    items = _items(source, fmt, strict, settings, offered)
     summary = _run_and_report(client, settings, items, options, as_json, ordered, progress)
     sys.exit(_exit_code(summary))
 
@@ -233,7 +236,8 @@ def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, 
 @handle_errors
 def status(as_json: bool, watch: bool, interval: float, count: int | None, redis_url: str | None,
            queue: str | None) -> None:  # fmt: skip
-    """Show queue depth, live workers (tasks done, tasks/s), batches in flight, failures.
+    """Show queue depth (with each user task's queue), live workers (tasks done, tasks/s, the user
+    tasks each offers), who offers each user task, batches in flight, failures.
 
     rq's own tools work on the same queues: `rq info --url URL -S rq.serializers.JSONSerializer`.
     """
@@ -341,7 +345,7 @@ def run(source: TextIO, local_workers: int, threads: int, task_modules: tuple[st
         with LocalWorkers(server.url, local_workers, worker_args) as workers:
             wait_for_workers(client, local_workers, workers=workers)
             options = SubmitOptions(chunk_size, True, timeout, source=source.name, check_tasks=True)
-            items = _items(source, fmt, strict, settings)
+            items = _items(source, fmt, strict, settings, _offered(client, settings))
             summary = _run_and_report(client, settings, items, options, as_json, ordered, progress, reattachable=False)
     sys.exit(_exit_code(summary))
 
@@ -385,17 +389,27 @@ def dashboard(dashboard_args: tuple[str, ...]) -> None:
     dashboard_main(list(dashboard_args), prog_name="dispatcher dashboard")
 
 
-def _items(source: TextIO, fmt: str, strict: bool, settings: Settings) -> Iterator[Item]:
+def _offered(client: redis.Redis, settings: Settings) -> OfferedTasks:
+    """What live workers offer; with none, says on stderr that the tasks wait for one."""
+    offered = OfferedTasks(client, settings)
+    offered.refresh()
+    if not offered.workers:
+        notice = f"no live worker serves queue {settings.queue!r} yet: the tasks wait for a worker"
+        click.echo(f"dispatcher: {notice} (start one with `worker`; --timeout bounds the wait)", err=True)
+    return offered
+
+
+def _items(source: TextIO, fmt: str, strict: bool, settings: Settings, offered: OfferedTasks | None) -> Iterator[Item]:
     name = getattr(source, "name", None)
     kind = detect_format(name, fmt)
     if not strict:
         return read_tasks(source, kind, settings.max_arg_bytes)
     if source.seekable():
-        refuse_bad_input(read_tasks(source, kind, settings.max_arg_bytes))
+        refuse_bad_input(read_tasks(source, kind, settings.max_arg_bytes), offered)
         source.seek(0)
         return read_tasks(source, kind, settings.max_arg_bytes)
     buffered = list(read_tasks(source, kind, settings.max_arg_bytes))
-    refuse_bad_input(buffered)
+    refuse_bad_input(buffered, offered)
     return iter(buffered)
 
 
@@ -424,6 +438,8 @@ def _run_and_report(client: redis.Redis, settings: Settings, items: Iterator[Ite
             bar.close()
     if not options.wait:
         click.echo(json.dumps({"batch_id": summary.batch_id, "total": summary.total}) if as_json else summary.batch_id)
+        if summary.not_offered:
+            click.echo(f"dispatcher: {summary.not_offered}", err=True)
         return summary
     _summarize(summary, as_json, time.monotonic() - started)
     return summary
@@ -435,6 +451,8 @@ def _summarize(summary: BatchSummary, as_json: bool, elapsed: float | None = Non
                err=True)  # fmt: skip
     if summary.incomplete is not None:
         click.echo(f"batch {summary.batch_id}: {incomplete_summary(summary.incomplete)}", err=True)
+    if summary.not_offered:
+        click.echo(f"dispatcher: {summary.not_offered}", err=True)
 
 
 def _exit_code(summary: BatchSummary) -> int:

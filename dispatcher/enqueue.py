@@ -101,12 +101,14 @@ class ChunkJob:
 
 
 class ChunkJobWriter:
-    """Writes chunk jobs of one batch with the fields RQ 2.12 writes for `enqueue_many` of our jobs."""
+    """Writes chunk jobs of one batch with the fields RQ 2.12 writes for `enqueue_many` of our jobs,
+    into `queue` (default: the settings' queue; a route's queue, see common.routing)."""
 
-    def __init__(self, settings: Settings, batch_id: str) -> None:
+    def __init__(self, settings: Settings, batch_id: str, queue: str | None = None) -> None:
         self.batch_id = batch_id
         self.ttl = settings.result_ttl
-        self.queue_key = Queue.redis_queue_namespace_prefix + settings.queue
+        self.queue = queue or settings.queue
+        self.queue_key = Queue.redis_queue_namespace_prefix + self.queue
         self._keys = [
             keys.batch_key(batch_id),
             keys.submitter_key(batch_id),
@@ -124,7 +126,7 @@ class ChunkJobWriter:
         ]  # fmt: skip
         if settings.job_retries:
             fields += ["retries_left", settings.job_retries, "retry_intervals", json.dumps([0])]
-        fields += ["origin", settings.queue, "timeout", -1, "result_ttl", 0, "failure_ttl", self.ttl]
+        fields += ["origin", self.queue, "timeout", -1, "result_ttl", 0, "failure_ttl", self.ttl]
         fields += ["status", "queued", "ttl", self.ttl]
         self.script = _ENQUEUE.format(
             lease=int(settings.submitter_lease), ttl=int(self.ttl), fields=", ".join(map(_lua_string, fields))
@@ -163,8 +165,9 @@ class ChunkJobWriter:
         return calls
 
     def as_text(self, call: list[Any]) -> list[Any]:
-        """The same script call with the script sent by text (EVAL) instead of by hash."""
-        return ["EVAL", self.script, *call[2:]]
+        """The same script call with the script sent by text (EVAL) instead of by hash (a call
+        already sent by text, maybe another queue's, is kept as it is)."""
+        return call if call[0] == "EVAL" else ["EVAL", self.script, *call[2:]]
 
     def send(
         self, client: redis.Redis, calls: list[list[Any]], before: Stage | None = None, after: Stage | None = None

@@ -28,9 +28,11 @@ from common import keys
 from common.catalogue import TASK_NAME_PATTERN, default_catalogue
 from common.connection import check_connection, connect, describe_redis_error
 from common.errors import ConfigurationError, LimitExceeded
+from common.routing import route_of
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_value
-from dispatcher.chunking import auto_chunk_size, peek_total
+from dispatcher.cancel import chunk_queues
+from dispatcher.chunking import auto_chunk_size, cut_by_route, peek_total
 from dispatcher.mapstream import ChunkResults, MapStream, Target, fail_target, future_of, plain_arguments, remote_error
 from dispatcher.offered import OfferedTasks
 from dispatcher.status import live_capacity
@@ -77,7 +79,8 @@ class RedisExecutor(Executor):
 
         chunksize: tasks per RQ job (map's default; submits that arrive together are grouped up to
         it; default: automatic for map, 1 for submit). timeout: default seconds `map()` waits for
-        its results. check_tasks: refuse tasks no live worker offers, before enqueueing them.
+        its results. check_tasks: refuse (TaskNotOffered) a task that live workers serve the queue but
+        none offers, before enqueueing it; with no live worker, tasks are enqueued and wait for one.
         """
         if chunksize is not None and chunksize < 1:
             raise ConfigurationError("chunksize must be at least 1")
@@ -248,6 +251,7 @@ class RedisExecutor(Executor):
         with self._flush_lock:
             with self._lock:
                 pending, self._pending = self._pending, []
+                self._group_submits_by_route(pending)
             if not pending:
                 return
             chunks = list(_group(pending, self.chunksize or 1))
@@ -259,6 +263,25 @@ class RedisExecutor(Executor):
                 submitter.flush()
             except Exception as exc:
                 self._break(chunks, exc)
+
+    def _group_submits_by_route(self, pending: list[tuple[bool, list[TaskSpec]]]) -> None:
+        """Renumber each run of pending submits within the run's own indices so that the tasks of one
+        route follow each other (a chunk holds one route and a contiguous index range; `_group` cuts
+        the run in index order). Call with the lock held: nothing of them was sent, so only their
+        futures know their indices."""
+        for loose, run in itertools.groupby(pending, key=lambda entry: entry[0]):
+            if not loose:
+                continue
+            specs = [spec for _loose, group in run for spec in group]
+            routes = list(dict.fromkeys(route_of(spec.task) for spec in specs))
+            if len(routes) < 2:
+                continue
+            indices = sorted(spec.index for spec in specs)
+            order = sorted(specs, key=lambda spec: (routes.index(route_of(spec.task)), spec.index))
+            targets = [self._futures.pop(spec.index) for spec in order]
+            for spec, index, target in zip(order, indices, targets, strict=True):
+                spec.index = index
+                self._futures[index] = target
 
     def _open_batch(self) -> BatchSubmitter:
         if self._submitter is None:
@@ -349,25 +372,25 @@ class RedisExecutor(Executor):
         """Take queued chunks whose futures are all cancelled off the queue; their tasks get Cancelled."""
         with self._lock:
             live = {index for index, target in self._futures.items() if not future_of(target).cancelled()}
-        queue_key = f"rq:queue:{self.settings.queue}"
+        queues = chunk_queues(self.client, self.batch_id, self.settings.queue, len(self._watcher.chunks))
         fresh: list[TaskResult] = []
         for chunk, span in enumerate(self._watcher.chunks):
             if span.done >= span.size or any(i in live for i in range(span.first, span.last + 1)):
                 continue
             job_id = keys.chunk_job_id(self.batch_id, chunk)
-            if self.client.lrem(queue_key, 0, job_id):
+            if self.client.lrem(f"rq:queue:{queues[chunk]}", 0, job_id):
                 fresh.extend(self._watcher.resolve_chunk(chunk, "Cancelled", "cancelled before it ran"))
                 self.client.delete(f"rq:job:{job_id}")
         return fresh
 
 
 def _group(pending: list[tuple[bool, list[TaskSpec]]], size: int) -> Iterator[list[TaskSpec]]:
-    """Chunks to enqueue: map's chunks as they are, runs of submitted tasks grouped up to `size`."""
+    """Chunks to enqueue: map's chunks as they are, runs of submitted tasks grouped up to `size`, one
+    route per chunk."""
     for loose, run in itertools.groupby(pending, key=lambda entry: entry[0]):
         if not loose:
             for _loose, specs in run:
                 yield specs
             continue
-        specs = [spec for _loose, group in run for spec in group]
-        for start in range(0, len(specs), size):
-            yield specs[start : start + size]
+        specs = sorted((spec for _loose, group in run for spec in group), key=lambda spec: spec.index)
+        yield from cut_by_route(specs, size)

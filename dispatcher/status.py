@@ -12,6 +12,7 @@ from rq.serializers import JSONSerializer
 
 from common import keys
 from common.jobs import InertJob
+from common.routing import BUILTIN_TASKS, queue_family, split_queue
 from common.settings import Settings
 from dispatcher.lease import UNFINISHED_STATES, settle
 
@@ -45,6 +46,13 @@ def live_workers(client: redis.Redis, settings: Settings) -> list[dict[str, Any]
             "current_batch": _batch_of(text.get("current_job")),
         })  # fmt: skip
     return workers
+
+
+def route_queues(client: redis.Redis, queue: str) -> list[str]:
+    """The RQ queues of `queue`: itself, then the queue of each task route ever enqueued to (common.routing)."""
+    raw: set[bytes] = client.smembers(Queue.redis_queues_keys)  # type: ignore[assignment]
+    prefix = Queue.redis_queue_namespace_prefix
+    return queue_family(queue, (key.decode(errors="replace").removeprefix(prefix) for key in raw))
 
 
 def _batch_of(job_id: str | None) -> str | None:
@@ -103,17 +111,41 @@ def display_state(state: str, total: int | None, done: int) -> str:
 
 
 def collect_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
-    """A snapshot for `dispatcher status`."""
-    queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
+    """A snapshot for `dispatcher status`: the queue summed over its task routes, and each route's
+    depth; the live workers, with the user tasks each offers; who offers each user task; batches."""
+    workers = live_workers(client, settings)
+    offered: dict[str, list[str]] = {}
+    for worker in workers:
+        worker["user_tasks"] = sorted(t for t in worker["tasks"] if isinstance(t, str) and t not in BUILTIN_TASKS)
+        for name in worker["user_tasks"]:
+            offered.setdefault(name, []).append(worker["name"])
+    routes: list[dict[str, Any]] = []
+    for name in route_queues(client, settings.queue):
+        queue = Queue(name, connection=client, serializer=JSONSerializer, job_class=InertJob)
+        route = split_queue(name)[1]
+        failed = queue.failed_job_registry
+        routes.append(
+            {
+                "queue": name,
+                "task": route,
+                "queued_chunks": queue.count,
+                "running_chunks": len(queue.started_job_registry),
+                "failed_chunks": len(failed),
+                "failed_chunk_ids": [str(i) for i in failed.get_job_ids(0, 9, desc=True)],
+                "offered_by": len(workers) if route is None else len(offered.get(route, [])),
+            }
+        )
     return {
         "time": time.time(),
         "queue": {
             "name": settings.queue,
-            "queued_chunks": queue.count,
-            "running_chunks": len(queue.started_job_registry),
-            "failed_chunks": len(queue.failed_job_registry),
-            "failed_chunk_ids": [str(i) for i in queue.failed_job_registry.get_job_ids(0, 9, desc=True)],
+            "queued_chunks": sum(r["queued_chunks"] for r in routes),
+            "running_chunks": sum(r["running_chunks"] for r in routes),
+            "failed_chunks": sum(r["failed_chunks"] for r in routes),
+            "failed_chunk_ids": [i for r in routes for i in r["failed_chunk_ids"]][:10],
+            "routes": routes,
         },
-        "workers": live_workers(client, settings),
+        "workers": workers,
+        "offered": dict(sorted(offered.items())),
         "batches": recent_batches(client),
     }

@@ -12,6 +12,11 @@ CLEAR = "\x1b[H\x1b[2J"
 IN_FLIGHT_STATES = ("open", "submitting", "submitted")
 """Batch states shown under "batches in flight" while some of their tasks have no result."""
 
+SHOWN_USER_TASKS = 2
+"""User tasks named in a worker's row; beyond that the row gives their count."""
+SHOWN_OFFERERS = 6
+"""Workers named on a user task's line; beyond that the line gives their count."""
+
 
 class RateMeter:
     """Tasks per second of each worker, from its `tasks_done` counter between two snapshots."""
@@ -39,15 +44,19 @@ def render(snapshot: dict[str, Any], rates: dict[str, float | None] | None = Non
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot["time"]))
     lines.append(f"{stamp}  queue {q['name']}: {q['queued_chunks']} chunks queued, {q['running_chunks']} running, "
                  f"{q['failed_chunks']} failed")  # fmt: skip
+    lines.extend(_route_lines(q.get("routes") or []))
     workers = snapshot["workers"]
     lines.append(f"workers: {len(workers)} live, {sum(w['slots'] for w in workers)} slots")
     if workers:
-        lines.append(f"  {'NAME':<28} {'HOST':<18} {'STATE':<8} {'BATCH':<18} {'TASKS DONE':>11} {'TASKS/S':>9}")
+        lines.append(f"  {'NAME':<28} {'HOST':<18} {'STATE':<8} {'BATCH':<18} {'TASKS DONE':>11} {'TASKS/S':>9}  "
+                     "USER TASKS")  # fmt: skip
     for w in workers:
         rate = (rates or {}).get(w["name"])
         shown_rate = "-" if rate is None else f"{rate:,.0f}"
         lines.append(f"  {w['name'][:28]:<28} {w['host'][:18]:<18} {w['state'][:8]:<8} "
-                     f"{(w['current_batch'] or '-'):<18} {w['tasks_done']:>11,} {shown_rate:>9}")  # fmt: skip
+                     f"{(w['current_batch'] or '-'):<18} {w['tasks_done']:>11,} {shown_rate:>9}  "
+                     f"{_user_tasks(w.get('user_tasks') or [])}")  # fmt: skip
+    lines.extend(_offered_lines(snapshot.get("offered") or {}, len(workers)))
     batches = snapshot["batches"]
     in_flight = [b for b in batches if b["state"] in IN_FLIGHT_STATES]
     lines.append(f"batches in flight: {len(in_flight)}")
@@ -65,6 +74,40 @@ def render(snapshot: dict[str, Any], rates: dict[str, float | None] | None = Non
     for b in batches:
         lines.append("  " + _batch_line(b))
     return "\n".join(lines)
+
+
+def _route_lines(routes: list[dict[str, Any]]) -> list[str]:
+    """One line per user task's queue (common.routing) that holds or runs chunks, or that workers serve."""
+    lines = []
+    for r in routes:
+        if r["task"] is None or not (r["queued_chunks"] or r["running_chunks"] or r["failed_chunks"]):
+            continue
+        who = f"offered by {r['offered_by']} live worker(s)" if r["offered_by"] else "no live worker offers it"
+        counts = f"{r['queued_chunks']} queued, {r['running_chunks']} running, {r['failed_chunks']} failed"
+        lines.append(f"  {r['queue']}: {counts} ({who})")
+    return lines
+
+
+def _user_tasks(names: list[str]) -> str:
+    if not names:
+        return "- (built-in only)"
+    if len(names) <= SHOWN_USER_TASKS:
+        return ", ".join(names)
+    return f"{len(names)} tasks"
+
+
+def _offered_lines(offered: dict[str, list[str]], workers: int) -> list[str]:
+    """Who offers each user task (every live worker offers the built-in tasks)."""
+    if not offered:
+        return ["user tasks offered: none (every live worker offers the built-in tasks)"] if workers else []
+    lines = [f"user tasks offered ({len(offered)}; every live worker offers the built-in tasks):"]
+    width = min(32, max(len(name) for name in offered))
+    for name, names in offered.items():
+        shown = ", ".join(names[:SHOWN_OFFERERS])
+        if len(names) > SHOWN_OFFERERS:
+            shown += f", ... ({len(names)} in all)"
+        lines.append(f"  {name:<{width}}  by {shown}")
+    return lines
 
 
 def _batch_line(b: dict[str, Any]) -> str:

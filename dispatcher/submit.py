@@ -12,9 +12,10 @@ from redis.client import Pipeline
 
 from common import keys
 from common.errors import BatchIncomplete
+from common.routing import Route, queue_of, route_of
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, encode_chunk, encode_results
-from dispatcher.enqueue import ChunkJobWriter, Stage
+from dispatcher.enqueue import ChunkJob, ChunkJobWriter, Stage
 from dispatcher.lease import LeaseKeeper, holder
 
 PIPELINE_TASKS = 20_000
@@ -52,6 +53,7 @@ class BatchSubmitter:
         self.batch_id = batch_id
         self.chunk_size = chunk_size
         self._writer = ChunkJobWriter(settings, batch_id)
+        self._writers: dict[Route, ChunkJobWriter] = {None: self._writer}
         self.chunks = 0
         self.tasks = 0
         self.sent = 0
@@ -90,7 +92,11 @@ class BatchSubmitter:
         self._lease.start()
 
     def add_chunk(self, tasks: list[TaskSpec], auto_flush: bool = True) -> None:
-        """Queue one chunk of tasks, sent with the next flush (which this may start, unless not `auto_flush`)."""
+        """Queue one chunk of tasks, sent with the next flush (which this may start, unless not `auto_flush`).
+
+        The chunk goes to the queue of its tasks' route (common.routing): its tasks hold at most one
+        name outside the built-in catalogue.
+        """
         self._pending_chunks.append(tasks)
         self._pending_tasks += len(tasks)
         self.tasks += len(tasks)
@@ -122,8 +128,11 @@ class BatchSubmitter:
         if not self._pending_chunks and not self._pending_bad and after is None:
             return []
         calls = self.pending_calls()
+        writer = self._writer
+        if any(call[1] != writer.sha for call in calls):  # chunks of several routes: every script by text
+            calls = [self.as_text(call) for call in calls]
         try:
-            replies = self._writer.send(self.client, calls, self._stage_bad if self._pending_bad else None, after)
+            replies = writer.send(self.client, calls, self._stage_bad if self._pending_bad else None, after)
         except redis.ResponseError as exc:
             if str(exc).startswith("ABANDONED"):
                 raise self._found_abandoned() from None
@@ -135,15 +144,35 @@ class BatchSubmitter:
     def pending_calls(self) -> list[list[Any]]:
         """The script calls (EVALSHA form, see ChunkJobWriter) that enqueue the pending chunks and
         set `sent` to include them; call `mark_sent` once Redis has run them all. Pending bad-input
-        results are not in them: only `flush` sends those."""
+        results are not in them: only `flush` sends those.
+
+        Each run of consecutive chunks of one route is written by that route's writer (its queue),
+        in chunk order, so the chunk index stays in chunk order."""
         ttl = self.settings.result_ttl
-        jobs = []
+        sent = self.tasks - self._pending_tasks
+        lease_holder = holder()
+        read = max(self.tasks, self.read_ahead)
+        calls: list[list[Any]] = []
+        writer, jobs = self._writer, list[ChunkJob]()
         for offset, tasks in enumerate(self._pending_chunks):
             chunk = self.chunks + offset
+            route_writer = self._writer_for(route_of(tasks[0].task))
+            if route_writer is not writer and jobs:
+                calls += writer.calls(sent, lease_holder, jobs, read, self.read_all)
+                sent += sum(job.tasks for job in jobs)
+                jobs = []
+            writer = route_writer
             payload = encode_chunk(self.batch_id, chunk, ttl, tasks)
-            jobs.append(self._writer.job(chunk, tasks[0].index, tasks[-1].index, len(tasks), payload))
-        read = max(self.tasks, self.read_ahead)
-        return self._writer.calls(self.tasks - self._pending_tasks, holder(), jobs, read, self.read_all)
+            jobs.append(writer.job(chunk, tasks[0].index, tasks[-1].index, len(tasks), payload))
+        return calls + writer.calls(sent, lease_holder, jobs, read, self.read_all)
+
+    def _writer_for(self, route: Route) -> ChunkJobWriter:
+        writer = self._writers.get(route)
+        if writer is None:
+            writer = self._writers[route] = ChunkJobWriter(
+                self.settings, self.batch_id, queue_of(self.settings.queue, route)
+            )
+        return writer
 
     def mark_sent(self) -> None:
         """Record that the calls from `pending_calls` ran: their chunks are numbered and not pending."""
@@ -157,7 +186,8 @@ class BatchSubmitter:
     def as_text(self, call: list[Any]) -> list[Any]:
         """A call from `pending_calls` with the script sent by text (for a pipeline that must not meet
         NOSCRIPT halfway)."""
-        return self._writer.as_text(call)
+        writer = next((w for w in self._writers.values() if w.sha == call[1]), self._writer)
+        return writer.as_text(call)
 
     def _stage_bad(self, pipe: Pipeline) -> None:
         """Add the pending bad-input results to `pipe`, ahead of the chunk jobs."""

@@ -22,6 +22,7 @@ from common.jobs import InertJob
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, decode_chunk, decode_results, encode_results
 from dispatcher.lease import UNFINISHED_STATES, BatchRecord, settle
+from dispatcher.status import route_queues
 
 log = logging.getLogger("dispatcher")
 
@@ -218,14 +219,20 @@ class BatchWatcher:
         return picked
 
     def _recover_abandoned(self) -> None:
-        """Run RQ's started-registry cleanup now: chunks of dead workers go back to the queue."""
-        registry = StartedJobRegistry(queue=self._queue, job_class=InertJob, serializer=JSONSerializer)
-        try:
-            registry.cleanup()
-        except redis.RedisError:
-            raise
-        except Exception as exc:  # a planted or damaged job must not stop the dispatcher
-            log.warning("started-registry cleanup failed: %s", exc)
+        """Run RQ's started-registry cleanup now, on the batch's queue and each of its task routes'
+        queues (common.routing): chunks of dead workers go back to the queue they came from."""
+        for name in route_queues(self.client, self._queue.name):
+            queue = self._queue if name == self._queue.name else self._route_queue(name)
+            registry = StartedJobRegistry(queue=queue, job_class=InertJob, serializer=JSONSerializer)
+            try:
+                registry.cleanup()
+            except redis.RedisError:
+                raise
+            except Exception as exc:  # a planted or damaged job must not stop the dispatcher
+                log.warning("started-registry cleanup of %s failed: %s", name, exc)
+
+    def _route_queue(self, name: str) -> Queue:
+        return Queue(name, connection=self.client, serializer=JSONSerializer, job_class=InertJob)
 
     def _failure_reason(self, chunk: int) -> str:
         try:

@@ -12,6 +12,8 @@ import fakeredis
 import pytest
 import redis
 
+from common.catalogue import Catalogue, default_catalogue
+from common.routing import BUILTIN_TASKS
 from common.settings import Settings
 from dispatcher.local import EmbeddedRedis, spawn, stop, wait_for_workers
 
@@ -95,3 +97,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = N
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def builtin_catalogue() -> Catalogue:
+    """The catalogue of a plain `worker`: the built-in tasks only (test modules that this process
+    imported may have added user tasks to the default catalogue, which gives a worker more queues)."""
+    catalogue = Catalogue()
+    for definition in default_catalogue:
+        if definition.name in BUILTIN_TASKS:
+            catalogue.register(definition.func, name=definition.name)
+            if definition.coroutine is not None and definition.coroutine is not definition.func:
+                catalogue.add_coroutine(definition.name, definition.coroutine)
+    return catalogue

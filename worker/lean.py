@@ -145,6 +145,16 @@ class Link:
             connection.send_packed_command([_pack(args)])
         return connection.read_response()
 
+    def blpop(self, keys: list[str], timeout: int) -> Any:
+        """BLPOP on this connection, for RQ's Queue.lpop (several queues): the pop and the start
+        script then share one connection, so a connection that died with a Redis restart fails at
+        the pop, before a job is taken, instead of at the start script, after it (losing the job)."""
+        return self.call("BLPOP", *keys, timeout)
+
+    def lpop(self, key: str) -> Any:
+        """LPOP on this connection, for RQ's Queue.lpop without a timeout."""
+        return self.call("LPOP", key)
+
     def script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA a redis-py Script; EVAL once if the server does not have it (after a restart)."""
         try:
@@ -368,7 +378,6 @@ class LeanBookkeeping(SimpleWorker):
     def _dequeue(self, timeout: int | None) -> tuple[Job, Queue] | None:
         """RQ's Queue.dequeue_any (BLMOVE for one queue on Redis >= 6.2, else BLPOP), then the start
         script instead of Job.fetch."""
-        connection = self.connection
         while True:
             queues = self._ordered_queues
             intermediate = ""
@@ -385,7 +394,8 @@ class LeanBookkeeping(SimpleWorker):
                     if raw_id is None:
                         raise DequeueTimeout(timeout, queue.key)
             else:
-                popped = self.queue_class.lpop([q.key for q in queues], timeout, connection=connection)
+                queue_keys = [q.key for q in queues]
+                popped = self.queue_class.lpop(queue_keys, timeout, connection=self._hot_link())  # type: ignore[arg-type]
                 if popped is None:
                     return None
                 queue_key, raw_id = as_text(popped[0]), popped[1]

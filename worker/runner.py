@@ -19,6 +19,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from common import keys
 from common.jobdata import ChunkJobSerializer
+from common.routing import served_queues
 from worker.cancel import cancel_probe
 from worker.job import SafeJob
 from worker.lean import LeanBookkeeping
@@ -77,8 +78,9 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
     """RQ's idle reconnect back-off is capped at 60 s; a healed Redis should be seen sooner."""
 
     def __init__(self, runtime: Runtime, connection: redis.Redis, queue_names: list[str], **kwargs: Any) -> None:
+        served = served_queues(queue_names, runtime.catalogue.names())  # a user task's chunks have a queue of their own
         queues = [Queue(name, connection=connection, job_class=SafeJob, serializer=ChunkJobSerializer)
-                  for name in queue_names]  # fmt: skip
+                  for name in served]  # fmt: skip
         super().__init__(
             queues,
             name=runtime.name,

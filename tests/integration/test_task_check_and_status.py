@@ -17,38 +17,42 @@ from tests.integration.test_executor import USER_ENV, wait_offered
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
-def test_submit_refuses_an_unoffered_task_listing_what_is_offered(
+def test_an_unoffered_task_fails_alone_listing_what_is_offered(
     redis_url: str, start_worker: WorkerFactory, real_client: redis.Redis, tmp_path: Path
 ) -> None:
+    # Behaviour changed: an unoffered name used to refuse the whole batch (exit 2, nothing enqueued);
+    # it is now that line's failed result, never enqueued, and the rest of the batch runs (exit 1).
     start_worker()
     wait_offered(real_client, "add")
     batch = tmp_path / "tasks.txt"
     batch.write_text("add 1 2\nimages.resize a.png 10\n")
-    done = run_cli("submit", str(batch), env={"REDIS_URL": redis_url})
-    assert done.returncode == 2
-    assert "'images.resize' refused" in done.stderr and "add, divide, echo" in done.stderr
-    assert "nothing was enqueued" in done.stderr
-    assert real_client.llen("rq:queue:tasks") == 0 and real_client.zcard(keys.BATCHES) == 0
+    done = run_cli("submit", str(batch), "--json", "--ordered", env={"REDIS_URL": redis_url})
+    assert done.returncode == 1, done.stderr
+    first, second = (json.loads(line) for line in done.stdout.splitlines())
+    assert first["result"] == 3 and second["error"]["type"] == "TaskNotOffered"
+    assert "'images.resize'" in second["error"]["message"] and "add, divide, echo" in second["error"]["message"]
+    assert "'images.resize' (1 task)" in done.stderr
+    assert real_client.llen("rq:queue:tasks@images.resize") == 0
 
     queued = run_cli("submit", str(batch), "--no-check", "--no-wait", env={"REDIS_URL": redis_url})
     assert queued.returncode == 0, queued.stderr
-    assert real_client.zcard(keys.BATCHES) == 1
+    assert real_client.llen("rq:queue:tasks@images.resize") == 1  # waits for a worker that offers it
 
 
-def test_a_name_first_seen_after_chunks_were_enqueued_aborts_the_batch(
+def test_a_name_first_seen_after_chunks_were_enqueued_fails_alone(
     redis_url: str, start_worker: WorkerFactory, real_client: redis.Redis
 ) -> None:
+    # Behaviour changed: such a name used to abort the batch (state `aborted`, exit 2).
     start_worker()
     wait_offered(real_client, "add")
-    done = run_cli("submit", "-", "--chunk-size", "1", stdin="add 1 2\nadd 3 4\nbogus 1\nadd 5 6\n",
-                   env={"REDIS_URL": redis_url})  # fmt: skip
-    assert done.returncode == 2
-    assert "'bogus' refused" in done.stderr and "aborted after its first 2 task(s)" in done.stderr
+    lines = "add 1 2\nadd 3 4\nbogus 1\nadd 5 6\n"
+    done = run_cli("submit", "-", "--json", "--chunk-size", "1", stdin=lines, env={"REDIS_URL": redis_url})
+    assert done.returncode == 1, done.stderr
+    rows = {row["index"]: row for row in map(json.loads, done.stdout.splitlines())}
+    assert [rows[i]["result"] for i in (0, 1, 3)] == [3, 7, 11] and rows[2]["error"]["type"] == "TaskNotOffered"
     batch_id = real_client.zrange(keys.BATCHES, 0, -1)[0].decode()
     record = real_client.hgetall(keys.batch_key(batch_id))
-    assert record[b"state"] == b"aborted" and record[b"total"] == b"2"
-    results = run_cli("results", batch_id, "--json", env={"REDIS_URL": redis_url})
-    assert sorted(json.loads(line)["result"] for line in results.stdout.splitlines()) == [3, 7]
+    assert record[b"state"] == b"submitted" and record[b"total"] == b"4"
 
 
 def test_worker_serves_user_task_modules_named_in_the_environment(

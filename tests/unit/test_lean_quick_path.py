@@ -14,12 +14,13 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from common import default_catalogue, keys
+from common import keys
 from common.cancel import CANCELLED_FIELD
 from common.jobdata import ORJSON_MARK
 from common.settings import Settings
 from common.wire import encode_chunk
 from dispatcher.session import Session
+from tests.conftest import builtin_catalogue
 from worker import lean
 from worker import runtime as runtime_module
 from worker.job import SafeJob
@@ -34,7 +35,7 @@ def settings(fake_settings: Settings) -> Settings:
 
 
 def _worker(client: fakeredis.FakeRedis, settings: Settings, name: str = "w") -> ChunkWorker:
-    runtime = Runtime(settings, default_catalogue, name)
+    runtime = Runtime(settings, builtin_catalogue(), name)  # one queue: the single-list dequeue
     runtime_module.configure(runtime)
     return ChunkWorker(runtime, client, [settings.queue])
 
