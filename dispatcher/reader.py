@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 import re
-import shlex
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from common.catalogue import TASK_NAME_PATTERN
-from common.wire import TaskResult, TaskSpec
+from common.wire import MAX_NESTING_DEPTH, TaskResult, TaskSpec
+from dispatcher.lines import BLOCK_BYTES, Line, check_line, max_line_bytes, stream_blocks
 
 Format = Literal["text", "jsonl"]
+InputFormat = Literal["text", "jsonl", "auto"]
+"""A format, or "auto": JSON lines if the first task line starts with `{`, else text."""
 
 JSONL_KEYS = frozenset({"task", "args", "kwargs", "id"})
 
@@ -38,13 +42,14 @@ class BadInput:
 Item = TaskSpec | BadInput
 
 
-def detect_format(filename: str | None, explicit: str | None) -> Format:
-    """The input format: explicit if given, else from the file extension (.jsonl/.ndjson/.json), else text."""
+def detect_format(filename: str | None, explicit: str | None) -> InputFormat:
+    """The input format: explicit if given, else from the file extension (.jsonl/.ndjson/.json), else
+    "auto" (JSON lines if the first task line starts with `{`, text otherwise)."""
     if explicit in ("text", "jsonl"):
         return explicit  # type: ignore[return-value]
     if filename and filename.lower().endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
-    return "text"
+    return "auto"
 
 
 _INTEGER_LINE = re.compile(
@@ -54,30 +59,59 @@ _INTEGER_LINE = re.compile(
 the lines of most big batches, parsed by one regular expression instead of word by word."""
 
 
-def read_tasks(lines: Iterable[str], fmt: Format, max_arg_bytes: int) -> Iterator[Item]:
-    """Yield one TaskSpec (or BadInput) per non-blank, non-comment line, numbered from index 0."""
-    parse = _parse_text if fmt == "text" else _parse_jsonl
-    integer_line = _INTEGER_LINE.fullmatch if fmt == "text" else None
-    index = 0
-    for line_no, line in enumerate(lines, start=1):
-        match = integer_line(line) if integer_line is not None and len(line) * 6 <= max_arg_bytes else None
-        if match is not None:
-            name, words = match.groups()
-            yield TaskSpec(index, name, [int(word) for word in words.split()], {}, None)
+def read_stream(
+    stream: BinaryIO, fmt: InputFormat, max_arg_bytes: int, block_size: int = BLOCK_BYTES
+) -> Iterator[Item]:
+    """Yield one TaskSpec (or BadInput) per non-blank, non-comment line of a byte stream, lazily.
+
+    Any line, of any size or bytes, is one item, found in time linear in its length: a line too
+    long for the argument limit is refused unparsed, and bytes that are not UTF-8 fail their line alone.
+    """
+    return _read(stream_blocks(stream, max_line_bytes(max_arg_bytes), block_size), fmt, max_arg_bytes)
+
+
+def read_tasks(lines: Iterable[str] | Iterable[bytes], fmt: InputFormat, max_arg_bytes: int) -> Iterator[Item]:
+    """read_stream for lines given one by one (each element is one line, with or without its end)."""
+    limit = max_line_bytes(max_arg_bytes)
+    return _read(([check_line(line, limit)] for line in lines), fmt, max_arg_bytes)
+
+
+def _read(blocks: Iterable[list[Line]], fmt: InputFormat, max_arg_bytes: int) -> Iterator[Item]:
+    parse = _PARSERS.get(fmt)  # None until the first task line shows the format
+    integer_line = None if fmt == "jsonl" else _INTEGER_LINE.fullmatch
+    short = max_arg_bytes // 6  # integers and ASCII: a line this short cannot exceed the limit
+    index = line_no = 0
+    for block in blocks:
+        for line in block:
+            line_no += 1
+            if type(line) is not str:
+                yield BadInput(index, line_no, line.error_type, line.message)  # type: ignore[union-attr]
+                index += 1
+                continue
+            match = integer_line(line) if integer_line is not None and len(line) <= short else None
+            if match is not None:
+                name, words = match.groups()
+                yield TaskSpec(index, name, [int(word) for word in words.split()], {}, None)
+                index += 1
+                if parse is None:
+                    parse = _parse_text
+                continue
+            stripped = line.strip()
+            if not stripped or stripped[0] == "#":
+                continue
+            if parse is None:
+                parse = _parse_jsonl if stripped[0] == "{" else _parse_text
+                if parse is _parse_jsonl:
+                    integer_line = None
+            try:
+                spec = parse(stripped, index)
+                if len(stripped) * 12 > max_arg_bytes:  # one character can take 12 bytes of JSON
+                    _check_size(spec, max_arg_bytes)
+            except _LineError as exc:
+                yield BadInput(index, line_no, exc.error_type, str(exc))
+            else:
+                yield spec
             index += 1
-            continue
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        try:
-            spec = parse(stripped, index)
-            if len(stripped) * 6 > max_arg_bytes:
-                _check_size(spec, max_arg_bytes)
-        except _LineError as exc:
-            yield BadInput(index, line_no, exc.error_type, str(exc))
-        else:
-            yield spec
-        index += 1
 
 
 class _LineError(ValueError):
@@ -86,9 +120,14 @@ class _LineError(ValueError):
         self.error_type = error_type
 
 
+_TOKEN = re.compile(r"""\"[^"]*\"|'[^']*'|[^ \t\r\n"'][^ \t\r\n]*|["']""")
+"""The words of a text line, as shlex (non-POSIX, split on whitespace) cuts them: a quoted word ends at
+its closing quote; a lone quote is an unterminated one. One pass, linear in the line."""
+
+
 def _parse_text(line: str, index: int) -> TaskSpec:
-    # shlex reads a character at a time (about 10 us a line); plain lines need none of it. Printable
-    # ASCII without quotes is the common case and the cheapest to recognise (three C calls).
+    # Plain lines need no tokenizer. Printable ASCII without quotes is the common case and the cheapest
+    # to recognise (three C calls).
     if (line.isascii() and line.isprintable() and '"' not in line and "'" not in line) or _PLAIN_LINE.fullmatch(line):
         name, *words = line.split()
         if name not in _VALID_NAMES:
@@ -98,13 +137,9 @@ def _parse_text(line: str, index: int) -> TaskSpec:
         # Plain non-negative integers (most arguments) inline; everything else through _word.
         args = [int(w) if w.isdigit() and w.isascii() and (w[0] != "0" or len(w) == 1) else _word(w) for w in words]
         return TaskSpec(index, name, args, {}, None)
-    lexer = shlex.shlex(line, posix=False)
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    try:
-        tokens = list(lexer)
-    except ValueError as exc:
-        raise _LineError(f"cannot split line into words: {exc}") from None
+    tokens = _TOKEN.findall(line)
+    if '"' in tokens or "'" in tokens:
+        raise _LineError("cannot split line into words: No closing quotation")
     name = tokens[0]
     _check_name(name)
     return TaskSpec(index, name, [_scalar(token) for token in tokens[1:]], {}, None)
@@ -127,7 +162,7 @@ def _scalar(token: str) -> Any:
         try:
             return json.loads(token)
         except ValueError:
-            raise _LineError(f"bad quoted string {token}") from None
+            raise _LineError(f"bad quoted string {_shown(token)}") from None
     if token[0] == "'" and token[-1] == "'" and len(token) >= 2:
         return token[1:-1]
     if token[0] in "-0123456789tfnNI":
@@ -136,22 +171,26 @@ def _scalar(token: str) -> Any:
         except ValueError:
             return token
         if isinstance(value, float) and not math.isfinite(value):
-            raise _LineError(f"{token} is not a finite number (JSON has no NaN or Infinity)")
+            raise _LineError(f"{_shown(token)} is not a finite number (JSON has no NaN or Infinity)")
         if isinstance(value, (int, float, bool)) or value is None:
             return value
     return token
 
 
 def _parse_jsonl(line: str, index: int) -> TaskSpec:
+    if _too_deep(line):
+        raise _LineError(f"JSON nested deeper than {MAX_NESTING_DEPTH} levels", "LimitExceeded")
     try:
         obj = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
     except ValueError as exc:
         raise _LineError(f"invalid JSON: {exc}") from None
+    except RecursionError:  # _too_deep is exact for valid JSON; this is for what it cannot judge
+        raise _LineError(f"JSON nested deeper than {MAX_NESTING_DEPTH} levels", "LimitExceeded") from None
     if not isinstance(obj, dict):
         raise _LineError('each line must be a JSON object like {"task": "add", "args": [1, 2]}')
     unknown = set(obj) - JSONL_KEYS
     if unknown:
-        raise _LineError(f"unknown keys {sorted(unknown)} (allowed: task, args, kwargs, id)")
+        raise _LineError(f"unknown keys {_shown(str(sorted(unknown)))} (allowed: task, args, kwargs, id)")
     name, args, kwargs, task_id = obj.get("task"), obj.get("args", []), obj.get("kwargs", {}), obj.get("id")
     if not isinstance(name, str):
         raise _LineError('"task" must be a string')
@@ -178,10 +217,50 @@ def _finite_float(text: str) -> float:
 
 def _check_name(name: str) -> None:
     if not TASK_NAME_PATTERN.match(name):
-        raise _LineError(f"invalid task name {name[:60]!r}")
+        hint = " (JSON lines need --format jsonl)" if name[0] == "{" else ""
+        raise _LineError(f"invalid task name {name[:60]!r}{hint}")
+
+
+def _shown(text: str) -> str:
+    """Text for an error message: a long token is cut, never echoed whole."""
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_WEIGHTS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
+
+
+def _too_deep(line: str) -> bool:
+    """Whether brackets outside JSON strings nest deeper than MAX_NESTING_DEPTH: linear, in C calls
+    but for the last step, which runs only for lines holding many brackets outside strings."""
+    if line.count("[") + line.count("{") <= MAX_NESTING_DEPTH:
+        return False
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", line) if '"' in line else line)
+    if brackets.count("[") + brackets.count("{") <= MAX_NESTING_DEPTH:
+        return False
+    # Depth after each bracket: opening ones weigh 2, closing ones 0, minus 1 per bracket read. In
+    # slices, so that a deep line stops at its first slice.
+    weights = brackets.encode().translate(_BRACKET_WEIGHTS)
+    total = read = 0
+    for start in range(0, len(weights), _DEPTH_SLICE):
+        piece = weights[start : start + _DEPTH_SLICE]
+        if (
+            max(map(operator.sub, itertools.accumulate(piece, initial=total), itertools.count(read)))
+            > MAX_NESTING_DEPTH
+        ):
+            return True
+        total, read = total + sum(piece), read + len(piece)
+    return False
+
+
+_DEPTH_SLICE = 1 << 16
 
 
 def _check_size(spec: TaskSpec, limit: int) -> None:
     size = len(json.dumps([spec.args, spec.kwargs]).encode())
     if size > limit:
         raise _LineError(f"arguments are {size} bytes, over the {limit}-byte limit", "LimitExceeded")
+
+
+_PARSERS: dict[str, Callable[[str, int], TaskSpec]] = {"text": _parse_text, "jsonl": _parse_jsonl}
