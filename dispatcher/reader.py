@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from typing import Any, BinaryIO, Literal
 
 from common.catalogue import TASK_NAME_PATTERN
 from common.wire import MAX_NESTING_DEPTH, TaskResult, TaskSpec
+from dispatcher.linejson import loads_array, loads_line, size_over, too_deep
 from dispatcher.lines import BLOCK_BYTES, Line, check_line, max_line_bytes, stream_blocks
 
 Format = Literal["text", "jsonl"]
@@ -109,6 +108,8 @@ def _read(blocks: Iterable[list[Line]], fmt: InputFormat, max_arg_bytes: int) ->
                     _check_size(spec, max_arg_bytes)
             except _LineError as exc:
                 yield BadInput(index, line_no, exc.error_type, str(exc))
+            except (ValueError, RecursionError) as exc:  # not foreseen above: still this line's error alone
+                yield BadInput(index, line_no, "MalformedInput", f"cannot read line: {_shown(str(exc))}")
             else:
                 yield spec
             index += 1
@@ -134,6 +135,8 @@ def _parse_text(line: str, index: int) -> TaskSpec:
             _check_name(name)
             if len(_VALID_NAMES) < 10_000:
                 _VALID_NAMES.add(name)
+        if len(words) > _MANY_WORDS:
+            return TaskSpec(index, name, _many_values(words), {}, None)
         # Plain non-negative integers (most arguments) inline; everything else through _word.
         args = [int(w) if w.isdigit() and w.isascii() and (w[0] != "0" or len(w) == 1) else _word(w) for w in words]
         return TaskSpec(index, name, args, {}, None)
@@ -142,49 +145,88 @@ def _parse_text(line: str, index: int) -> TaskSpec:
         raise _LineError("cannot split line into words: No closing quotation")
     name = tokens[0]
     _check_name(name)
-    return TaskSpec(index, name, [_scalar(token) for token in tokens[1:]], {}, None)
+    args = tokens[1:]
+    return TaskSpec(index, name, _many_values(args) if len(args) > _MANY_WORDS else list(map(_scalar, args)), {}, None)
 
 
 _VALID_NAMES: set[str] = set()
 """Task names already checked against TASK_NAME_PATTERN (a batch uses few names, many times)."""
 
+_MANY_WORDS = 32
+"""Above this many plain words, a line's arguments are read by one json.loads instead of word by word."""
+
+_INT_DIGITS = 4300
+"""Most digits of an integer argument (CPython's default limit for int() of a string)."""
+
+_SCALAR_START = frozenset("-0123456789tfnNI")
+"""First characters of the words that may be JSON numbers or literals (_word); others are strings."""
+
+
+def _many_values(tokens: list[str]) -> list[Any]:
+    """[_scalar(t) for t in tokens], decoded as one JSON array when the tokens allow it: quoted tokens
+    and bare words as JSON strings, numbers and literals as they stand. Token by token otherwise
+    (a backslash outside double quotes, `-x`, `01`, `NaN`...), which also says which token is wrong."""
+    joined = ",".join(tokens)
+    values = loads_array(joined, len(tokens)) if '"' not in joined else None  # numbers only: the usual case
+    if values is None:
+        others = "".join([t for t in tokens if t[0] != '"']) if '"' in joined else joined
+        if '"' not in others and "\\" not in others:
+            start = _SCALAR_START
+            text = ",".join(
+                [t if t[0] == '"' or t[0] in start else f'"{t[1:-1]}"' if t[0] == "'" else f'"{t}"' for t in tokens]
+            )
+            if '\\",' not in text and not text.endswith('\\"'):  # an escaped closing quote would join tokens
+                values = loads_array(text, len(tokens))
+    if values is None or (("[" in joined or "{" in joined) and any(type(v) in (list, dict) for v in values)):
+        return [_scalar(token) for token in tokens]
+    return values
+
 
 def _word(word: str) -> Any:
-    """_scalar for an unquoted word, with JSON integers (most arguments) read without json.loads."""
+    """A bare word's value: a JSON number, true, false or null, else the word itself as a string."""
     digits = word[1:] if word[0] == "-" else word
     if digits.isdigit() and digits.isascii() and (digits[0] != "0" or len(digits) == 1):
+        if len(digits) > _INT_DIGITS:
+            raise _LineError(f"an integer of {len(digits)} digits (at most {_INT_DIGITS})")
         return int(word)
-    return _scalar(word)
+    if word[0] in "-0123456789tfnNI":
+        try:
+            value = json.loads(word)
+        except ValueError:
+            return word
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _LineError(f"{_shown(word)} is not a finite number (JSON has no NaN or Infinity)")
+        if isinstance(value, (int, float, bool)) or value is None:
+            return value
+    return word
+
+
+_scan_string = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 def _scalar(token: str) -> Any:
+    """A token's value: a JSON string in double quotes, raw text in single quotes, else _word."""
     if token[0] == '"':
         try:
-            return json.loads(token)
+            value, end = _scan_string(token, 1, True)
         except ValueError:
-            raise _LineError(f"bad quoted string {_shown(token)}") from None
+            end = -1
+        if end != len(token):
+            raise _LineError(f"bad quoted string {_shown(token)}")
+        return value
     if token[0] == "'" and token[-1] == "'" and len(token) >= 2:
         return token[1:-1]
-    if token[0] in "-0123456789tfnNI":
-        try:
-            value = json.loads(token)
-        except ValueError:
-            return token
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _LineError(f"{_shown(token)} is not a finite number (JSON has no NaN or Infinity)")
-        if isinstance(value, (int, float, bool)) or value is None:
-            return value
-    return token
+    return _word(token)
 
 
 def _parse_jsonl(line: str, index: int) -> TaskSpec:
-    if _too_deep(line):
+    if too_deep(line):
         raise _LineError(f"JSON nested deeper than {MAX_NESTING_DEPTH} levels", "LimitExceeded")
     try:
-        obj = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
+        obj = loads_line(line)
     except ValueError as exc:
-        raise _LineError(f"invalid JSON: {exc}") from None
-    except RecursionError:  # _too_deep is exact for valid JSON; this is for what it cannot judge
+        raise _LineError(f"invalid JSON: {_shown(str(exc))}") from None
+    except RecursionError:  # too_deep is exact for valid JSON; this is for what it cannot judge
         raise _LineError(f"JSON nested deeper than {MAX_NESTING_DEPTH} levels", "LimitExceeded") from None
     if not isinstance(obj, dict):
         raise _LineError('each line must be a JSON object like {"task": "add", "args": [1, 2]}')
@@ -204,20 +246,9 @@ def _parse_jsonl(line: str, index: int) -> TaskSpec:
     return TaskSpec(index, name, args, kwargs, None if task_id is None else str(task_id))
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range for a number")
-    return value
-
-
 def _check_name(name: str) -> None:
     if not TASK_NAME_PATTERN.match(name):
-        hint = " (JSON lines need --format jsonl)" if name[0] == "{" else ""
+        hint = " (JSON lines need --format jsonl)" if name[:1] == "{" else ""
         raise _LineError(f"invalid task name {name[:60]!r}{hint}")
 
 
@@ -226,41 +257,11 @@ def _shown(text: str) -> str:
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_BRACKET_WEIGHTS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
-
-
-def _too_deep(line: str) -> bool:
-    """Whether brackets outside JSON strings nest deeper than MAX_NESTING_DEPTH: linear, in C calls
-    but for the last step, which runs only for lines holding many brackets outside strings."""
-    if line.count("[") + line.count("{") <= MAX_NESTING_DEPTH:
-        return False
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", line) if '"' in line else line)
-    if brackets.count("[") + brackets.count("{") <= MAX_NESTING_DEPTH:
-        return False
-    # Depth after each bracket: opening ones weigh 2, closing ones 0, minus 1 per bracket read. In
-    # slices, so that a deep line stops at its first slice.
-    weights = brackets.encode().translate(_BRACKET_WEIGHTS)
-    total = read = 0
-    for start in range(0, len(weights), _DEPTH_SLICE):
-        piece = weights[start : start + _DEPTH_SLICE]
-        if (
-            max(map(operator.sub, itertools.accumulate(piece, initial=total), itertools.count(read)))
-            > MAX_NESTING_DEPTH
-        ):
-            return True
-        total, read = total + sum(piece), read + len(piece)
-    return False
-
-
-_DEPTH_SLICE = 1 << 16
-
-
 def _check_size(spec: TaskSpec, limit: int) -> None:
-    size = len(json.dumps([spec.args, spec.kwargs]).encode())
-    if size > limit:
-        raise _LineError(f"arguments are {size} bytes, over the {limit}-byte limit", "LimitExceeded")
+    """Refuse arguments whose compact JSON (as the executor measures it) is over `limit` bytes."""
+    size = size_over([spec.args, spec.kwargs], limit)
+    if size is not None:
+        raise _LineError(f"arguments are {size} bytes of JSON, over the {limit}-byte limit", "LimitExceeded")
 
 
 _PARSERS: dict[str, Callable[[str, int], TaskSpec]] = {"text": _parse_text, "jsonl": _parse_jsonl}

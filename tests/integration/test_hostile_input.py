@@ -19,9 +19,14 @@ DEEP = 100_000
 
 
 def submit(redis_url: str, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "dispatcher", "submit", *args, "--json", "--ordered"], input=stdin,
-                          capture_output=True, timeout=120, env={**os.environ, "REDIS_URL": redis_url},
-                          check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", "submit", *args, "--json", "--ordered"],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "REDIS_URL": redis_url},
+        check=False,
+    )
 
 
 def records(stdout: bytes | str) -> list[dict[str, object]]:
@@ -44,16 +49,24 @@ def check_batch_known(redis_url: str, stderr: bytes, expected: list[dict[str, ob
     assert [(r["index"], r["ok"]) for r in records(again.stdout)] == [(r["index"], r["ok"]) for r in expected]
 
 
-def test_a_text_file_of_hostile_lines_gives_one_result_per_line(redis_url: str, start_worker: WorkerFactory,
-                                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_a_text_file_of_hostile_lines_gives_one_result_per_line(
+    redis_url: str, start_worker: WorkerFactory, tmp_path: Path
+) -> None:
     start_worker()
     batch = tmp_path / "hostile.txt"
-    batch.write_bytes(b"add 1 2\n"
-                      + b'echo "' + b"x" * 5_000_000 + b'"\n'
-                      + b"add 3 \xff\xfe\n"
-                      + b"echo " + b"[" * DEEP + b"]" * DEEP + b"\r\n"
-                      + b"add 1\x002\n"
-                      + b"add 5 6")  # fmt: skip
+    batch.write_bytes(
+        b"add 1 2\n"
+        + b'echo "'
+        + b"x" * 5_000_000
+        + b'"\n'
+        + b"add 3 \xff\xfe\n"
+        + b"echo "
+        + b"[" * DEEP
+        + b"]" * DEEP
+        + b"\r\n"
+        + b"add 1\x002\n"
+        + b"add 5 6"
+    )
     done = submit(redis_url, str(batch))
     assert done.returncode == 1, done.stderr
     got = records(done.stdout)
@@ -67,8 +80,9 @@ def test_a_text_file_of_hostile_lines_gives_one_result_per_line(redis_url: str, 
     check_batch_known(redis_url, done.stderr, got)
 
 
-def test_json_lines_on_stdin_are_detected_and_hostile_ones_fail_alone(redis_url: str,
-                                                                      start_worker: WorkerFactory) -> None:  # fmt: skip
+def test_json_lines_on_stdin_are_detected_and_hostile_ones_fail_alone(
+    redis_url: str, start_worker: WorkerFactory
+) -> None:
     start_worker()
     lines = [
         b"",

@@ -7,11 +7,15 @@ import io
 import itertools
 import json
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from common.wire import MAX_NESTING_DEPTH, TaskSpec
+from dispatcher import reader
 from dispatcher.reader import BadInput, Item, detect_format, read_stream, read_tasks
 
 
@@ -159,7 +163,7 @@ def test_long_lines_within_the_limit_are_read() -> None:
 
 
 def test_arguments_over_the_limit_within_a_short_line_are_refused() -> None:
-    (item,) = read('echo "{}"\n'.format("é" * 30).encode(), limit=100)  # 30 chars, 180 bytes of JSON
+    (item,) = read('echo "{}"\n'.format("é" * 60).encode(), limit=100)  # 60 characters, 129 bytes of JSON
     bad(item, 1, "LimitExceeded")
 
 
@@ -209,25 +213,38 @@ def test_line_numbers_hold_across_read_blocks() -> None:
     lines[299_999] = b"bad-name 1"
     items = read(b"\n".join(lines))
     assert len(items) == 300_000
-    assert [(i.line_no, i.index) for i in items if isinstance(i, BadInput)] == [(2, 1), (150_002, 150_001),
-                                                                            (300_000, 299_999)]  # fmt: skip
+    assert [(i.line_no, i.index) for i in items if isinstance(i, BadInput)] == [
+        (2, 1),
+        (150_002, 150_001),
+        (300_000, 299_999),
+    ]
 
 
 MIXED = (
     b"add 1 2\r\nbad-name\radd 5 6\n\r\n\xffbad\r\necho caf\xc3\xa9\r"
-    + b"echo " + b"z" * 300 + b"\r\n"
+    + b"echo "
+    + b"z" * 300
+    + b"\r\n"
     + b"add 1\x002\n"
     + b'echo "\xe2\x82\xac"\n'
     + b"bad-name"
-)  # fmt: skip
+)
 
 
 def test_cr_lf_mixes_nul_bytes_and_a_last_line_without_newline() -> None:
     items = read(MIXED, limit=200)
     kinds = [(type(i).__name__, i.line_no if isinstance(i, BadInput) else i.task) for i in items]
-    assert kinds == [("TaskSpec", "add"), ("BadInput", 2), ("TaskSpec", "add"), ("BadInput", 5),
-                     ("TaskSpec", "echo"), ("BadInput", 7), ("BadInput", 8), ("TaskSpec", "echo"),
-                     ("BadInput", 10)]  # fmt: skip
+    assert kinds == [
+        ("TaskSpec", "add"),
+        ("BadInput", 2),
+        ("TaskSpec", "add"),
+        ("BadInput", 5),
+        ("TaskSpec", "echo"),
+        ("BadInput", 7),
+        ("BadInput", 8),
+        ("TaskSpec", "echo"),
+        ("BadInput", 10),
+    ]
     assert "NUL" in bad(items[6], 8).message
     bad(items[5], 7, "LimitExceeded")
     assert good(items[7], "echo").args == ["€"]
@@ -291,3 +308,62 @@ def test_reading_a_stream_is_lazy() -> None:
     stream = Counting()
     first = list(itertools.islice(read_stream(stream, "text", LIMIT), 5))  # type: ignore[arg-type]
     assert len(first) == 5 and stream.reads == 1
+
+
+# -- long lines of many arguments: decoded at once, exactly as token by token ----------------------------
+
+TOKENS = st.sampled_from(
+    [
+        "0",
+        "7",
+        "-42",
+        "01",
+        "-0",
+        "1.5",
+        "-2.5e3",
+        "1e999",
+        "true",
+        "false",
+        "null",
+        "nothing",
+        "NaN",
+        "-Infinity",
+        "x",
+        "-x",
+        "a\\b",
+        "[1",
+        "2]",
+        "{",
+        "1,2",
+        "12345678901234567890123",
+        "\x01",
+        "é",
+        '"q r"',
+        '"10"',
+        '"a\\"',
+        '"a\\\\"',
+        '"\\u00e9"',
+        '"\t"',
+        "''",
+        "'it is'",
+        "'a\"b'",
+        "it's",
+        'a"b',
+        "[1,2]",
+        '{"k":1}',
+    ]
+)
+
+
+@given(st.lists(TOKENS, min_size=1, max_size=80))
+def test_many_arguments_decode_as_token_by_token(tokens: list[str]) -> None:
+    def outcome(parse: Callable[[], Any]) -> str:
+        try:
+            return repr(parse())
+        except reader._LineError as exc:
+            return f"error: {exc}"
+
+    assert outcome(lambda: reader._many_values(tokens)) == outcome(lambda: [reader._scalar(t) for t in tokens])
+    args = tokens + ["7"] * (reader._MANY_WORDS + 1)  # long enough for the one-decode path
+    line = "echo " + " ".join(args)
+    assert outcome(lambda: reader._parse_text(line, 0).args) == outcome(lambda: [reader._scalar(t) for t in args])
