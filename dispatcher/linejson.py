@@ -20,6 +20,7 @@ _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKETS = b"[]{}"
 _NOT_BRACKETS = bytes(set(range(256)) - set(_BRACKETS))
 _BRACKET_WEIGHTS = bytes.maketrans(_BRACKETS, b"\x02\x00\x02\x00")
+_AS_PARENS = bytes.maketrans(_BRACKETS, b"()()")
 _DEPTH_SLICE = 4096
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _NINETEEN_DIGITS = b"0" * 19
@@ -30,13 +31,29 @@ def too_deep(text: str) -> bool:
     if text.count("[") + text.count("{") <= MAX_NESTING_DEPTH:
         return False
     data = text.encode("utf-8", "surrogatepass")
-    if b'"' in data:
+    if b'\\"' in data:
         data = _JSON_STRING.sub(b"", data)
-    weights = data.translate(_BRACKET_WEIGHTS, _NOT_BRACKETS)
-    if weights.count(2) <= MAX_NESTING_DEPTH:
+    elif b'"' in data:
+        data = b"".join(data.split(b'"')[::2])  # no escaped quote: strings are between every other quote
+    parens = data.translate(_AS_PARENS, _NOT_BRACKETS)
+    if parens.count(b"(") <= MAX_NESTING_DEPTH:
         return False
-    # Depth after each bracket: opening ones weigh 2, closing ones 0, minus 1 per bracket read. In
-    # slices, so that a deep line stops at its first slice.
+    # Removing every innermost pair lowers the depth by one at most: if a few rounds (each at least
+    # halving the text, so their cost stays linear) empty it, the depth is at most that many.
+    rounds = 0
+    while parens and rounds < MAX_NESTING_DEPTH:
+        shorter = parens.replace(b"()", b"")
+        if len(shorter) * 2 > len(parens):
+            break
+        parens, rounds = shorter, rounds + 1
+    if not parens:
+        return False
+    return _deeper_than_limit(data.translate(_BRACKET_WEIGHTS, _NOT_BRACKETS))
+
+
+def _deeper_than_limit(weights: bytes) -> bool:
+    """Exact depth check on brackets weighed 2 (opening) and 0 (closing): the depth after each bracket
+    is its running sum minus the brackets read. In slices, so that a deep line stops at its first."""
     total = read = 0
     for start in range(0, len(weights), _DEPTH_SLICE):
         piece = weights[start : start + _DEPTH_SLICE]
@@ -78,7 +95,7 @@ def loads_array(items: str, count: int, strict: bool = True) -> list[Any] | None
     if values is None:
         try:
             values = json.loads(text, strict=strict, parse_constant=_no_constant, parse_float=_finite_float)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: brackets in words (too_deep has not run)
             return None
     return values if type(values) is list and len(values) == count else None
 

@@ -130,6 +130,8 @@ def _parse_text(line: str, index: int) -> TaskSpec:
     # Plain lines need no tokenizer. Printable ASCII without quotes is the common case and the cheapest
     # to recognise (three C calls).
     if (line.isascii() and line.isprintable() and '"' not in line and "'" not in line) or _PLAIN_LINE.fullmatch(line):
+        if len(line) > _LONG_LINE and (spec := _numbers_line(line, index)) is not None:
+            return spec
         name, *words = line.split()
         if name not in _VALID_NAMES:
             _check_name(name)
@@ -154,6 +156,23 @@ _VALID_NAMES: set[str] = set()
 
 _MANY_WORDS = 32
 """Above this many plain words, a line's arguments are read by one json.loads instead of word by word."""
+
+_LONG_LINE = 1024
+"""Characters above which a plain line is first tried as a name and numbers separated by single spaces."""
+
+
+def _numbers_line(line: str, index: int) -> TaskSpec | None:
+    """A long plain line of a name and JSON numbers or literals between single spaces, by one JSON decode
+    and no word list; None for any other line."""
+    name, _, rest = line.partition(" ")
+    if "\t" in name or "\t" in rest or "  " in rest or not rest or rest[-1] == " " or "[" in rest or "{" in rest:
+        return None
+    values = loads_array(rest.replace(" ", ","), rest.count(" ") + 1)
+    if values is None:
+        return None
+    _check_name(name)
+    return TaskSpec(index, name, values, {}, None)
+
 
 _INT_DIGITS = 4300
 """Most digits of an integer argument (CPython's default limit for int() of a string)."""

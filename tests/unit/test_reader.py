@@ -364,6 +364,6 @@ def test_many_arguments_decode_as_token_by_token(tokens: list[str]) -> None:
             return f"error: {exc}"
 
     assert outcome(lambda: reader._many_values(tokens)) == outcome(lambda: [reader._scalar(t) for t in tokens])
-    args = tokens + ["7"] * (reader._MANY_WORDS + 1)  # long enough for the one-decode path
+    args = tokens + ["7"] * 600  # long enough for the one-decode paths (_numbers_line, _many_values)
     line = "echo " + " ".join(args)
     assert outcome(lambda: reader._parse_text(line, 0).args) == outcome(lambda: [reader._scalar(t) for t in args])
