@@ -140,7 +140,10 @@ def _parse_text(line: str, index: int) -> TaskSpec:
         if len(words) > _MANY_WORDS:
             return TaskSpec(index, name, _many_values(words), {}, None)
         # Plain non-negative integers (most arguments) inline; everything else through _word.
-        args = [int(w) if w.isdigit() and w.isascii() and (w[0] != "0" or len(w) == 1) else _word(w) for w in words]
+        args = [
+            int(w) if w.isdigit() and w.isascii() and (w[0] != "0" or len(w) == 1) and len(w) < 19 else _word(w)
+            for w in words
+        ]
         return TaskSpec(index, name, args, {}, None)
     tokens = _TOKEN.findall(line)
     if '"' in tokens or "'" in tokens:

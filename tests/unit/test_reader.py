@@ -195,6 +195,14 @@ def test_deep_nesting_in_text_line_arguments_is_one_line(depth: int) -> None:
     assert isinstance(between_good_lines(f'echo "{"[" * depth}'.encode()), BadInput)  # unterminated quote
 
 
+def test_an_integer_too_long_for_int_is_that_lines_error() -> None:
+    digits = b"1" * 5_000  # int() refuses more than 4,300 digits: it used to end the dispatcher
+    item = bad(between_good_lines(b"echo " + digits), 2)
+    assert "5000 digits" in item.message
+    assert isinstance(between_good_lines(b"echo " + b" ".join([digits] * 40)), BadInput)
+    assert isinstance(between_good_lines(b'{"task": "echo", "args": [' + digits + b"]}", "jsonl"), BadInput)
+
+
 def test_invalid_utf8_lines_are_their_own_errors_with_line_numbers() -> None:
     data = b"add 1 2\n\xff\xfe bad\nadd 3 4\necho caf\xc3\xa9\necho \xc3\n\n# \xff comment\nadd 5 6"
     items = read(data)
