@@ -191,14 +191,18 @@ def _many_values(tokens: list[str]) -> list[Any]:
     joined = ",".join(tokens)
     values = loads_array(joined, len(tokens)) if '"' not in joined else None  # numbers only: the usual case
     if values is None:
-        others = "".join([t for t in tokens if t[0] != '"']) if '"' in joined else joined
-        if '"' not in others and "\\" not in others:
-            start = _SCALAR_START
+        start = _SCALAR_START
+        if '"' not in joined and "'" not in joined:  # bare words only (a plain line)
+            text = ",".join([t if t[0] in start else f'"{t}"' for t in tokens]) if "\\" not in joined else None
+        elif '"' not in (others := "".join([t for t in tokens if t[0] != '"'])) and "\\" not in others:
             text = ",".join(
                 [t if t[0] == '"' or t[0] in start else f'"{t[1:-1]}"' if t[0] == "'" else f'"{t}"' for t in tokens]
             )
-            if '\\",' not in text and not text.endswith('\\"'):  # an escaped closing quote would join tokens
-                values = loads_array(text, len(tokens))
+            if '\\",' in text or text.endswith('\\"'):  # an escaped closing quote would join two tokens
+                text = None
+        else:
+            text = None
+        values = None if text is None else loads_array(text, len(tokens))
     if values is None or (("[" in joined or "{" in joined) and any(type(v) in (list, dict) for v in values)):
         return [_scalar(token) for token in tokens]
     return values
