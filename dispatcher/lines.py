@@ -85,7 +85,7 @@ class _Splitter:
         return lines
 
     def end(self, line_end: bool) -> list[Line]:
-        """The last line: one without a line end, or an empty one after a final lone CR."""
+        """The last line: one without a line end, or the one a final CR (held back from the last read) ends."""
         if line_end or self.pending_bytes or self.overlong is not None:
             return [self._finish(b"")]
         return []

@@ -104,7 +104,7 @@ def _read(blocks: Iterable[list[Line]], fmt: InputFormat, max_arg_bytes: int) ->
                     integer_line = None
             try:
                 spec = parse(stripped, index)
-                if len(stripped) * 12 > max_arg_bytes:  # one character can take 12 bytes of JSON
+                if len(stripped) * 6 > max_arg_bytes:  # a character is at most 6 bytes of JSON (\u0001)
                     _check_size(spec, max_arg_bytes)
             except _LineError as exc:
                 yield BadInput(index, line_no, exc.error_type, str(exc))
