@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
+import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -299,6 +301,21 @@ def test_a_line_far_over_the_limit_is_never_held_in_memory() -> None:
     bad(items[0], 1, "LimitExceeded")
     assert good(items[1]).args == [1, 2]
     assert peak < 20 * LIMIT
+
+
+def test_a_pipe_line_is_read_without_waiting_for_more() -> None:
+    """A live producer's line is yielded while the pipe stays open (one read takes what is there)."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as stream, os.fdopen(write_end, "wb") as producer:
+        producer.write(b"add 1 2\n")
+        producer.flush()
+        got: list[Item] = []
+        reader_thread = threading.Thread(
+            target=lambda: got.append(next(read_stream(stream, "auto", LIMIT))), daemon=True
+        )
+        reader_thread.start()
+        reader_thread.join(timeout=30)
+        assert got and good(got[0]).args == [1, 2]
 
 
 def test_reading_a_stream_is_lazy() -> None:
