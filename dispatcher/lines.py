@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -39,9 +41,11 @@ def stream_blocks(stream: BinaryIO, max_bytes: int, block_size: int = BLOCK_BYTE
     read = getattr(stream, "read1", None) or stream.read  # read1: a pipe's lines are not held back
     splitter = _Splitter(max_bytes)
     carry = b""
-    while data := read(block_size):
+    for data in itertools.chain([_without_bom(read, block_size)], iter(functools.partial(read, block_size), b"")):
         if carry:
             data, carry = carry + data, b""
+        if not data:
+            continue
         if data[-1] == 13:  # a CR that may be the first half of a CRLF split across reads
             data, carry = data[:-1], b"\r"
         if b"\r" in data:
@@ -52,6 +56,18 @@ def stream_blocks(stream: BinaryIO, max_bytes: int, block_size: int = BLOCK_BYTE
     last = splitter.end(carry == b"\r")
     if last:
         yield last
+
+
+def _without_bom(read: Callable[[int], bytes], block_size: int) -> bytes:
+    """The first bytes of the input without a UTF-8 byte-order mark (some editors write one). Reads
+    again only while what it has could still be the start of one, so a pipe's first line is not held."""
+    head = read(block_size)
+    while head and len(head) < len(_BOM) and _BOM.startswith(head) and (more := read(block_size)):
+        head += more
+    return head[len(_BOM) :] if head.startswith(_BOM) else head
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def check_line(line: str | bytes, max_bytes: int) -> Line:

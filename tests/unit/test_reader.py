@@ -266,6 +266,14 @@ def test_every_block_size_reads_the_same() -> None:
         assert read(MIXED, limit=200, block_size=size) == expected, size
 
 
+def test_a_utf8_byte_order_mark_is_ignored() -> None:
+    for size in (1, 2, 3, 4, 1000):
+        items = read(b"\xef\xbb\xbfadd 1 2\n\xef\xbb\xbfadd 3 4", block_size=size)
+        assert good(items[0]).args == [1, 2] and isinstance(items[1], BadInput), size  # only the first is a BOM
+        assert [good(i).args for i in read(b'\xef\xbb\xbf{"task": "add", "args": [1]}', block_size=size)] == [[1]]
+    assert read(b"\xef\xbb\xbf") == [] and read(b"\xef\xbb") != []
+
+
 def test_json_lines_are_detected_when_no_format_is_given() -> None:
     items = read(b'\n# jobs\n{"task": "add", "args": [1, 2]}\n{"task": "add", "args": [3, 4], "id": "x"}\n')
     assert [good(i).args for i in items] == [[1, 2], [3, 4]]
