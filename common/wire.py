@@ -13,6 +13,10 @@ from common.errors import PayloadError
 WIRE_VERSION = 1
 """Version of both formats below; a reader refuses versions it does not know."""
 
+MAX_NESTING_DEPTH = 100
+"""Deepest bracket nesting of a JSON input line (the line's own object is one level): deeper data
+would reach the recursion limits of the JSON codecs it passes through (orjson stops at 1024)."""
+
 TRACEBACK_FIELD = "t"
 """Optional result-entry field: JSON object {task index: remote traceback text} for failed tasks."""
 

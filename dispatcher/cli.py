@@ -29,7 +29,7 @@ from common.settings import Settings
 from dispatcher.batch import BatchSummary, SubmitOptions, await_batch, refuse_bad_input, submit_batch
 from dispatcher.offered import OfferedTasks
 from dispatcher.output import ProgressLine, ResultWriter, incomplete_summary
-from dispatcher.reader import Item, detect_format, read_tasks
+from dispatcher.reader import Item, detect_format, read_stream
 from dispatcher.submit import new_batch_id
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,7 +62,8 @@ def submit_options(func: F) -> F:
     """Options shared by `submit` and `run`."""
     for option in reversed([
         click.option("--format", "fmt", type=click.Choice(["auto", "text", "jsonl"]), default="auto",
-                     show_default=True, help="Input format; auto: .jsonl/.ndjson/.json are JSON lines."),
+                     show_default=True, help="Input format; auto: .jsonl/.ndjson/.json files, or input whose "
+                     "first task line starts with {, are JSON lines."),
         click.option("--strict", is_flag=True, help="Refuse the whole batch (exit 2, nothing enqueued) if any "
                      "line is malformed or names a task no live worker offers; reads the input through first."),
         click.option("--chunk-size", type=click.IntRange(1, 100_000),
@@ -400,15 +401,15 @@ def _offered(client: redis.Redis, settings: Settings) -> OfferedTasks:
 
 
 def _items(source: TextIO, fmt: str, strict: bool, settings: Settings, offered: OfferedTasks | None) -> Iterator[Item]:
-    name = getattr(source, "name", None)
-    kind = detect_format(name, fmt)
+    kind = detect_format(getattr(source, "name", None), fmt)
+    stream = source.buffer  # bytes: each line is decoded on its own
     if not strict:
-        return read_tasks(source, kind, settings.max_arg_bytes)
-    if source.seekable():
-        refuse_bad_input(read_tasks(source, kind, settings.max_arg_bytes), offered)
-        source.seek(0)
-        return read_tasks(source, kind, settings.max_arg_bytes)
-    buffered = list(read_tasks(source, kind, settings.max_arg_bytes))
+        return read_stream(stream, kind, settings.max_arg_bytes)
+    if stream.seekable():
+        refuse_bad_input(read_stream(stream, kind, settings.max_arg_bytes), offered)
+        stream.seek(0)
+        return read_stream(stream, kind, settings.max_arg_bytes)
+    buffered = list(read_stream(stream, kind, settings.max_arg_bytes))
     refuse_bad_input(buffered, offered)
     return iter(buffered)
 

@@ -7,6 +7,7 @@ checked and recorded at the end of the module.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -16,7 +17,7 @@ from typing import Any
 
 import fakeredis
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rq.serializers import JSONSerializer
 
@@ -24,8 +25,18 @@ from common import builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from common.catalogue import TASK_NAME_PATTERN, Catalogue, default_catalogue
 from common.errors import PayloadError
 from common.settings import Settings
-from common.wire import TaskResult, TaskSpec, decode_chunk, decode_results, encode_chunk, encode_results
-from dispatcher.reader import BadInput, read_tasks
+from common.wire import (
+    MAX_NESTING_DEPTH,
+    TaskResult,
+    TaskSpec,
+    decode_chunk,
+    decode_results,
+    encode_chunk,
+    encode_results,
+    encode_value,
+)
+from dispatcher.lines import LINE_ALLOWANCE_BYTES
+from dispatcher.reader import BadInput, read_stream, read_tasks
 from tests.reliability.conftest import record_figure
 from worker import runtime
 from worker.execute import Watchdog, execute_task
@@ -33,8 +44,8 @@ from worker.job import SafeJob
 
 pytestmark = pytest.mark.reliability
 
-EXAMPLES = {"reader_text": 600, "reader_jsonl": 600, "decode_chunk": 400, "decode_results": 400,
-            "execute_task": 400, "run_chunk": 800}  # fmt: skip
+EXAMPLES = {"reader_text": 600, "reader_jsonl": 600, "reader_bytes": 600, "decode_chunk": 400,
+            "decode_results": 400, "execute_task": 400, "run_chunk": 800}  # fmt: skip
 """Hypothesis examples per target. Each example is a list of inputs (lines, payloads, tasks), which
 keeps Hypothesis's own cost per input low; the inputs are what is counted."""
 
@@ -106,6 +117,114 @@ def test_reader_jsonl(lines: list[str]) -> None:
     generated["reader_jsonl"] += len(lines)
     lines = [ln.replace("\n", " ").replace("\r", " ") for ln in lines]
     _check_items(list(read_tasks(lines, "jsonl", 200)), lines)
+
+
+BYTES_LIMIT = 200
+"""The argument limit for the byte-level reader fuzz: long lines are over it or near it."""
+
+long_pieces = st.builds(
+    lambda piece, count: piece * count,
+    st.sampled_from(
+        [b"x", b'"', b"'", b" 1", b" w", b"[", b"]", b"{", b'{"a":', b"\\", b"\xc3\xa9", b"\xff", b"\x00", b"#"]
+    ),
+    st.integers(0, 3 * (BYTES_LIMIT + LINE_ALLOWANCE_BYTES)),
+)
+nested = st.builds(
+    lambda depth, text: (
+        (b'{"task": "echo", "args": [' if text else b"echo ") + b"[" * depth + b"]" * depth + (b"]}" if text else b"")
+    ),
+    st.integers(0, 3 * MAX_NESTING_DEPTH) | st.integers(0, 20_000),
+    st.booleans(),
+)
+byte_lines = st.lists(
+    st.one_of(
+        st.binary(max_size=40),
+        st.builds(
+            b"".join,
+            st.lists(
+                st.sampled_from(
+                    [
+                        b"add",
+                        b"echo",
+                        b" ",
+                        b"1",
+                        b'"',
+                        b"'",
+                        b"\xff",
+                        b"\xc3",
+                        b"\x00",
+                        b"#",
+                        b"{",
+                        b'"task"',
+                        b":",
+                        b"\t",
+                        b"\xe2\x80\xa8",
+                    ]
+                ),
+                max_size=8,
+            ),
+        ),
+        st.builds(
+            bytes.__add__,
+            st.sampled_from([b"echo ", b'echo "', b"# ", b"   ", b'{"task": "echo", "args": ["']),
+            long_pieces,
+        ),
+        nested,
+        st.sampled_from([b'{"task": "add", "args": [1, 2]}', b"add 1 2"]),
+    ),
+    max_size=8,
+)
+
+
+def _expected_lines(data: bytes, max_line: int) -> int:
+    """Lines that are neither blank nor comments: lines end at LF, CRLF or CR; over-long lines are judged
+    by their first byte that is not ASCII whitespace, others by their text (bad bytes replaced)."""
+    count = 0
+    for line in re.split(rb"\r\n|\r|\n", data):
+        if len(line) > max_line:
+            first = line.lstrip()[:1]
+            count += first not in (b"", b"#")
+        else:
+            text = line.decode("utf-8", "replace").strip()
+            count += bool(text) and text[0] != "#"
+    return count
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, (list, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return 1 + max((_depth(item) for item in items), default=0)
+    return 0
+
+
+@profile("reader_bytes")
+@given(
+    byte_lines,
+    st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    st.booleans(),
+    st.integers(1, 64),
+    st.sampled_from(["text", "jsonl", "auto"]),
+)
+def test_reader_bytes(lines: list[bytes], end: bytes, final_end: bool, block_size: int, fmt: str) -> None:
+    """Raw bytes of any length, nesting and encoding, cut into reads of any size: one item per line."""
+    generated["reader_bytes"] += len(lines)
+    data = end.join(lines) + (end if final_end else b"")
+    items = list(read_stream(io.BytesIO(data), fmt, BYTES_LIMIT, block_size))  # type: ignore[arg-type]
+    for item in items:  # what the inputs held (--hypothesis-show-statistics)
+        if isinstance(item, BadInput):
+            event(f"{item.error_type}: {re.sub(r'[0-9]+', 'N', item.message)[:40]}")
+    assert len(items) == _expected_lines(data, BYTES_LIMIT + LINE_ALLOWANCE_BYTES)
+    assert [item.index for item in items] == list(range(len(items)))
+    line_numbers = [item.line_no for item in items if isinstance(item, BadInput)]
+    assert line_numbers == sorted(set(line_numbers))
+    for item in items:
+        if isinstance(item, BadInput):
+            assert item.error_type in ("MalformedInput", "LimitExceeded") and 0 < len(item.message) < 300
+            strict_json(item.to_result().to_record())
+        else:
+            assert TASK_NAME_PATTERN.match(item.task)
+            assert len(encode_value([item.args, item.kwargs]).encode("utf-8", "surrogatepass")) <= BYTES_LIMIT
+            assert _depth([item.args, item.kwargs]) < MAX_NESTING_DEPTH
 
 
 raw_tasks = st.lists(st.one_of(
