@@ -147,7 +147,8 @@ class LocalWorkers:
         env = {**os.environ, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
         output = subprocess.DEVNULL if self.quiet else None
         for index in range(self.count):
-            argv = [sys.executable, "-m", "worker", *self.extra_args]
+            # Local workers belong to this command's output: their start and stop lines would be noise.
+            argv = [sys.executable, "-m", "worker", "--quiet", *self.extra_args]
             if self.names:
                 argv += ["--name", self.names[index]]
             # A session of its own: a worker and the processes it forks (--concurrency) form one

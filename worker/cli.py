@@ -95,6 +95,7 @@ from worker.supervisor import Supervisor
 )
 @click.option("--log-tasks", is_flag=True, help="Print a line as each task is taken (the demo's log format).")
 @click.option("--verbose", "-v", count=True, help="More logging: -v for each chunk, -vv for Redis details.")
+@click.option("--quiet", is_flag=True, help="Only warnings and errors: no start and stop lines.")
 @click.option(
     "--check",
     is_flag=True,
@@ -115,6 +116,7 @@ def main(
     wait_for_redis: float | None,
     log_tasks: bool,
     verbose: int,
+    quiet: bool,
     check: bool,
 ) -> None:
     """Serve tasks from Redis: take chunks from the queues, run them, publish the results.
@@ -136,6 +138,8 @@ def main(
     warnings.filterwarnings("ignore", message="CLIENT SETNAME command not supported")
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    if quiet:
+        logging.getLogger("worker.lifecycle").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env(
             redis_url=redis_url,

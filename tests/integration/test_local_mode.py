@@ -90,4 +90,6 @@ def test_demo_prints_the_classic_log_format(subreaper: set[int]) -> None:
     assert any(line.startswith("[Dispatcher] Got result: Task 1 = 15 (by Worker ") for line in lines)
     assert any("Task 10 failed: ZeroDivisionError: division by zero" in line for line in lines)
     assert sum(line.startswith("[Dispatcher] Got result: ") for line in lines) == 12
+    # the workers' own start and stop lines would break the classic format on a terminal
+    assert " started: " not in done.stderr and " stopped: " not in done.stderr, done.stderr
     assert leftovers(subreaper) == set()
