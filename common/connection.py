@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -10,6 +11,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from common.errors import ConfigurationError, RedisUnavailable
+from common.sentinel import is_sentinel_url, parse_sentinel_url, sentinel_client
 from common.settings import Settings
 
 DEFAULT_SOCKET_TIMEOUT = 30.0
@@ -20,8 +22,20 @@ COMMAND_RETRIES = 2
 """Times redis-py re-sends a command after a connection error before raising it to us."""
 
 
+_SECRET_QUERY = re.compile(r"((?:^|[?&])[a-z_]*password=)[^&]*", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by '***', safe to print and log."""
+    """The URL with its passwords replaced by '***', safe to print and log."""
+    if is_sentinel_url(url):  # several hosts: urlsplit cannot take the netloc apart
+        head, sep, rest = url.partition("://")
+        rest, qmark, query = rest.partition("?")
+        netloc, slash, path = rest.partition("/")
+        userinfo, at, hosts = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+        query = _SECRET_QUERY.sub(r"\1***", query)
+        return f"{head}{sep}{netloc}{slash}{path}{qmark}{query}"
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -43,6 +57,11 @@ def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET
     a failed command 10 times, so behind a silently dropped link one command could hang for minutes;
     two quick retries ride out a blip, and our own loops (worker reconnect, dispatcher outage grace)
     handle a real outage with their own back-off.
+
+    A redis+sentinel:// URL gives a client on redis-py's Sentinel connection pool (common.sentinel):
+    the same options, the master found through the sentinels on every (re)connection, so the same
+    loops ride out a failover. Raw connections taken from its pool (dispatcher.direct, the worker's
+    Link) follow the master too: they reconnect through the pool's address lookup.
     """
     options: dict[str, Any] = {
         "socket_timeout": socket_timeout,
@@ -51,6 +70,10 @@ def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET
         "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES),
     }
     try:
+        if is_sentinel_url(settings.redis_url):
+            target = parse_sentinel_url(settings.redis_url, settings.sentinel_password)
+            client: redis.Redis = sentinel_client(target, options)
+            return client
         return redis.Redis.from_url(settings.redis_url, **options)
     except ValueError as exc:
         raise ConfigurationError(f"invalid Redis URL {redact_url(settings.redis_url)}: {exc}") from None

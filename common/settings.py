@@ -18,7 +18,15 @@ class Settings:
     """Every connection setting and limit, in one immutable object."""
 
     redis_url: str = DEFAULT_REDIS_URL
-    """Where Redis is: redis://[[user]:password@]host:port/db, rediss:// for TLS, unix:///path."""
+    """Where Redis is: redis://[[user]:password@]host:port/db, rediss:// for TLS, unix:///path, or
+    redis+sentinel://[[user]:password@]host:port[,host:port...]/MASTER_NAME[/db] (rediss+sentinel:// for
+    TLS) for a master that Redis Sentinel watches; the URL's credentials are the master's."""
+    sentinel_password: str = dataclasses.field(default="", repr=False)
+    """Password of the sentinels (a redis+sentinel URL's `sentinel_password` query parameter wins)."""
+    min_replicas: int = 0
+    """Replicas that must confirm each enqueue and result write (Redis WAIT) before it counts as done."""
+    min_replicas_timeout: float = 5.0
+    """Seconds a write waits for those replicas before it goes on with a warning."""
     queue: str = "tasks"
     """The RQ queue that chunks go to."""
     result_ttl: int = 86_400
@@ -76,12 +84,14 @@ class Settings:
             "heartbeat_ttl",
             "outage_grace",
             "submitter_lease",
+            "min_replicas_timeout",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
         if self.heartbeat_ttl < 2 * self.heartbeat_interval:
             raise ConfigurationError("heartbeat_ttl must be at least twice heartbeat_interval")
-        for name in ("job_retries", "max_arg_bytes", "max_result_bytes", "max_batch_tasks", "wait_for_redis"):
+        for name in ("job_retries", "max_arg_bytes", "max_result_bytes", "max_batch_tasks", "wait_for_redis",
+                     "min_replicas"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must not be negative, got {getattr(self, name)}")
 
@@ -100,6 +110,9 @@ ENV_VARS: dict[str, str] = {
     "outage_grace": "DW_OUTAGE_GRACE",
     "wait_for_redis": "DW_WAIT_FOR_REDIS",
     "submitter_lease": "DW_SUBMITTER_LEASE",
+    "sentinel_password": "DW_SENTINEL_PASSWORD",
+    "min_replicas": "DW_MIN_REPLICAS",
+    "min_replicas_timeout": "DW_MIN_REPLICAS_TIMEOUT",
 }
 """The environment variable behind each setting."""
 

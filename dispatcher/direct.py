@@ -25,7 +25,9 @@ class DirectConnection:
     """Sends groups of commands in one write on one connection taken from `client`'s pool.
 
     Nothing is retried here: a connection error disconnects (no reply is ever left unread on a
-    connection used again) and is raised for the caller to fall back to the client's own path.
+    connection used again) and is raised for the caller to fall back to the client's own path. The
+    connection then goes back to the pool, and the next round trip takes one through the pool's
+    connect step, which on a Sentinel pool asks the sentinels where the master is now.
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -57,6 +59,7 @@ class DirectConnection:
                     replies.append(exc)
         except BaseException:
             conn.disconnect()  # type: ignore[no-untyped-call]
+            self.close()
             raise
         return replies
 

@@ -30,3 +30,13 @@ async def anap(seconds: float, value: int) -> int:
     """rt.nap as a coroutine task (awaited on async slots)."""
     await asyncio.sleep(seconds)
     return value
+
+
+@task(name="rt.mark")
+def mark(path: str, seconds: float, value: int) -> int:
+    """rt.nap that also appends `value` to the file at `path`, one line per run (O_APPEND keeps
+    lines of concurrent processes whole), so a test can count how often each task really ran."""
+    time.sleep(seconds)
+    with open(path, "a") as out:
+        out.write(f"{value}\n")
+    return value
