@@ -24,6 +24,7 @@ from rq.job import Job
 from rq.queue import Queue
 
 from common import keys
+from common.durability import ReplicaWait
 from common.jobdata import encode_job_data
 from common.settings import Settings
 from common.wire import JSONValue
@@ -107,6 +108,8 @@ class ChunkJobWriter:
     def __init__(self, settings: Settings, batch_id: str, queue: str | None = None) -> None:
         self.batch_id = batch_id
         self.ttl = settings.result_ttl
+        self.replica_wait = ReplicaWait.from_settings(settings)
+        """With the durable option: the WAIT that follows each send's script calls."""
         self.queue = queue or settings.queue
         self.queue_key = Queue.redis_queue_namespace_prefix + self.queue
         self._keys = [
@@ -179,8 +182,10 @@ class ChunkJobWriter:
         answers NOSCRIPT having run nothing, and the call is repeated with the script's text, which
         caches it again. In a pipeline it is sent by text, so that a NOSCRIPT can never leave the
         rest of the pipeline done without it (`after` may be a blocking read waiting on its jobs).
+        With the durable option a WAIT follows the script calls (common.durability).
         """
-        if before is None and after is None and len(calls) == 1:
+        wait = self.replica_wait
+        if before is None and after is None and len(calls) == 1 and wait is None:
             try:
                 client.execute_command(*calls[0])  # type: ignore[no-untyped-call]
             except NoScriptError:
@@ -191,8 +196,12 @@ class ChunkJobWriter:
             before(pipe)
         for call in calls:
             pipe.execute_command(*self.as_text(call))  # type: ignore[no-untyped-call]
+        if wait is not None:  # before `after`, which may be a blocking read
+            pipe.execute_command(*wait.command)  # type: ignore[no-untyped-call]
         mine = len(pipe)
         if after is not None:
             after(pipe)
         replies: list[Any] = pipe.execute()
+        if wait is not None:
+            wait.check(replies[mine - 1], f"batch {self.batch_id}: chunk jobs enqueued")
         return replies[mine:]

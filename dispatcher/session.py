@@ -95,6 +95,9 @@ class Session:
         watcher = self._watcher
         xread = ["XREAD", "COUNT", READ_COUNT, "BLOCK", block, "STREAMS", watcher.stream, watcher.last_id]
         calls = [self._submitter.as_text(call) for call in self._submitter.pending_calls()]
+        wait = self._submitter.replica_wait if calls else None
+        if wait is not None:  # the durable option: the replicas confirm the enqueue before the read
+            calls.append(wait.command)
         try:
             replies = self._direct.round_trip([*calls, xread])
         except (redis.ConnectionError, redis.TimeoutError):
@@ -108,6 +111,8 @@ class Session:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        if wait is not None:
+            wait.check(replies[-2], f"batch {self.batch_id}: chunk jobs enqueued")
         self._submitter.mark_sent()
         return self._direct.parse("XREAD", replies[-1])
 

@@ -11,6 +11,7 @@ import redis
 from redis.client import Pipeline
 
 from common import keys
+from common.durability import ReplicaWait
 from common.errors import BatchIncomplete
 from common.routing import Route, queue_of, route_of
 from common.settings import Settings
@@ -182,6 +183,11 @@ class BatchSubmitter:
         self._pending_chunks.clear()
         self._pending_tasks = 0
         self.sent = self.tasks - len(self._pending_bad)
+
+    @property
+    def replica_wait(self) -> ReplicaWait | None:
+        """The WAIT that follows each enqueue with the durable option (common.durability)."""
+        return self._writer.replica_wait
 
     def as_text(self, call: list[Any]) -> list[Any]:
         """A call from `pending_calls` with the script sent by text (for a pipeline that must not meet

@@ -7,6 +7,7 @@ import sys
 from rq import get_current_job
 
 from common.cancel import cancelled_result
+from common.durability import ReplicaWait
 from common.wire import TaskSpec, decode_chunk
 from worker import runtime
 from worker.cancel import batch_cancelled
@@ -26,7 +27,8 @@ def run_chunk(payload: object) -> int:
     job = get_current_job()
     if job is None:
         raise RuntimeError("run_chunk must run inside an RQ worker")
-    publisher = ResultPublisher.for_job(job, chunk.batch_id, chunk.chunk, chunk.ttl, state.name)
+    wait = ReplicaWait.from_settings(state.settings)  # the durable option (common.durability)
+    publisher = ResultPublisher.for_job(job, chunk.batch_id, chunk.chunk, chunk.ttl, state.name, wait)
     if batch_cancelled(job, chunk.batch_id):
         for spec in chunk.tasks:
             publisher.add(cancelled_result(spec, state.name))

@@ -41,6 +41,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import as_text, now, str_to_date
 from rq.worker import SimpleWorker, WorkerStatus
 
+from common.durability import ReplicaWait
 from worker.resilience import is_outage
 
 if TYPE_CHECKING:
@@ -320,6 +321,8 @@ class LeanBookkeeping(SimpleWorker):
     _scripts: tuple[Any, Any] | None = None
     _link: Link | None = None
     _factory: JobFactory | None = None
+    replica_wait: ReplicaWait | None = None
+    """The durable option: each success script (with the chunk's last results) is followed by a WAIT."""
 
     def _start_ttl(self) -> int | None:
         """The heartbeat TTL of any job this worker starts, or None if it depends on the job."""
@@ -591,7 +594,11 @@ class LeanBookkeeping(SimpleWorker):
         try:
             with self.connection.pipeline(transaction=False) as pipe:
                 write.apply(pipe)
-                pipe.execute()
+                if self.replica_wait is not None:
+                    pipe.execute_command(*self.replica_wait.command)  # type: ignore[no-untyped-call]
+                replies = pipe.execute()
+            if self.replica_wait is not None:
+                self.replica_wait.check(replies[-1], f"job {job.id}: results")
         except redis.RedisError as exc:
             if is_outage(exc):  # unreachable or out of memory: the chunk stays started and is recovered
                 raise
@@ -665,7 +672,10 @@ class LeanBookkeeping(SimpleWorker):
             for key, field, amount, expires in write.counters:
                 keys.append(key)
                 args += [field, amount, 1 if expires else 0]
-        self._hot_link().script(self._lua()[1], keys, args)
+        link = self._hot_link()
+        link.script(self._lua()[1], keys, args)
+        if self.replica_wait is not None:
+            self.replica_wait.check(link.call(*self.replica_wait.command), f"job {job.id}: success and results")
         if write is not None:
             job.handed_results = None  # type: ignore[attr-defined]
         # Only now: RQ's warm shutdown interrupts a worker it believes idle at once.

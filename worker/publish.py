@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from common import keys
+from common.durability import ReplicaWait
 from common.wire import ResultRow, TaskResult, encode_result_rows, result_row
 
 FLUSH_EVERY_RESULTS = 2000
@@ -55,8 +56,9 @@ class ResultPublisher:
     """
 
     def __init__(self, client: redis.Redis, batch_id: str, chunk: int, ttl: int, worker: str,
-                 handover: ResultHandover | None = None) -> None:  # fmt: skip
+                 handover: ResultHandover | None = None, wait: ReplicaWait | None = None) -> None:  # fmt: skip
         self._client = client
+        self._wait = wait
         self._batch_id = batch_id
         self._chunk = chunk
         self._ttl = ttl
@@ -69,9 +71,11 @@ class ResultPublisher:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_job(cls, job: Any, batch_id: str, chunk: int, ttl: int, worker: str) -> ResultPublisher:
+    def for_job(
+        cls, job: Any, batch_id: str, chunk: int, ttl: int, worker: str, wait: ReplicaWait | None = None
+    ) -> ResultPublisher:
         """A publisher for the running RQ job, with the handover the worker offers (`job.result_handover`)."""
-        return cls(job.connection, batch_id, chunk, ttl, worker, getattr(job, "result_handover", None))
+        return cls(job.connection, batch_id, chunk, ttl, worker, getattr(job, "result_handover", None), wait)
 
     def add(self, result: TaskResult) -> None:
         """Buffer a result; flush when the buffer is large or old."""
@@ -137,4 +141,8 @@ class ResultPublisher:
             return
         pipe = self._client.pipeline(transaction=False)
         self._take_write().apply(pipe)
-        pipe.execute()
+        if self._wait is not None:  # the durable option (common.durability)
+            pipe.execute_command(*self._wait.command)  # type: ignore[no-untyped-call]
+        replies = pipe.execute()
+        if self._wait is not None:
+            self._wait.check(replies[-1], f"batch {self._batch_id} chunk {self._chunk}: results")

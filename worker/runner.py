@@ -18,6 +18,7 @@ from rq.timeouts import BaseDeathPenalty
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from common import keys
+from common.durability import ReplicaWait
 from common.jobdata import ChunkJobSerializer
 from common.routing import served_queues
 from worker.cancel import cancel_probe
@@ -93,6 +94,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             **kwargs,
         )
         self.runtime = runtime
+        self.replica_wait = ReplicaWait.from_settings(runtime.settings)
         self._beat_thread: threading.Thread | None = None
         self._beat_job: Job | None = None
         self._beat_lock = threading.Lock()

@@ -69,6 +69,9 @@ def _run_failover(cluster: SentinelCluster, procs: Procs, tmp_path: Path, durabl
 
     wait_until(cluster.promoted, 60, "Sentinel to promote the replica")
     promoted = time.monotonic()
+    # The old master's host comes back (as a restart policy would bring it): Sentinel makes it a
+    # replica of the new master, so durable writes have a replica to wait for again.
+    cluster.master.start()
     new_master = redis.Redis(port=cluster.replica.port)
     stream = keys.results_key(batch_id)
     base = new_master.xlen(stream)
