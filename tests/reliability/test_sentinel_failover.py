@@ -5,6 +5,10 @@ With DW_MIN_REPLICAS=1 every enqueue and result write waits for the replica, so 
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -138,3 +142,24 @@ def test_executor_rides_out_a_failover(
         assert len(outcomes) == 100
         assert all(o == i or o == "TaskLost" for i, o in enumerate(outcomes)), outcomes
         assert executor.submit("add", 2, 3).result(timeout=60) == 5  # and it goes on through the new master
+
+
+def test_rq_info_and_dispatcher_status_through_the_sentinels(
+    cluster: SentinelCluster, procs_factory: Callable[..., Procs]
+) -> None:
+    procs = procs_factory(cluster.url, FAST_RECOVERY)
+    procs.worker("--name", "seen-by-rq")
+    assert cluster.master is not None
+    master = redis.Redis(port=cluster.master.port)
+    wait_until(lambda: master.smembers("rq:workers"), 60, "the worker")
+    master.close()
+    rq = shutil.which("rq", path=str(Path(sys.executable).parent))
+    assert rq is not None
+    env = {**os.environ, "REDIS_URL": cluster.url}
+    info = subprocess.run([rq, "info", "-c", "common.rq_settings", "--only-workers"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert info.returncode == 0, info.stderr
+    assert "seen-by-rq" in info.stdout, info.stdout
+    status = procs.run("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert "seen-by-rq" in status.stdout
