@@ -15,6 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+HA_COMPOSE_FILE = ROOT / "docker-compose.ha.yml"
+"""The high-availability variant: a master, a replica and three Sentinels."""
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 
@@ -43,16 +45,18 @@ def run_tool(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comple
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 
-def resolved_model(env: dict[str, str] | None = None, profiles: tuple[str, ...] = ("monitoring",)) -> dict[str, Any]:
-    """docker-compose.yml as the real Compose loader resolves it (interpolated, defaults filled in).
+def resolved_model(
+    env: dict[str, str] | None = None, profiles: tuple[str, ...] = ("monitoring",), file: Path = COMPOSE_FILE
+) -> dict[str, Any]:
+    """docker-compose.yml (or `file`) as the real Compose loader resolves it (interpolated, defaults filled in).
 
     Variables come from .env.example (the documented defaults) overlaid with `env`, never from a
     developer's own .env, so the checks see what a fresh checkout sees.
     """
-    argv = [tool("docker-compose"), "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE)]
+    argv = [tool("docker-compose"), "-f", str(file), "--env-file", str(ENV_EXAMPLE)]
     for profile in profiles:
         argv += ["--profile", profile]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k not in _compose_vars()}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k not in _compose_vars(file)}
     result = subprocess.run([*argv, "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120, check=False, env={**clean, **(env or {})})  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -60,14 +64,14 @@ def resolved_model(env: dict[str, str] | None = None, profiles: tuple[str, ...] 
     return model
 
 
-def _compose_vars() -> set[str]:
-    """Variables that docker-compose.yml interpolates (${NAME...})."""
-    return set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+def _compose_vars(file: Path = COMPOSE_FILE) -> set[str]:
+    """Variables that docker-compose.yml (or `file`) interpolates (${NAME...})."""
+    return set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", file.read_text()))
 
 
-def interpolated_variables() -> set[str]:
-    """Every variable docker-compose.yml reads from the environment or .env."""
-    return _compose_vars()
+def interpolated_variables(file: Path = COMPOSE_FILE) -> set[str]:
+    """Every variable docker-compose.yml (or `file`) reads from the environment or .env."""
+    return _compose_vars(file)
 
 
 def unescape(value: str) -> str:
