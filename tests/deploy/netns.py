@@ -3,8 +3,9 @@
 A stand-in for a container engine, close enough to test what the compose file promises: every replica
 gets its own network namespace (veth to a bridge that lives in a namespace of its own, no default
 route, so nothing can leave the machine), its own hostname (UTS namespace) and an /etc/hosts in which
-`redis` resolves as Compose's DNS makes it resolve. Commands, environments and health checks come from
-the resolved Compose model; image paths are mapped to this checkout and its virtualenv.
+each service name (`redis`, `sentinel-1`, ...) resolves as Compose's DNS makes it resolve. Commands,
+environments and health checks come from the resolved Compose model; image paths are mapped to this
+checkout and its virtualenv.
 """
 
 from __future__ import annotations
@@ -121,13 +122,15 @@ class ComposeNet:
         replica = Replica(service, index, netns, f"{self.project}-{service}-{index}", f"{SUBNET}.{octet}",
                           self.workdir / f"{service}-{index}.log")  # fmt: skip
         self.replicas[(service, index)] = replica
-        self._write_hosts(replica)
+        for each in self.replicas.values():  # every replica learns the new service name
+            self._write_hosts(each)
         return replica
 
     def _write_hosts(self, replica: Replica) -> None:
-        # `ip netns exec` bind-mounts /etc/netns/<name>/hosts over /etc/hosts for what it runs.
+        # `ip netns exec` bind-mounts /etc/netns/<name>/hosts over /etc/hosts for what it runs; the file
+        # is rewritten in place, so a running process sees names added later too.
         lines = ["127.0.0.1 localhost", "::1 localhost", f"{replica.address} {replica.hostname}"]
-        lines += [f"{r.address} {r.service}" for r in self.replicas.values() if r.service == "redis" and r.index == 1]
+        lines += [f"{r.address} {r.service}" for r in self.replicas.values() if r.index == 1]
         folder = Path("/etc/netns") / replica.netns
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "hosts").write_text("\n".join(lines) + "\n")
