@@ -105,13 +105,46 @@ def _host_port(entry: str) -> tuple[str, int]:
     return host, port
 
 
+class _FollowTheMaster:
+    """Asks the sentinels for the master's address on every socket connect, not only on a pool's
+    connect step: redis-py's SentinelManagedConnection looks the master up in `connect()`, but a
+    connection that reconnects by itself (a command retried after a connection error, a held
+    connection's next command) goes through `connect_check_health()`, straight back to the address
+    it had. After a failover that is the old master, and once its host is back (restarted empty, or
+    not yet turned into a replica) commands would read and write there: writes lost, chunks seen as
+    vanished. Looking the address up in the socket connect covers every path."""
+
+    connection_pool: Any
+    host: Any
+    port: Any
+
+    def _connect(self) -> Any:
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()  # type: ignore[misc]
+
+
+def _connection_classes() -> tuple[type, type]:
+    from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
+
+    class FollowingConnection(_FollowTheMaster, SentinelManagedConnection):
+        pass
+
+    class FollowingSSLConnection(_FollowTheMaster, SentinelManagedSSLConnection):
+        pass
+
+    return FollowingConnection, FollowingSSLConnection
+
+
 def sentinel_client(target: SentinelTarget, options: dict[str, Any]) -> Any:
-    """A redis.Redis for the target's master, on a redis.sentinel.SentinelConnectionPool: each new
-    connection asks the sentinels for the master's address, and a connection that fails (or finds
-    its server demoted to a replica) is dropped, so the next command reaches the new master."""
+    """A redis.Redis for the target's master, on a redis.sentinel.SentinelConnectionPool: every
+    connection and reconnection asks the sentinels for the master's address (_FollowTheMaster), and
+    a connection that fails (or finds its server demoted to a replica) is dropped, so the next
+    command reaches the new master."""
     from redis.sentinel import Sentinel
 
     tls: dict[str, Any] = {"ssl": True, **target.tls_options} if target.tls else {}
+    plain, secure = _connection_classes()
     sentinel_kwargs: dict[str, Any] = {
         "socket_timeout": SENTINEL_TIMEOUT,
         "socket_connect_timeout": SENTINEL_TIMEOUT,
@@ -121,5 +154,11 @@ def sentinel_client(target: SentinelTarget, options: dict[str, Any]) -> Any:
     }
     manager = Sentinel(target.sentinels, sentinel_kwargs=sentinel_kwargs)
     return manager.master_for(
-        target.master, db=target.db, username=target.username, password=target.password, **tls, **options
+        target.master,
+        connection_class=secure if target.tls else plain,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        **target.tls_options,
+        **options,
     )

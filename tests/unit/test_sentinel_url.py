@@ -68,7 +68,7 @@ def test_client_is_on_a_sentinel_pool_with_our_options() -> None:
     client = connect(Settings(redis_url="rediss+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/main/2?sentinel_password=sp"))
     pool = client.connection_pool
     assert isinstance(pool, SentinelConnectionPool)
-    assert pool.service_name == "main" and pool.connection_class is SentinelManagedSSLConnection
+    assert pool.service_name == "main" and issubclass(pool.connection_class, SentinelManagedSSLConnection)
     kwargs = pool.connection_kwargs
     assert (kwargs["db"], kwargs["password"], kwargs["socket_timeout"]) == (2, "pw", 30.0)
     sentinels = pool.sentinel_manager.sentinels
