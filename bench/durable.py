@@ -80,8 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="runs of each workload in each mode (median)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the figures")
+    parser.add_argument("--w1-tasks", type=int, default=Sizes().w1, help="W1's size (10,000 lasts ~0.1 s: noisy)")
     args = parser.parse_args()
-    sizes = Sizes()
+    sizes = Sizes(w1=args.w1_tasks)
     master = EmbeddedRedis().start()
     replica = EmbeddedRedis(extra_args=("--replicaof", "127.0.0.1", str(master.port))).start()
     try:
@@ -100,12 +101,14 @@ def main() -> None:
         replica.stop()
         master.stop()
     medians: dict[str, Any] = {m: {k: statistics.median(v) for k, v in runs[m].items()} for m in MODES}
+    print(f"W1 at {sizes.w1} tasks, W2 at {sizes.w2} calls, medians of {args.reps}")
     print(f"{'':28}{'DW_MIN_REPLICAS=0':>20}{'DW_MIN_REPLICAS=1':>20}{'ratio':>8}")
     for key, label in (("w1", "W1 throughput, tasks/s"), ("p50", "W2 round trip p50, ms"), ("p99", "W2 p99, ms")):
         off, on = medians["off"][key], medians["on"][key]
         print(f"{label:28}{off:>20.3f}{on:>20.3f}{on / off:>8.2f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"reps": args.reps, "runs": runs, "medians": medians}, indent=1))
+    figures = {"reps": args.reps, "w1_tasks": sizes.w1, "runs": runs, "medians": medians}
+    args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

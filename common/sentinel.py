@@ -123,6 +123,13 @@ class _FollowTheMaster:
             self.host, self.port = self.connection_pool.get_master_address()
         return super()._connect()  # type: ignore[misc]
 
+    def _connect_retry(self) -> None:
+        if self.connection_pool.is_master:  # the address is looked up in _connect: once, not twice
+            check = self.connection_pool.check_connection
+            self.connect_check_health(check_health=check, retry_socket_connect=False)  # type: ignore[attr-defined]
+        else:
+            super()._connect_retry()  # type: ignore[misc]
+
 
 def _connection_classes() -> tuple[type, type]:
     from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
