@@ -61,7 +61,7 @@ def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET
     A redis+sentinel:// URL gives a client on redis-py's Sentinel connection pool (common.sentinel):
     the same options, the master found through the sentinels on every (re)connection, so the same
     loops ride out a failover. Raw connections taken from its pool (dispatcher.direct, the worker's
-    Link) follow the master too: they reconnect through the pool's address lookup.
+    Link) follow the master too: every socket connect looks the master up.
     """
     options: dict[str, Any] = {
         "socket_timeout": socket_timeout,

@@ -129,10 +129,8 @@ class Link:
     """One connection of the worker's pool, kept for the per-job commands and used without
     redis-py's per-command machinery (pool checkout, retry wrapper, metrics): ~20 us of CPU per
     command instead of ~60. A connection error surfaces at once (after redis-py has dropped the
-    socket), to RQ's reconnection loop or the worker's outage handling; the connection then goes back
-    to the pool and the next call takes one from it, through the pool's connect step: on a Sentinel
-    pool that step asks the sentinels for the master (a held connection reconnecting by itself would
-    go back to the address it had, the old master's, after a failover)."""
+    socket), to RQ's reconnection loop or the worker's outage handling; the next call reconnects (on
+    a Sentinel pool, to the master the sentinels name then: common.sentinel)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -143,17 +141,11 @@ class Link:
         connection = self._connection
         if connection is None:
             connection = self._connection = self._client.connection_pool.get_connection()
-        try:
-            if _pack is None:
-                connection.send_command(*args)
-            else:  # redis-py's packer copies every argument through a generator first (~5 us a command)
-                connection.send_packed_command([_pack(args)])
-            return connection.read_response()
-        except redis.exceptions.ResponseError:
-            raise  # an error reply: the connection is fine
-        except BaseException:
-            self.close(broken=True)
-            raise
+        if _pack is None:
+            connection.send_command(*args)
+        else:  # redis-py's packer copies every argument through a generator first (~5 us a command)
+            connection.send_packed_command([_pack(args)])
+        return connection.read_response()
 
     def blpop(self, keys: list[str], timeout: int) -> Any:
         """BLPOP on this connection, for RQ's Queue.lpop (several queues): the pop and the start
@@ -172,12 +164,10 @@ class Link:
         except redis.exceptions.NoScriptError:
             return self.call("EVAL", script.script, len(keys), *keys, *args)
 
-    def close(self, broken: bool = False) -> None:
-        """Give the connection back to the pool (`broken`: closed first)."""
+    def close(self) -> None:
+        """Give the connection back to the pool."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            if broken:
-                connection.disconnect()
             self._client.connection_pool.release(connection)
 
 
