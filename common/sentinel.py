@@ -10,6 +10,7 @@ TLS to the sentinels and to the master, with redis-py's `ssl_*` query parameters
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -131,7 +132,9 @@ class _FollowTheMaster:
             super()._connect_retry()  # type: ignore[misc]
 
 
+@functools.cache
 def _connection_classes() -> tuple[type, type]:
+    """The plain and the TLS connection class (made once)."""
     from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 
     class FollowingConnection(_FollowTheMaster, SentinelManagedConnection):
