@@ -109,6 +109,17 @@ class ResultPublisher:
         with self._lock:
             self._flush_locked()
 
+    def flush_with(self, extra: Callable[[Any], None]) -> None:
+        """Write every buffered result now, and `extra`'s commands (queued on the same pipeline,
+        after the results) in the same round trip."""
+        with self._lock:
+            self._last_flush = time.monotonic()
+            pipe = self._client.pipeline(transaction=False)
+            if self._rows:
+                self._take_write().apply(pipe)
+            extra(pipe)
+            pipe.execute()
+
     def finish(self) -> None:
         """The chunk is done: its remaining results go with the job's success step when the worker
         offers that (one round trip for both), else they are written now."""

@@ -1,0 +1,81 @@
+"""Run a chunk again after its worker process died: a task that has killed its process often enough
+fails alone with WorkerDied; the others run in marked waves, so that the next death names its task.
+
+How suspects are narrowed (see common.crash for the record this reads and the marker it writes):
+a serial worker runs the tasks one at a time; a worker with thread or async slots runs them in waves
+as wide as its slots, except the suspects (tasks that were in a wave when a process died), which run
+alone. Each wave costs one round trip, which also publishes the previous wave's results: only a
+chunk that has killed a process pays it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from common import keys
+from common.crash import RUNNING_FIELD, CrashRecord, running_marker, worker_died_result
+from common.events import TASKS_DIED, TASKS_RETRIED, count_event
+from common.wire import ChunkPayload, TaskSpec
+from worker.execute import Watchdog, execute_task
+from worker.publish import ResultPublisher
+from worker.runtime import Runtime
+
+
+def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: ResultPublisher, client: Any) -> None:
+    """Run a recovered chunk's tasks (see the module docstring); every task gets its result."""
+    record = CrashRecord.load(client, job_id)
+    limit = state.settings.crash_limit
+    judged = [spec for spec in chunk.tasks if record.judged(spec.index, limit)]
+    rest = [spec for spec in chunk.tasks if not record.judged(spec.index, limit)]
+    for spec in judged:
+        publisher.add(worker_died_result(spec, record.blame[spec.index], state.name))
+    key = keys.crash_key(job_id)
+    host, pid = socket.gethostname(), os.getpid()
+    first = True
+
+    def mark(wave: list[TaskSpec]) -> Any:
+        def write(pipe: Any) -> None:
+            nonlocal first
+            if first:  # counted once per careful run, with its first write
+                first = False
+                if judged:
+                    count_event(pipe, TASKS_DIED, len(judged))
+                if rest:
+                    count_event(pipe, TASKS_RETRIED, len(rest))
+            pipe.hset(key, RUNNING_FIELD, running_marker([s.index for s in wave], state.name, host, pid))
+            pipe.expire(key, chunk.ttl)
+
+        return write
+
+    pool = state.pool()
+    width = 1 if pool is None else max(1, state.slots)
+    with Watchdog(state.settings.task_timeout) as watchdog:
+        for wave in waves(rest, record.suspects, width):
+            publisher.flush_with(mark(wave))
+            if pool is None or (len(wave) == 1 and state.async_slots == 0):
+                for spec in wave:
+                    publisher.add(execute_task(spec, state.catalogue, state.settings, state.name, watchdog))
+            else:
+                pool.run(wave, state, publisher)
+    publisher.flush_with(lambda pipe: pipe.hdel(key, RUNNING_FIELD))
+
+
+def waves(specs: list[TaskSpec], suspects: set[int], width: int) -> Iterator[list[TaskSpec]]:
+    """The tasks in order, in groups of at most `width`; each suspect in a group of its own."""
+    group: list[TaskSpec] = []
+    for spec in specs:
+        if spec.index in suspects or width <= 1:
+            if group:
+                yield group
+                group = []
+            yield [spec]
+            continue
+        group.append(spec)
+        if len(group) >= width:
+            yield group
+            group = []
+    if group:
+        yield group
