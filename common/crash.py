@@ -103,17 +103,17 @@ def running_marker(indices: list[int], worker: str, host: str, pid: int) -> str:
 
 
 def describe_exit(code: int) -> str:
-    """A process's exit status as a WorkerDied message names it: "signal 11 (SIGSEGV)", "exit code 3"."""
+    """A process's exit status as a WorkerDied message names it: "signal 11 SIGSEGV", "exit code 3"."""
     if code >= 0:
         return f"exit code {code}"
     try:
-        return f"signal {-code} ({signal.Signals(-code).name})"
+        return f"signal {-code} {signal.Signals(-code).name}"
     except ValueError:
         return f"signal {-code}"
 
 
 def worker_died_message(deaths: list[Death]) -> str:
-    """'the worker process died while running this task (signal 11 (SIGSEGV)) on worker-a, worker-b'."""
+    """'the worker process died while running this task (signal 11 SIGSEGV) on worker-a, worker-b'."""
     causes = list(dict.fromkeys(d.cause or UNKNOWN_CAUSE for d in deaths))
     workers = list(dict.fromkeys(d.worker for d in deaths))
     return f"the worker process died while running this task ({'; '.join(causes)}) on {', '.join(workers)}"

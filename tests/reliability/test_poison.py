@@ -1,0 +1,86 @@
+"""Guarantee: a task that kills its process fails alone, named (WorkerDied), and every other task of
+its chunk gets its real result: the poison test, on serial, thread and async slots."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.reliability.conftest import (
+    FAST_RECOVERY,
+    Procs,
+    assert_exactly_once,
+    live_worker_names,
+    parse_json_results,
+    record_figure,
+    wait_until,
+    write_tasks,
+)
+
+pytestmark = pytest.mark.reliability
+
+TOTAL = 1000
+SEGV_AT = 300
+EXIT_AT = 700
+EXIT_CODE = 3
+HANG_GUARD = 240.0
+"""Far above what the batch needs; only here so that a broken recovery fails instead of hanging."""
+
+
+def poison_lines(awaited: bool) -> list[str]:
+    """A thousand quick tasks whose result is their index, one that segfaults and one that calls os._exit."""
+    prefix = "rt.a" if awaited else "rt."
+    lines = [f"{prefix}nap 0.001 {i}" for i in range(TOTAL)]
+    lines[SEGV_AT] = f"{prefix}segv {SEGV_AT}"
+    lines[EXIT_AT] = f"{prefix}exit {EXIT_CODE}"
+    return lines
+
+
+def first_death(client: redis.Redis) -> bool:
+    """A supervisor noted a worker process's death (within a fraction of a second of it)."""
+    return bool(client.keys("dw:death:*"))
+
+
+@pytest.mark.parametrize("slots", [(), ("--threads", "4"), ("--async-slots", "8")], ids=["serial", "threads", "async"])
+def test_a_task_that_kills_its_process_fails_alone(
+    redis_url: str,
+    real_client: redis.Redis,
+    procs_factory: Callable[..., Procs],
+    tmp_path: Path,
+    slots: tuple[str, ...],
+) -> None:
+    procs = procs_factory(redis_url, env=FAST_RECOVERY)
+    for name in ("wa", "wb"):
+        procs.worker("--name", name, *slots)
+    wait_until(lambda: live_worker_names(real_client) == {"wa", "wb"}, 30, "both workers")
+    batch = write_tasks(tmp_path / "poison.txt", poison_lines(awaited=bool(slots) and slots[0] == "--async-slots"))
+
+    dispatcher = procs.dispatcher("submit", str(batch), "--json")
+    wait_until(lambda: first_death(real_client), HANG_GUARD, "the first crash", interval=0.01)
+    crashed = time.monotonic()
+    assert dispatcher.wait(HANG_GUARD) == 1, procs.log(dispatcher)
+    after_crash = time.monotonic() - crashed
+
+    by_index = assert_exactly_once(parse_json_results(procs.output(dispatcher)), TOTAL)
+    innocent = {i: r for i, r in by_index.items() if i not in (SEGV_AT, EXIT_AT)}
+    wrong = {i: r for i, r in innocent.items() if not (r["ok"] and r["result"] == i)}
+    assert not wrong, f"{len(wrong)} innocent tasks without their result, e.g. {list(wrong.values())[:3]}"
+    segv, exited = by_index[SEGV_AT], by_index[EXIT_AT]
+    for culprit in (segv, exited):
+        assert not culprit["ok"] and culprit["error"]["type"] == "WorkerDied", culprit
+        assert "died while running this task" in culprit["error"]["message"], culprit
+    assert "signal 11" in segv["error"]["message"], segv
+    assert f"exit code {EXIT_CODE}" in exited["error"]["message"], exited
+    record_figure(
+        "poison",
+        slots=" ".join(slots) or "serial",
+        innocent_correct=len(innocent) - len(wrong),
+        segv_error=segv["error"]["message"],
+        exit_error=exited["error"]["message"],
+        first_crash_to_end_seconds=round(after_crash, 2),
+        heartbeat_ttl=FAST_RECOVERY["DW_HEARTBEAT_TTL"],
+    )
