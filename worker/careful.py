@@ -3,9 +3,9 @@ fails alone with WorkerDied; the others run in marked waves, so that the next de
 
 How suspects are narrowed (see common.crash for the record this reads and the marker it writes):
 a serial worker runs the tasks one at a time; a worker with thread or async slots runs them in waves
-as wide as its slots, except the suspects (tasks that were in a wave when a process died), which run
-alone. Each wave costs one round trip, which also publishes the previous wave's results: only a
-chunk that has killed a process pays it.
+as wide as its slots, except the suspects (tasks that were in a wave when a process died, and tasks
+blamed for a death but not yet judged), which run alone. Each wave costs one round trip, which also
+publishes the previous wave's results: only a chunk that has killed a process pays it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
     pool = state.pool()
     width = 1 if pool is None else max(1, state.slots)
     with Watchdog(state.settings.task_timeout) as watchdog:
-        for wave in waves(rest, record.suspects, width):
+        for wave in waves(rest, record.suspects | set(record.blame), width):
             publisher.flush_with(mark(wave))
             if pool is None or (len(wave) == 1 and state.async_slots == 0):
                 for spec in wave:
