@@ -10,10 +10,13 @@ publishes the previous wave's results: only a chunk that has killed a process pa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
 from typing import Any
+
+import redis
 
 from common import keys
 from common.crash import RUNNING_FIELD, CrashRecord, running_marker, worker_died_result
@@ -52,14 +55,21 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
 
     pool = state.pool()
     width = 1 if pool is None else max(1, state.slots)
-    with Watchdog(state.settings.task_timeout) as watchdog:
-        for wave in waves(rest, record.suspects | set(record.blame), width):
-            publisher.flush_with(mark(wave))
-            if pool is None or (len(wave) == 1 and state.async_slots == 0):
-                for spec in wave:
-                    publisher.add(execute_task(spec, state.catalogue, state.settings, state.name, watchdog))
-            else:
-                pool.run(wave, state, publisher)
+    try:
+        with Watchdog(state.settings.task_timeout) as watchdog:
+            for wave in waves(rest, record.suspects | set(record.blame), width):
+                publisher.flush_with(mark(wave))
+                if pool is None or (len(wave) == 1 and state.async_slots == 0):
+                    for spec in wave:
+                        publisher.add(execute_task(spec, state.catalogue, state.settings, state.name, watchdog))
+                else:
+                    pool.run(wave, state, publisher)
+    except BaseException:
+        # Stopped, not killed (a cold shutdown raises SystemExit in the task): the chunk fails through
+        # RQ's retry path, and the task that was running must not be blamed by a later recovery.
+        with contextlib.suppress(redis.RedisError, OSError):
+            client.hdel(key, RUNNING_FIELD)
+        raise
     publisher.flush_with(lambda pipe: pipe.hdel(key, RUNNING_FIELD))
 
 

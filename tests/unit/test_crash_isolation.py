@@ -10,7 +10,7 @@ import pytest
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from common import Settings, default_catalogue, keys
+from common import Catalogue, Settings, default_catalogue, keys
 from common.crash import (
     CRASHED_META,
     RUNNING_FIELD,
@@ -179,3 +179,18 @@ def test_events_are_summed_over_the_last_hour_only(fake_client: fakeredis.FakeRe
     pipe.execute()
     assert recent_events(fake_client, now=now) == {TASKS_RETRIED: 61, WORKERS_LOST: 2, TASKS_DIED: 0}
     assert 0 < fake_client.ttl(keys.events_key(int(now // 60))) <= keys.EVENTS_TTL
+
+
+def test_a_careful_run_stopped_by_a_shutdown_leaves_no_marker_to_blame(fake_client: fakeredis.FakeRedis) -> None:
+    catalogue = Catalogue()
+
+    @catalogue.register
+    def stopped(n: int) -> int:
+        raise SystemExit(1)  # what RQ's cold shutdown raises in the running task
+
+    runtime = Runtime(Settings.from_env({}), catalogue, "wc")
+    chunk = ChunkPayload("b1", 0, 60, [[0, None, "stopped", [0], {}]])
+    with pytest.raises(SystemExit):
+        run_careful(JOB, chunk, runtime, ResultPublisher(fake_client, "b1", 0, 60, "wc"), fake_client)
+    assert not fake_client.hexists(keys.crash_key(JOB), RUNNING_FIELD)
+    assert note_abandoned(fake_client, JOB, 60) is False
