@@ -28,7 +28,7 @@ from common.errors import (
 from common.settings import Settings
 from dispatcher.batch import BatchSummary, SubmitOptions, await_batch, refuse_bad_input, submit_batch
 from dispatcher.offered import OfferedTasks
-from dispatcher.output import ProgressLine, ResultWriter, incomplete_summary
+from dispatcher.output import ProgressLine, ResultWriter, died_summary, incomplete_summary
 from dispatcher.reader import Item, detect_format, read_stream
 from dispatcher.submit import new_batch_id
 
@@ -218,7 +218,7 @@ def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, 
         writer.close()
         if bar:
             bar.close()
-    _summarize(summary, as_json)
+    _summarize(summary, as_json, died=writer.died)
     sys.exit(_exit_code(summary))
 
 
@@ -442,14 +442,18 @@ def _run_and_report(client: redis.Redis, settings: Settings, items: Iterator[Ite
         if summary.not_offered:
             click.echo(f"dispatcher: {summary.not_offered}", err=True)
         return summary
-    _summarize(summary, as_json, time.monotonic() - started)
+    _summarize(summary, as_json, time.monotonic() - started, writer.died)
     return summary
 
 
-def _summarize(summary: BatchSummary, as_json: bool, elapsed: float | None = None) -> None:
+def _summarize(
+    summary: BatchSummary, as_json: bool, elapsed: float | None = None, died: list[str] | None = None
+) -> None:
     rate = f" in {elapsed:.2f} s ({summary.total / max(elapsed, 1e-9):,.0f} tasks/s)" if elapsed else ""
     click.echo(f"batch {summary.batch_id}: {summary.total} tasks, {summary.ok} ok, {summary.failed} failed{rate}",
                err=True)  # fmt: skip
+    if died:
+        click.echo(f"batch {summary.batch_id}: {died_summary(died)}", err=True)
     if summary.incomplete is not None:
         click.echo(f"batch {summary.batch_id}: {incomplete_summary(summary.incomplete)}", err=True)
     if summary.not_offered:

@@ -66,6 +66,8 @@ class ResultWriter:
         self.ordered = ordered
         self._next = 0
         self._held: dict[int, TaskResult] = {}
+        self.died: list[str] = []
+        """Labels of the tasks written as WorkerDied (they killed their worker process), for the summary."""
 
     def __call__(self, result: TaskResult) -> None:
         if not self.ordered:
@@ -83,8 +85,17 @@ class ResultWriter:
         self.out.flush()
 
     def _write(self, result: TaskResult) -> None:
+        if not result.ok and result.error_type == "WorkerDied":
+            self.died.append(task_label(result))
         line = _dumps(result.to_record()) if self.as_json else human_line(result)
         self.out.write(line + "\n")
+
+
+def died_summary(labels: list[str], shown: int = 10) -> str:
+    """The summary line naming the tasks that killed their worker process (WorkerDied)."""
+    named = ", ".join(labels[:shown]) + (f" and {len(labels) - shown} more" if len(labels) > shown else "")
+    return (f"{len(labels)} task(s) killed their worker process and failed alone (WorkerDied): {named}; "
+            "the other tasks of their chunks ran")  # fmt: skip
 
 
 class ProgressLine:

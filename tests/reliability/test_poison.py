@@ -75,6 +75,10 @@ def test_a_task_that_kills_its_process_fails_alone(
         assert "died while running this task" in culprit["error"]["message"], culprit
     assert "signal 11" in segv["error"]["message"], segv
     assert f"exit code {EXIT_CODE}" in exited["error"]["message"], exited
+    summary = f"2 task(s) killed their worker process and failed alone (WorkerDied): {SEGV_AT + 1}, {EXIT_AT + 1}"
+    assert summary in procs.log(dispatcher) or summary.replace(
+        f"{SEGV_AT + 1}, {EXIT_AT + 1}", f"{EXIT_AT + 1}, {SEGV_AT + 1}"
+    ) in procs.log(dispatcher), procs.log(dispatcher)
     record_figure(
         "poison",
         slots=" ".join(slots) or "serial",

@@ -6,7 +6,7 @@ import io
 import json
 
 from common.wire import TaskResult
-from dispatcher.output import ResultWriter, human_line
+from dispatcher.output import ResultWriter, died_summary, human_line
 
 
 def result(index: int, ok: bool = True) -> TaskResult:
@@ -41,3 +41,16 @@ def test_ordered_output_holds_early_arrivals() -> None:
         writer(result(index))
     writer.close()
     assert [json.loads(line)["index"] for line in out.getvalue().splitlines()] == [0, 1, 2, 3]
+
+
+def test_the_writer_names_the_tasks_that_killed_their_worker_for_the_summary() -> None:
+    writer = ResultWriter(io.StringIO(), as_json=False, ordered=False)
+    died = TaskResult(300, "rt.segv", [300], {}, None, False, None, "WorkerDied", "the worker process died", "w1")
+    for each in (result(0), result(1, ok=False), died):
+        writer(each)
+    assert writer.died == ["301"]
+    assert died_summary(writer.died) == (
+        "1 task(s) killed their worker process and failed alone (WorkerDied): 301; the other tasks of their chunks ran"
+    )
+    many = died_summary([str(i) for i in range(12)], shown=2)
+    assert many.startswith("12 task(s) killed") and ": 0, 1 and 10 more;" in many
