@@ -37,21 +37,28 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
         publisher.add(worker_died_result(spec, record.blame[spec.index], state.name))
     key = keys.crash_key(job_id)
     host, pid = socket.gethostname(), os.getpid()
-    first = True
+    uncounted = True
+
+    def count_once(pipe: Any) -> None:
+        nonlocal uncounted
+        if uncounted:  # once per careful run, with its first write
+            uncounted = False
+            if judged:
+                count_event(pipe, TASKS_DIED, len(judged))
+            if rest:
+                count_event(pipe, TASKS_RETRIED, len(rest))
 
     def mark(wave: list[TaskSpec]) -> Any:
         def write(pipe: Any) -> None:
-            nonlocal first
-            if first:  # counted once per careful run, with its first write
-                first = False
-                if judged:
-                    count_event(pipe, TASKS_DIED, len(judged))
-                if rest:
-                    count_event(pipe, TASKS_RETRIED, len(rest))
+            count_once(pipe)
             pipe.hset(key, RUNNING_FIELD, running_marker([s.index for s in wave], state.name, host, pid))
             pipe.expire(key, chunk.ttl)
 
         return write
+
+    def clear(pipe: Any) -> None:
+        count_once(pipe)
+        pipe.hdel(key, RUNNING_FIELD)
 
     pool = state.pool()
     width = 1 if pool is None else max(1, state.slots)
@@ -70,7 +77,7 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
         with contextlib.suppress(redis.RedisError, OSError):
             client.hdel(key, RUNNING_FIELD)
         raise
-    publisher.flush_with(lambda pipe: pipe.hdel(key, RUNNING_FIELD))
+    publisher.flush_with(clear)
 
 
 def waves(specs: list[TaskSpec], suspects: set[int], width: int) -> Iterator[list[TaskSpec]]:

@@ -194,3 +194,16 @@ def test_a_careful_run_stopped_by_a_shutdown_leaves_no_marker_to_blame(fake_clie
         run_careful(JOB, chunk, runtime, ResultPublisher(fake_client, "b1", 0, 60, "wc"), fake_client)
     assert not fake_client.hexists(keys.crash_key(JOB), RUNNING_FIELD)
     assert note_abandoned(fake_client, JOB, 60) is False
+
+
+def test_a_chunk_of_judged_tasks_only_runs_nothing_and_counts_them(fake_client: fakeredis.FakeRedis) -> None:
+    for who in ("wa", "wb"):
+        mark(fake_client, [0], worker=who)
+        note_abandoned(fake_client, JOB, 60)
+    publisher = ResultPublisher(fake_client, "b1", 0, 60, "wc")
+    chunk = ChunkPayload("b1", 0, 60, [[0, None, "add", [0, 1], {}]])
+    run_careful(JOB, chunk, careful_runtime(), publisher, fake_client)
+    publisher.finish()
+    (_id, fields), *_ = fake_client.xrange(keys.results_key("b1"))
+    assert [r.error_type for r in decode_results(fields)[1]] == ["WorkerDied"]
+    assert recent_events(fake_client)[TASKS_DIED] == 1
