@@ -25,6 +25,7 @@ from common.events import TASKS_DIED, TASKS_RETRIED, WORKERS_LOST, count_event, 
 from common.jobs import InertJob
 from common.wire import ChunkPayload, TaskSpec, decode_results
 from worker.careful import run_careful, waves
+from worker.deathnote import DeathNotes
 from worker.publish import ResultPublisher
 from worker.runtime import Runtime
 
@@ -207,3 +208,13 @@ def test_a_chunk_of_judged_tasks_only_runs_nothing_and_counts_them(fake_client: 
     (_id, fields), *_ = fake_client.xrange(keys.results_key("b1"))
     assert [r.error_type for r in decode_results(fields)[1]] == ["WorkerDied"]
     assert recent_events(fake_client)[TASKS_DIED] == 1
+
+
+def test_the_supervisors_death_note_is_found_by_the_recovery(fake_client: fakeredis.FakeRedis) -> None:
+    notes = DeathNotes(Settings.from_env({}))
+    notes._client = fake_client  # what connect() would build, on fakeredis
+    notes(4242, -11)
+    fake_client.hset(keys.crash_key(JOB), RUNNING_FIELD, running_marker([1], "wa", socket.gethostname(), 4242))
+    note_abandoned(fake_client, JOB, 60)
+    assert CrashRecord.load(fake_client, JOB).blame[1] == [Death("wa", "signal 11 SIGSEGV")]
+    assert 0 < fake_client.ttl(keys.death_key(socket.gethostname(), 4242)) <= keys.DEATH_NOTE_TTL
