@@ -13,6 +13,7 @@ Crash record (keys.crash_key(job id)), a hash:
   deaths       how many times the chunk was recovered after its worker died
   blame:<i>    JSON [[worker, cause or null], ...]: the deaths while task i ran alone
   suspects     JSON [indices] of tasks that ran in a wave at a death
+It is deleted once a careful run has published every result of its chunk.
 """
 
 from __future__ import annotations

@@ -56,9 +56,9 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
 
         return write
 
-    def clear(pipe: Any) -> None:
+    def done(pipe: Any) -> None:
         count_once(pipe)
-        pipe.hdel(key, RUNNING_FIELD)
+        pipe.delete(key)  # every task has its result: the chunk will not run again
 
     pool = state.pool()
     width = 1 if pool is None else max(1, state.slots)
@@ -77,7 +77,7 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
         with contextlib.suppress(redis.RedisError, OSError):
             client.hdel(key, RUNNING_FIELD)
         raise
-    publisher.flush_with(clear)
+    publisher.flush_with(done)
 
 
 def waves(specs: list[TaskSpec], suspects: set[int], width: int) -> Iterator[list[TaskSpec]]:

@@ -164,7 +164,7 @@ def test_the_careful_run_fails_the_judged_task_and_runs_the_rest_marked(
     assert results[2].error_type == "WorkerDied" and "on wa, wb" in (results[2].error_message or "")
     assert all(results[i].ok and results[i].value == i + 1 for i in (0, 1, 3, 4, 5))
     waves_run = [json.loads(m)["tasks"] for m in markers[:-1]]
-    assert markers[-1] == ""  # cleared once the chunk is done
+    assert markers[-1] == "" and not client.exists(keys.crash_key(JOB))  # the record goes with the chunk
     assert [4] in waves_run and all(len(w) <= threads for w in waves_run) and all(2 not in w for w in waves_run)
     assert json.loads(markers[0])["host"] == socket.gethostname()
     events = recent_events(client)
