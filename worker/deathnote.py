@@ -14,6 +14,9 @@ from common.settings import Settings
 
 log = logging.getLogger("worker")
 
+NOTE_TIMEOUT = 2.0
+"""Seconds a note may wait on Redis: the supervisor replaces its dead child only after writing it."""
+
 
 class DeathNotes:
     """The supervisor's exit hook (worker.supervisor.ExitHook): writes "signal 11 (SIGSEGV)" or
@@ -28,7 +31,7 @@ class DeathNotes:
         """Write the note; a Redis failure is logged (the task's error then says the cause is unknown)."""
         try:
             if self._client is None:  # made on first use: the children are forked before any death
-                self._client = connect(self._settings)
+                self._client = connect(self._settings, socket_timeout=NOTE_TIMEOUT)
             self._client.set(keys.death_key(self._host, pid), describe_exit(code), ex=keys.DEATH_NOTE_TTL)
         except (redis.RedisError, OSError) as exc:
             log.warning("worker process %d: could not note its death in Redis: %s", pid, exc)

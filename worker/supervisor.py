@@ -70,8 +70,8 @@ class Supervisor:
 
     def _report_exit(self, process: BaseProcess, code: int) -> None:
         """Tell the exit hook how a child ended (it must not stop the supervision)."""
-        if self.on_exit is None or code == 0 or process.pid is None:
-            return
+        if self.on_exit is None or code == 0 or process.pid is None or self.signals_received:
+            return  # a child stopped by a forwarded signal is not a death to explain
         try:
             self.on_exit(process.pid, code)
         except Exception:
