@@ -27,10 +27,10 @@ TOTAL, SEGV_AT, EXIT_AT = 1000, 300, 700
 
 
 def lines(awaited: bool) -> str:
-    prefix = "rt.a" if awaited else "rt."
-    tasks = [f"{prefix}nap 0.001 {i}" for i in range(TOTAL)]
-    tasks[SEGV_AT] = f"{prefix}segv {SEGV_AT}"
-    tasks[EXIT_AT] = f"{prefix}exit 3"
+    task = "rt.apoison" if awaited else "rt.poison"
+    tasks = [f"{task} {i}" for i in range(TOTAL)]
+    tasks[SEGV_AT] = f"{task} {SEGV_AT} segv"
+    tasks[EXIT_AT] = f"{task} 3 exit"
     return "".join(t + "\n" for t in tasks)
 
 

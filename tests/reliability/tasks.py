@@ -34,29 +34,25 @@ async def anap(seconds: float, value: int) -> int:
     return value
 
 
-@task(name="rt.segv")
-def segv(value: int) -> int:
-    """Crash the process with a segmentation fault (a C extension gone wrong: reads address 0)."""
-    ctypes.string_at(0)
+def _crash(how: str, value: int) -> None:
+    if how == "segv":
+        ctypes.string_at(0)  # a C extension gone wrong: reads address 0
+    elif how == "exit":
+        os._exit(value)  # ends the process at once, skipping every cleanup
+
+
+@task(name="rt.poison")
+def poison(value: int, how: str = "") -> int:
+    """Return `value` after a millisecond; with `how` "segv" crash the process with a segmentation
+    fault, with "exit" end it with exit code `value` (one task, so culprits share chunks with others)."""
+    time.sleep(0.001)
+    _crash(how, value)
     return value
 
 
-@task(name="rt.exit")
-def exit_now(code: int) -> int:
-    """End the process at once with exit code `code`, skipping every cleanup (os._exit)."""
-    os._exit(code)
-
-
-@task(name="rt.asegv")
-async def asegv(value: int) -> int:
-    """rt.segv as a coroutine task, crashing on the event loop of async slots."""
-    await asyncio.sleep(0)
-    ctypes.string_at(0)
+@task(name="rt.apoison")
+async def apoison(value: int, how: str = "") -> int:
+    """rt.poison as a coroutine task, crashing on the event loop of async slots."""
+    await asyncio.sleep(0.001)
+    _crash(how, value)
     return value
-
-
-@task(name="rt.aexit")
-async def aexit(code: int) -> int:
-    """rt.exit as a coroutine task."""
-    await asyncio.sleep(0)
-    os._exit(code)

@@ -1,8 +1,12 @@
 """Guarantee: a task that kills its process fails alone, named (WorkerDied), and every other task of
-its chunk gets its real result: the poison test, on serial, thread and async slots."""
+its chunk gets its real result: the poison test, on serial, thread and async slots.
+
+Before crash isolation, the culprits' whole chunks failed as ChunkFailed (61 innocent tasks each with
+automatic chunk sizes), and the culprits with the same error as their chunk-mates."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,17 +36,18 @@ HANG_GUARD = 240.0
 
 
 def poison_lines(awaited: bool) -> list[str]:
-    """A thousand quick tasks whose result is their index, one that segfaults and one that calls os._exit."""
-    prefix = "rt.a" if awaited else "rt."
-    lines = [f"{prefix}nap 0.001 {i}" for i in range(TOTAL)]
-    lines[SEGV_AT] = f"{prefix}segv {SEGV_AT}"
-    lines[EXIT_AT] = f"{prefix}exit {EXIT_CODE}"
+    """A thousand calls of one task, returning their index; one segfaults and one calls os._exit.
+    One task name: chunks hold one task's calls, so the culprits share chunks with innocent calls."""
+    task = "rt.apoison" if awaited else "rt.poison"
+    lines = [f"{task} {i}" for i in range(TOTAL)]
+    lines[SEGV_AT] = f"{task} {SEGV_AT} segv"
+    lines[EXIT_AT] = f"{task} {EXIT_CODE} exit"
     return lines
 
 
-def first_death(client: redis.Redis) -> bool:
-    """A supervisor noted a worker process's death (within a fraction of a second of it)."""
-    return bool(client.keys("dw:death:*"))
+def first_death(procs: Procs, workers: list[subprocess.Popen[bytes]]) -> bool:
+    """A supervisor logged a worker process's death (within a fraction of a second of it)."""
+    return any("exited with" in procs.log(worker) for worker in workers)
 
 
 @pytest.mark.parametrize("slots", [(), ("--threads", "4"), ("--async-slots", "8")], ids=["serial", "threads", "async"])
@@ -54,13 +59,12 @@ def test_a_task_that_kills_its_process_fails_alone(
     slots: tuple[str, ...],
 ) -> None:
     procs = procs_factory(redis_url, env=FAST_RECOVERY)
-    for name in ("wa", "wb"):
-        procs.worker("--name", name, *slots)
+    workers = [procs.worker("--name", name, *slots) for name in ("wa", "wb")]
     wait_until(lambda: live_worker_names(real_client) == {"wa", "wb"}, 30, "both workers")
     batch = write_tasks(tmp_path / "poison.txt", poison_lines(awaited=bool(slots) and slots[0] == "--async-slots"))
 
     dispatcher = procs.dispatcher("submit", str(batch), "--json")
-    wait_until(lambda: first_death(real_client), HANG_GUARD, "the first crash", interval=0.01)
+    wait_until(lambda: first_death(procs, workers), HANG_GUARD, "the first crash", interval=0.01)
     crashed = time.monotonic()
     assert dispatcher.wait(HANG_GUARD) == 1, procs.log(dispatcher)
     after_crash = time.monotonic() - crashed
