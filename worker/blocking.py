@@ -19,6 +19,7 @@ import select
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,11 @@ def call_in_child(
     limit = definition.timeout
     assert limit is not None
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12 warns on any fork of a process with threads; the child here runs only the task
+        # (no lock of the worker's is taken in it), and its limit ends it even if the task deadlocks.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which never returns
         try:
             os.close(read_end)
