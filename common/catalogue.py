@@ -103,9 +103,7 @@ class Catalogue:
                 raise ConfigurationError(f"invalid task name {task_name!r}")
             try:
                 retry, timeout = task_options(**options)
-            except ConfigurationError as exc:
-                raise ConfigurationError(f"task {task_name!r} ({_origin(target)}): {exc}") from None
-            except TypeError as exc:  # an unknown option
+            except (ConfigurationError, TypeError) as exc:  # TypeError: an unknown option
                 raise ConfigurationError(f"task {task_name!r} ({_origin(target)}): {exc}") from None
             if task_name in self._tasks:
                 first = _origin(self._tasks[task_name].func)
@@ -198,7 +196,7 @@ def task_options(
     policy = RetryPolicy(
         retries,
         normalize_retry_on(retry_on),
-        DEFAULT_BACKOFF if backoff is None else backoff,
+        min(DEFAULT_BACKOFF, max_backoff or DEFAULT_BACKOFF) if backoff is None else backoff,
         DEFAULT_MAX_BACKOFF if max_backoff is None else max_backoff,
         "full" if jitter is None else jitter,
     )

@@ -16,6 +16,7 @@ import pytest
 from common import keys
 from common.catalogue import Catalogue, default_catalogue
 from common.errors import ConfigurationError
+from common.retry import RetryPolicy
 from common.routing import BUILTIN_TASKS
 from common.settings import Settings
 from common.wire import ATTEMPTS_FIELD, TaskResult, TaskSpec, decode_results, encode_results
@@ -58,12 +59,12 @@ def catalogue() -> Catalogue:
         seen.append(sum(calls.values()))
         return x
 
-    @catalogue.register(timeout=0.3)
+    @catalogue.register(timeout=1)
     def runaway(seconds: float) -> str:
         time.sleep(seconds)
         return f"slept in {os.getpid()}"
 
-    @catalogue.register(name="aio.runaway", timeout=0.3)
+    @catalogue.register(name="aio.runaway", timeout=1)
     async def arunaway(seconds: float) -> str:
         await asyncio.sleep(seconds)
         return "slept"
@@ -187,7 +188,7 @@ def test_a_task_time_limit_overrides_the_workers_and_the_slot_goes_on(
     results = {r.index: r for r in run_chunk(fake_client, specs, threads, async_slots)}
     assert (results[0].error_type, results[0].error_message) == (
         "TaskTimeout",
-        "task ran longer than 0.3 s and was stopped",
+        "task ran longer than 1 s and was stopped",
     )
     assert results[1].ok and results[2].value == os.getpid()
     assert all(results[i].value == i for i in range(3, len(specs)))
@@ -218,9 +219,12 @@ def test_options_are_kept_on_the_definition_and_builtin_tasks_declare_none() -> 
     definition = catalogue().get("flaky")
     assert definition.retry is not None and definition.retry.retries == 3 and definition.timeout is None
     assert definition.retry.retry_on == (OSError, TimeoutError) and not definition.plain
-    assert catalogue().get("runaway").timeout == 0.3
+    assert catalogue().get("runaway").timeout == 1
     assert all(default_catalogue.get(name).plain for name in BUILTIN_TASKS)
     assert not Catalogue().retrying and catalogue().retrying
+    small = Catalogue()
+    small.register(lambda: None, name="small", retries=1, max_backoff=0.2)  # the default backoff is capped
+    assert small.get("small").retry == RetryPolicy(1, (Exception,), 0.2, 0.2, "full")
 
 
 @pytest.mark.parametrize(
