@@ -25,6 +25,8 @@ def human_line(result: TaskResult) -> str:
     if result.kwargs:
         call += " " + " ".join(f"{k}={_short(v)}" for k, v in result.kwargs.items())
     where = f"(by {result.worker}, {result.elapsed_ms:.2f} ms)"
+    if result.attempts > 1:
+        where = f"after {result.attempts} attempts {where}"
     if result.ok:
         return f"Task {task_label(result)}: {call} = {_short(result.value, 200)} {where}"
     return f"Task {task_label(result)}: {call} FAILED {result.error_type}: {result.error_message} {where}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +22,8 @@ import redis
 from common import keys
 from common.crash import RUNNING_FIELD, CrashRecord, running_marker, worker_died_result
 from common.events import TASKS_DIED, TASKS_RETRIED, count_event
-from common.wire import ChunkPayload, TaskSpec
-from worker.execute import Watchdog, execute_task
+from common.wire import ChunkPayload, TaskResult, TaskSpec
+from worker.execute import PendingRetry, Watchdog, execute_task
 from worker.publish import ResultPublisher
 from worker.runtime import Runtime
 
@@ -68,7 +69,7 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
                 publisher.flush_with(mark(wave))
                 if pool is None or (len(wave) == 1 and state.async_slots == 0):
                     for spec in wave:
-                        publisher.add(execute_task(spec, state.catalogue, state.settings, state.name, watchdog))
+                        publisher.add(_run_alone(spec, state, watchdog))
                 else:
                     pool.run(wave, state, publisher)
     except BaseException:
@@ -78,6 +79,16 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
             client.hdel(key, RUNNING_FIELD)
         raise
     publisher.flush_with(done)
+
+
+def _run_alone(spec: TaskSpec, state: Runtime, watchdog: Watchdog) -> TaskResult:
+    """Every attempt of one task, its retries included (a careful wave holds its task until the end)."""
+    result = execute_task(spec, state.catalogue, state.settings, state.name, watchdog)
+    while type(result) is PendingRetry:
+        time.sleep(result.delay)
+        attempt = result.attempts + 1
+        result = execute_task(spec, state.catalogue, state.settings, state.name, watchdog, attempt, result.delay)
+    return result
 
 
 def waves(specs: list[TaskSpec], suspects: set[int], width: int) -> Iterator[list[TaskSpec]]:

@@ -65,6 +65,7 @@ class ResultPublisher:
         self._rows: list[ResultRow] = []
         self._failed = 0
         self._tracebacks: dict[int, str] = {}
+        self._attempts: dict[int, int] = {}
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
 
@@ -81,11 +82,15 @@ class ResultPublisher:
                 self._failed += 1
                 if result.traceback:
                     self._tracebacks[result.index] = result.traceback
+            if result.attempts > 1:
+                self._attempts[result.index] = result.attempts
             due = len(self._rows) >= FLUSH_EVERY_RESULTS or time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS
             if due:
                 self._flush_locked()
 
-    def add_rows(self, rows: list[ResultRow], failed: int, tracebacks: dict[int, str]) -> None:
+    def add_rows(
+        self, rows: list[ResultRow], failed: int, tracebacks: dict[int, str], attempts: dict[int, int] | None = None
+    ) -> None:
         """Write results already in wire form now (the caller batches them: see worker/serial.py).
 
         With a handover, rows that come early in a fast chunk (few, and soon after the last write)
@@ -96,6 +101,8 @@ class ResultPublisher:
             self._rows.extend(rows)
             self._failed += failed
             self._tracebacks.update(tracebacks)
+            if attempts:
+                self._attempts.update(attempts)
             if (
                 self._handover is not None
                 and len(self._rows) < FLUSH_EVERY_RESULTS
@@ -131,15 +138,15 @@ class ResultPublisher:
             handover(self._take_write())
 
     def _take_write(self) -> ResultWrite:
-        rows, failed, tracebacks = self._rows, self._failed, self._tracebacks
-        self._rows, self._failed, self._tracebacks = [], 0, {}
+        rows, failed, tracebacks, attempts = self._rows, self._failed, self._tracebacks, self._attempts
+        self._rows, self._failed, self._tracebacks, self._attempts = [], 0, {}, {}
         batch_key = keys.batch_key(self._batch_id)
         counters = [(batch_key, "done", len(rows), True)]
         if failed:
             counters.append((batch_key, "failed", failed, True))
         # RQ keeps this hash alive (and expiring) while the worker runs; we only count into it.
         counters.append((keys.RQ_WORKER_PREFIX + self._worker, keys.TASKS_DONE_FIELD, len(rows), False))
-        fields = encode_result_rows(self._worker, self._chunk, rows, tracebacks)
+        fields = encode_result_rows(self._worker, self._chunk, rows, tracebacks, attempts)
         return ResultWrite(keys.results_key(self._batch_id), fields, self._ttl, tuple(counters))
 
     def _flush_locked(self) -> None:

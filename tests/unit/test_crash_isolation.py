@@ -218,3 +218,23 @@ def test_the_supervisors_death_note_is_found_by_the_recovery(fake_client: fakere
     note_abandoned(fake_client, JOB, 60)
     assert CrashRecord.load(fake_client, JOB).blame[1] == [Death("wa", "signal 11 SIGSEGV")]
     assert 0 < fake_client.ttl(keys.death_key(socket.gethostname(), 4242)) <= keys.DEATH_NOTE_TTL
+
+
+def test_a_careful_run_retries_a_task_that_declares_retries(fake_client: fakeredis.FakeRedis) -> None:
+    catalogue = Catalogue()
+    calls: list[int] = []
+
+    @catalogue.register(retries=2, retry_on=(OSError,), backoff=0.001, max_backoff=0.001)
+    def flaky(n: int) -> int:
+        calls.append(n)
+        if len(calls) < 2:
+            raise OSError("not yet")
+        return n
+
+    publisher = ResultPublisher(fake_client, "b1", 0, 60, "wc")
+    chunk = ChunkPayload("b1", 0, 60, [[0, None, "flaky", [5], {}]])
+    run_careful(JOB, chunk, Runtime(Settings.from_env({}), catalogue, "wc"), publisher, fake_client)
+    publisher.finish()
+    (_id, fields), *_ = fake_client.xrange(keys.results_key("b1"))
+    (only,) = decode_results(fields)[1]
+    assert (only.ok, only.value, only.attempts, len(calls)) == (True, 5, 2, 2)
