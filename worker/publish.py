@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from common import keys
+from common.events import TASKS_RETRIED
 from common.wire import ResultRow, TaskResult, encode_result_rows, result_row
 
 FLUSH_EVERY_RESULTS = 2000
@@ -146,6 +147,9 @@ class ResultPublisher:
             counters.append((batch_key, "failed", failed, True))
         # RQ keeps this hash alive (and expiring) while the worker runs; we only count into it.
         counters.append((keys.RQ_WORKER_PREFIX + self._worker, keys.TASKS_DONE_FIELD, len(rows), False))
+        retried = sum(1 for count in attempts.values() if count > 1)
+        if retried:  # `dispatcher status` counts them; the bucket expires with these results or sooner
+            counters.append((keys.events_key(int(time.time() // 60)), TASKS_RETRIED, retried, True))
         fields = encode_result_rows(self._worker, self._chunk, rows, tracebacks, attempts)
         return ResultWrite(keys.results_key(self._batch_id), fields, self._ttl, tuple(counters))
 

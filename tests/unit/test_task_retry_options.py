@@ -16,6 +16,7 @@ import pytest
 from common import keys
 from common.catalogue import Catalogue, default_catalogue
 from common.errors import ConfigurationError
+from common.events import TASKS_RETRIED, recent_events
 from common.retry import RetryPolicy
 from common.routing import BUILTIN_TASKS
 from common.settings import Settings
@@ -136,6 +137,12 @@ def test_a_task_that_fails_twice_then_succeeds_gives_its_result_after_3_attempts
     assert (results[0].ok, results[0].value, results[0].attempts) == (True, "k ok", 3)
     assert (results[1].value, results[1].attempts) == (7, 1)
     assert calls == {"k": 3}
+    assert recent_events(fake_client)[TASKS_RETRIED] == 1, "`dispatcher status` counts the retried task once"
+
+
+def test_tasks_that_ran_once_are_not_counted_as_retried(fake_client: fakeredis.FakeRedis) -> None:
+    run_chunk(fake_client, [TaskSpec(0, "plain", [7]), TaskSpec(1, "picky", ["p"])])
+    assert recent_events(fake_client)[TASKS_RETRIED] == 0
 
 
 @pytest.mark.parametrize(("threads", "async_slots"), MODES)
