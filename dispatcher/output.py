@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from typing import TextIO
+from typing import BinaryIO, Literal, TextIO
 
 from common.wire import TaskResult
 from dispatcher.lease import BatchRecord
@@ -83,6 +83,10 @@ def human_bytes(result: TaskResult) -> bytes:
     return (human_line(result) + "\n").encode("utf-8", "backslashreplace")
 
 
+WRITE_BUFFER_BYTES = 1 << 18
+"""The output buffer: lines are flushed to the file descriptor in writes this big."""
+
+
 class ResultWriter:
     """Writes results as they come, or in input order with `ordered` (holding early arrivals).
 
@@ -98,6 +102,7 @@ class ResultWriter:
         self._next = 0
         self._held: dict[int, TaskResult] = {}
         self._format = json_line if as_json else human_bytes
+        self._bytes_out: BinaryIO | Literal[False] | None = False  # False: not looked up yet
 
     def __call__(self, result: TaskResult) -> None:
         self.write_many((result,))
@@ -107,7 +112,7 @@ class ResultWriter:
         if self.ordered:
             results = self._in_order(results)
         fmt = self._format
-        buffer = getattr(self.out, "buffer", None)
+        buffer = self._buffer()
         if buffer is None:  # a text-only stream (StringIO)
             self.out.write(b"".join([fmt(result) for result in results]).decode())
             return
@@ -116,6 +121,19 @@ class ResultWriter:
         for result in results:
             write(fmt(result))
         buffer.flush()
+
+    def _buffer(self) -> BinaryIO | None:
+        """Where lines go: a large buffer of our own on the stream's file descriptor (a write system
+        call per few thousand lines, not per 8 KiB), else the stream's bytes buffer, else None."""
+        if self._bytes_out is False:
+            self._bytes_out = None
+            try:
+                fd = self.out.fileno()
+            except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+                self._bytes_out = getattr(self.out, "buffer", None)
+            else:
+                self._bytes_out = open(fd, "wb", buffering=WRITE_BUFFER_BYTES, closefd=False)  # noqa: SIM115
+        return self._bytes_out
 
     def _in_order(self, results: Iterable[TaskResult]) -> list[TaskResult]:
         held = self._held
