@@ -21,6 +21,12 @@ except ImportError:  # pragma: no cover - depends on the install
     _orjson = None  # type: ignore[assignment]
 
 
+_ARG_INT = 10**58
+"""Integers below this in size print within an argument's 60 characters (sign included)."""
+_VALUE_INT = 10**199
+"""The same for a value's 200 characters."""
+
+
 def task_label(result: TaskResult) -> str:
     """How a task is named to people: its user id, else its 1-based position in the batch."""
     return result.id if result.id is not None else str(result.index + 1)
@@ -28,17 +34,22 @@ def task_label(result: TaskResult) -> str:
 
 def human_line(result: TaskResult) -> str:
     """One readable line per result."""
-    call = " ".join([result.task, *(_short(a) for a in result.args)]) if result.task else "(unparsed line)"
+    call = " ".join([result.task, *map(_short, result.args)]) if result.task else "(unparsed line)"
     if result.kwargs:
         call += " " + " ".join(f"{k}={_short(v)}" for k, v in result.kwargs.items())
     where = f"(by {result.worker}, {result.elapsed_ms:.2f} ms)"
+    label = result.id if result.id is not None else str(result.index + 1)  # task_label, inlined: once per line
     if result.ok:
-        return f"Task {task_label(result)}: {call} = {_short(result.value, 200)} {where}"
-    return f"Task {task_label(result)}: {call} FAILED {result.error_type}: {result.error_message} {where}"
+        value = result.value
+        shown = str(value) if type(value) is int and -_VALUE_INT < value < _VALUE_INT else _short(value, 200)
+        return f"Task {label}: {call} = {shown} {where}"
+    return f"Task {label}: {call} FAILED {result.error_type}: {result.error_message} {where}"
 
 
 def _short(value: object, limit: int = 60) -> str:
     kind = type(value)
+    if kind is int and -_ARG_INT < value < _ARG_INT:  # type: ignore[operator]  # within the limit: as it is
+        return str(value)
     if kind is str:
         text: str = value  # type: ignore[assignment]
     elif kind is int:
