@@ -216,7 +216,8 @@ def _phase(stack: str) -> str:
 
 
 def cpu_split(sizes: Sizes, workdir: Path) -> Runs:
-    """C4: one C1 run sampled by py-spy; each phase's share of the samples times the run's CPU per task."""
+    """C4: one C1 run sampled by py-spy; each phase's share of the samples times the CPU per task of
+    one C1 run without it."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         raise RuntimeError("py-spy not installed (pip install -e '.[bench]')")
@@ -227,7 +228,7 @@ def cpu_split(sizes: Sizes, workdir: Path) -> Runs:
         raw = workdir / "profile.txt"
         out = workdir / "cli-out.txt"
         argv = [*_command("dispatcher"), "submit", str(path), "--json", "--redis-url", server.url, "--no-progress"]
-        run_timed([spy, "record", "-r", str(_RATE), "-f", "raw", "-o", str(raw), "--", *argv], out,
+        run_timed([spy, "record", "--nonblocking", "-r", str(_RATE), "-f", "raw", "-o", str(raw), "--", *argv], out,
                   workdir / "spy-err.txt")  # fmt: skip
         lines = out.read_bytes().splitlines(keepends=True)
         out.write_bytes(b"".join(line for line in lines if line.startswith(b"{")))  # not py-spy's own notes
@@ -240,9 +241,11 @@ def cpu_split(sizes: Sizes, workdir: Path) -> Runs:
         if "threading.py" in stack and "dispatcher/cli.py" not in stack:
             continue  # the lease thread, blocked
         samples[_phase(stack)] += int(number)
-    # Samples of the busy main thread at _RATE a second: the dispatcher's CPU time, without py-spy's own.
-    split = {f"{phase}_us": samples[phase] / _RATE / count * 1e6 for phase in PHASES}
-    return [{"dispatcher_cpu_us": sum(split.values()), **split}]
+    # py-spy slows what it samples: its samples give each phase's share, and a run without it the CPU.
+    cpu_us = cli(sizes, 1, workdir, as_json=True)[0]["dispatcher_cpu_us"]
+    total = sum(samples.values()) or 1
+    split = {f"{phase}_us": samples[phase] / total * cpu_us for phase in PHASES}
+    return [{"dispatcher_cpu_us": cpu_us, **split}]
 
 
 def feed(sizes: Sizes, reps: int, workdir: Path) -> Runs:

@@ -103,7 +103,8 @@ class ChunkPayload:
 
 def encode_chunk(batch_id: str, chunk: int, ttl: int, tasks: Iterable[TaskSpec]) -> dict[str, JSONValue]:
     """The single argument of a chunk job (RQ's JSON serializer encodes it)."""
-    return {"v": WIRE_VERSION, "b": batch_id, "c": chunk, "x": ttl, "t": [t.to_wire() for t in tasks]}
+    rows = [[t.index, t.id, t.task, t.args, t.kwargs] for t in tasks]  # to_wire, inlined: once per task
+    return {"v": WIRE_VERSION, "b": batch_id, "c": chunk, "x": ttl, "t": rows}
 
 
 def decode_chunk(payload: object) -> ChunkPayload:

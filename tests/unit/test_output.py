@@ -41,3 +41,11 @@ def test_ordered_output_holds_early_arrivals() -> None:
         writer(result(index))
     writer.close()
     assert [json.loads(line)["index"] for line in out.getvalue().splitlines()] == [0, 1, 2, 3]
+
+
+def test_a_json_line_is_the_record_of_the_result() -> None:
+    """The inline shape of an ok result's line is to_record's, key order included."""
+    from dispatcher.output import json_line
+
+    for item in (result(3), result(4, ok=False), TaskResult(5, "f", [], {"k": 1}, "x", True, [1], worker="w")):
+        assert json_line(item).decode() == json.dumps(item.to_record(), separators=(",", ":")) + "\n"
