@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.ours import _cluster, _stop
-from bench.procs import cpu_seconds
+from bench.procs import PeakRSS, cpu_seconds
 from bench.spec import Sizes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,17 +49,21 @@ def _env() -> dict[str, str]:
 
 
 def run_timed(argv: list[str], stdout: Path, stderr: Path | None = None) -> dict[str, float]:
-    """Run argv with stdout to a file; its wall time from spawn to exit, CPU seconds and peak RSS."""
+    """Run argv with stdout to a file; its wall time from spawn to exit, CPU seconds and peak RSS.
+
+    The peak is sampled from /proc: the ru_maxrss that wait4 reports starts from this process's own
+    RSS when it spawned the child (Linux carries it over the exec), which says nothing of the child."""
     with stdout.open("wb") as out, (stderr or Path(os.devnull)).open("wb") as err:
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdout=out, stderr=err, env=_env(), cwd=ROOT)
-        _pid, status, usage = os.wait4(process.pid, 0)
+        with PeakRSS([process.pid]) as rss:
+            _pid, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         detail = stderr.read_text()[-2000:] if stderr is not None else ""
         raise RuntimeError(f"{argv[:3]} exited {process.returncode}: {detail}")
-    return {"seconds": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
+    return {"seconds": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": rss.peak}
 
 
 def check_json(path: Path, count: int) -> None:
