@@ -108,7 +108,9 @@ NOT_RUN = {
 def main(argv: list[str] | None = None) -> None:
     """Parse options, run the selected workloads, print the table and write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1 repetition, shorter RQ runs, W4 at 200k tasks")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 repetition, shorter RQ runs, W4 at 200k tasks, C1-C5 at 100k lines"
+    )
     parser.add_argument("--reps", type=int, help="repetitions per workload (default 3; 1 with --quick)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
