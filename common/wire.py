@@ -65,6 +65,10 @@ class TaskResult:
 
     def to_record(self) -> dict[str, JSONValue]:
         """The public JSON shape of a result (one line of `--json` output)."""
+        if self.ok and not self.kwargs:  # the usual shape in one literal (once per result); keep both in step
+            return {"index": self.index, "id": self.id, "task": self.task, "args": self.args, "ok": True,
+                    "result": self.value, "error": None, "worker": self.worker,
+                    "elapsed_ms": round(self.elapsed_ms, 3)}  # fmt: skip
         record: dict[str, JSONValue] = {
             "index": self.index,
             "id": self.id,

@@ -77,12 +77,7 @@ def incomplete_summary(record: BatchRecord) -> str:
 
 def json_line(result: TaskResult) -> bytes:
     """One `--json` output line (with its line end), as UTF-8."""
-    if result.ok and not result.kwargs:  # to_record's shape, built inline: this runs once per result
-        record = {"index": result.index, "id": result.id, "task": result.task, "args": result.args, "ok": True,
-                  "result": result.value, "error": None, "worker": result.worker,
-                  "elapsed_ms": round(result.elapsed_ms, 3)}  # fmt: skip
-    else:
-        record = result.to_record()
+    record = result.to_record()
     if _orjson is not None:
         try:
             return _orjson.dumps(record, option=_orjson.OPT_APPEND_NEWLINE)

@@ -45,7 +45,7 @@ def test_ordered_output_holds_early_arrivals() -> None:
 
 
 def test_a_json_line_is_the_record_of_the_result() -> None:
-    """The inline shape of an ok result's line is to_record's, key order included."""
+    """A JSON line is the result's record, key order included, for both of to_record's shapes."""
     from dispatcher.output import json_line
 
     for item in (result(3), result(4, ok=False), TaskResult(5, "f", [], {"k": 1}, "x", True, [1], worker="w")):
