@@ -69,6 +69,12 @@ class TaskResult:
 
     def to_record(self) -> dict[str, JSONValue]:
         """The public JSON shape of a result (one line of `--json` output)."""
+        if (
+            self.ok and not self.kwargs and self.attempts == 1
+        ):  # the usual shape in one literal (once per result); keep both in step
+            return {"index": self.index, "id": self.id, "task": self.task, "args": self.args, "ok": True,
+                    "result": self.value, "error": None, "worker": self.worker,
+                    "elapsed_ms": round(self.elapsed_ms, 3)}  # fmt: skip
         record: dict[str, JSONValue] = {
             "index": self.index,
             "id": self.id,
@@ -109,7 +115,8 @@ class ChunkPayload:
 
 def encode_chunk(batch_id: str, chunk: int, ttl: int, tasks: Iterable[TaskSpec]) -> dict[str, JSONValue]:
     """The single argument of a chunk job (RQ's JSON serializer encodes it)."""
-    return {"v": WIRE_VERSION, "b": batch_id, "c": chunk, "x": ttl, "t": [t.to_wire() for t in tasks]}
+    rows = [[t.index, t.id, t.task, t.args, t.kwargs] for t in tasks]  # to_wire, inlined: once per task
+    return {"v": WIRE_VERSION, "b": batch_id, "c": chunk, "x": ttl, "t": rows}
 
 
 def decode_chunk(payload: object) -> ChunkPayload:
