@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ours
+from bench import cli, ours
 from bench.spec import QUICK, Sizes, median_of
 
 SYSTEMS = ("ours", "rq", "huey", "ppe")
-WORKLOADS = ("W1", "W2", "W3", "W3b", "W4")
+WORKLOADS = ("W1", "W2", "W3", "W3b", "W4", "C1", "C2", "C3", "C4", "C5")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 # (workload, metric, label, higher is better)
@@ -38,6 +38,20 @@ METRICS = [
     ("W4", "workers_cpu_us", "W4 CPU per task, us: workers (together)", False),
     ("W4", "redis_cpu_us", "W4 CPU per task, us: Redis", False),
     ("W4", "redis_peak_mib", "W4 Redis used_memory_peak, MiB", False),
+    ("C1", "tasks_per_s", "C1 task file, `submit --json > file`, tasks/s (start included)", True),
+    ("C1", "dispatcher_cpu_us", "C1 CPU per task, us: dispatcher (everything)", False),
+    ("C1", "workers_cpu_us", "C1 CPU per task, us: workers (together)", False),
+    ("C1", "redis_cpu_us", "C1 CPU per task, us: Redis", False),
+    ("C1", "dispatcher_rss_mib", "C1 dispatcher peak RSS (ppe: with its pool), MiB", False),
+    ("C2", "tasks_per_s", "C2 task file, `submit > file` (human), tasks/s", True),
+    ("C2", "dispatcher_cpu_us", "C2 CPU per task, us: dispatcher", False),
+    ("C3", "help_ms", "C3 `dispatcher --help`, ms", False),
+    ("C3", "worker_ready_ms", "C3 `worker` start until registered, ms", False),
+    *((("C4", f"{phase}_us", f"C4 dispatcher CPU per task, us: {phase}", False)) for phase in cli.PHASES),
+    ("C5", "one_ceiling", "C5 feed ceiling, one dispatcher (1 / its CPU per task), tasks/s", True),
+    ("C5", "dispatcher_cpu_us", "C5 two dispatchers at once: CPU per task, us, each", False),
+    ("C5", "redis_cpu_us", "C5 two dispatchers at once: Redis CPU per task, us", False),
+    ("C5", "two_ceiling", "C5 feed ceiling, two dispatchers (min of 2 / theirs, 1 / Redis's), tasks/s", True),
 ]
 
 
@@ -51,6 +65,12 @@ def plan(
         ("ours", "W3"): lambda: ours.w3(sizes.w3_tasks, sizes.w3_slots, reps, mode=w3_mode),
         ("ours", "W3b"): lambda: ours.w3(sizes.w3b_tasks, sizes.w3b_slots, reps, mode=w3_mode),
         ("ours", "W4"): lambda: ours.w4(sizes, reps, workdir),
+        ("ours", "C1"): lambda: cli.cli(sizes, reps, workdir, as_json=True),
+        ("ours", "C2"): lambda: cli.cli(sizes, reps, workdir, as_json=False),
+        ("ours", "C3"): lambda: cli.startup(reps, workdir),
+        ("ours", "C4"): lambda: cli.cpu_split(sizes, workdir),
+        ("ours", "C5"): lambda: cli.feed(sizes, reps, workdir),
+        ("ppe", "C1"): lambda: cli.ppe(sizes, reps, workdir),
     }
     try:
         from bench import peers
@@ -88,11 +108,14 @@ NOT_RUN = {
 def main(argv: list[str] | None = None) -> None:
     """Parse options, run the selected workloads, print the table and write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1 repetition, shorter RQ runs, W4 at 200k tasks")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 repetition, shorter RQ runs, W4 at 200k tasks, C1-C5 at 100k lines"
+    )
     parser.add_argument("--reps", type=int, help="repetitions per workload (default 3; 1 with --quick)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
     parser.add_argument("--w4-tasks", type=int, help="W4 batch size (default 1,000,000)")
+    parser.add_argument("--cli-tasks", type=int, help="C1-C5 file size in lines (default 1,000,000)")
     parser.add_argument(
         "--w3-mode",
         choices=sorted(ours.W3_MODES),
@@ -104,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = QUICK if args.quick else Sizes()
     if args.w4_tasks:
         sizes = Sizes(**{**sizes.__dict__, "w4": args.w4_tasks})
+    if args.cli_tasks:
+        sizes = Sizes(**{**sizes.__dict__, "cli": args.cli_tasks})
     reps = args.reps or (1 if args.quick else 3)
     systems = [s for s in args.systems.split(",") if s]
     workloads = [w for w in args.workloads.split(",") if w]
@@ -163,7 +188,7 @@ def render(results: dict[str, dict[str, Any]], systems: list[str], workloads: li
                 cells.append("")
         lines.append("| " + " | ".join(cells) + " |")
     note = (f"\nmedians of {reps} run(s); W1 RQ ran {sizes.w1_rq:,} tasks, W2 {sizes.w2} round trips, "
-            f"W4 {sizes.w4:,} tasks; ratio > 1 means ours is better.")  # fmt: skip
+            f"W4 {sizes.w4:,} tasks, C1-C5 {sizes.cli:,} lines; ratio > 1 means ours is better.")  # fmt: skip
     return "\n".join(lines) + note
 
 

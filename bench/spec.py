@@ -21,10 +21,11 @@ class Sizes:
     w3b_tasks: int = 2_000
     w3b_slots: int = 200
     w4: int = 1_000_000
+    cli: int = 1_000_000
 
 
-QUICK = Sizes(w1_rq=2_000, w2=100, w4=200_000)
-"""--quick: RQ's W1 and W2 shortened (RQ runs ~750 tasks/s), W4 at 200k tasks."""
+QUICK = Sizes(w1_rq=2_000, w2=100, w4=200_000, cli=100_000)
+"""--quick: RQ's W1 and W2 shortened (RQ runs ~750 tasks/s), W4 at 200k tasks, the CLI at 100k lines."""
 
 
 def percentile(values: list[float], pct: float) -> float:

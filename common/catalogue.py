@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import functools
 import inspect
+import math
 import re
 import threading
 import types
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from common.errors import ConfigurationError, InvalidArguments, UnknownTask
+from common.retry import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, Jitter, RetryPolicy, normalize_retry_on
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +39,15 @@ class TaskDefinition:
     coroutine: Callable[..., Awaitable[Any]] | None = None
     """The task's `async def` form, which a worker with async slots awaits on its event loop; `func`
     then runs the same task to completion on its own (in any worker mode)."""
+    retry: RetryPolicy | None = None
+    """When and how often a failed run is tried again (`@task(retries=...)`); None: never."""
+    timeout: float | None = None
+    """Seconds one run may take (`@task(timeout=...)`), instead of the worker's --task-timeout."""
+
+    @property
+    def plain(self) -> bool:
+        """No retries and no time limit of its own: the worker's quick paths may run it."""
+        return self.retry is None and self.timeout is None
 
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Raise InvalidArguments unless args and kwargs fit the signature and its type hints."""
@@ -71,20 +82,29 @@ class Catalogue:
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
+        self.retrying = False
+        """Whether any task here declares retries (workers skip retry bookkeeping when none does)."""
 
     @overload
-    def register(self, func: F, *, name: str | None = None) -> F: ...
+    def register(self, func: F, *, name: str | None = None, **options: Any) -> F: ...
 
     @overload
-    def register(self, func: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+    def register(self, func: None = None, *, name: str | None = None, **options: Any) -> Callable[[F], F]: ...
 
-    def register(self, func: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
-        """Register `func` under `name` (default: its own name); usable as `@register` or `@register(name=)`."""
+    def register(self, func: F | None = None, *, name: str | None = None, **options: Any) -> F | Callable[[F], F]:
+        """Register `func` under `name` (default: its own name); usable as `@register` or `@register(name=)`.
+
+        `options` are those of `task_options` (retries, retry_on, backoff, max_backoff, jitter, timeout).
+        """
 
         def decorate(target: F) -> F:
             task_name = name or target.__name__
             if not TASK_NAME_PATTERN.match(task_name):
                 raise ConfigurationError(f"invalid task name {task_name!r}")
+            try:
+                retry, timeout = task_options(**options)
+            except (ConfigurationError, TypeError) as exc:  # TypeError: an unknown option
+                raise ConfigurationError(f"task {task_name!r} ({_origin(target)}): {exc}") from None
             if task_name in self._tasks:
                 first = _origin(self._tasks[task_name].func)
                 raise ConfigurationError(
@@ -102,8 +122,9 @@ class Catalogue:
             if inspect.iscoroutinefunction(target):
                 func, coroutine = run_to_completion(target), target
             self._tasks[task_name] = TaskDefinition(
-                task_name, func, signature, hints, fast_types, min_args, coroutine
+                task_name, func, signature, hints, fast_types, min_args, coroutine, retry, timeout
             )  # fmt: skip
+            self.retrying = self.retrying or retry is not None
             return target
 
         return decorate(func) if func is not None else decorate
@@ -147,17 +168,92 @@ default_catalogue = Catalogue()
 """The catalogue that `@task` registers into and that workers serve by default."""
 
 
-@overload
-def task(func: F, *, name: str | None = None) -> F: ...
+RetryOn = type[BaseException] | tuple[type[BaseException], ...]
+
+
+def task_options(
+    *,
+    retries: int = 0,
+    retry_on: RetryOn | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
+    jitter: Jitter | None = None,
+    timeout: float | None = None,
+) -> tuple[RetryPolicy | None, float | None]:
+    """Check a task's options: its retry policy (None without retries) and its time limit."""
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf
+    ):
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigurationError(f"retries must be an integer >= 0, got {retries!r}")
+    if retries == 0:
+        options = {"retry_on": retry_on, "backoff": backoff, "max_backoff": max_backoff, "jitter": jitter}
+        given = [option for option, value in options.items() if value is not None]
+        if given:
+            raise ConfigurationError(f"{', '.join(given)} without retries has no effect (set retries=N)")
+        return None, timeout
+    policy = RetryPolicy(
+        retries,
+        normalize_retry_on(retry_on),
+        min(DEFAULT_BACKOFF, max_backoff or DEFAULT_BACKOFF) if backoff is None else backoff,
+        DEFAULT_MAX_BACKOFF if max_backoff is None else max_backoff,
+        "full" if jitter is None else jitter,
+    )
+    return policy, timeout
 
 
 @overload
-def task(func: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+def task(
+    func: F,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_on: RetryOn | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
+    jitter: Jitter | None = None,
+    timeout: float | None = None,
+) -> F: ...
 
 
-def task(func: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
-    """Register a function as a task in the default catalogue: `@task` or `@task(name="ns.name")`."""
-    return default_catalogue.register(func, name=name)
+@overload
+def task(
+    func: None = None,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_on: RetryOn | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
+    jitter: Jitter | None = None,
+    timeout: float | None = None,
+) -> Callable[[F], F]: ...
+
+
+def task(
+    func: F | None = None,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_on: RetryOn | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
+    jitter: Jitter | None = None,
+    timeout: float | None = None,
+) -> F | Callable[[F], F]:
+    """Register a function as a task in the default catalogue: `@task` or `@task(name="ns.name", ...)`.
+
+    `retries=N` runs a task that raised one of `retry_on` (default: any Exception) up to N more
+    times, `backoff` seconds after the first failure, doubling up to `max_backoff`, jittered
+    (`jitter`: "full", "decorrelated" or "none"). `timeout=S` limits each run to S seconds
+    instead of the worker's --task-timeout. Invalid options raise ConfigurationError at once.
+    """
+    options: dict[str, Any] = {"retries": retries, "retry_on": retry_on, "backoff": backoff, "jitter": jitter}
+    decorate: Callable[[F], F] = default_catalogue.register(
+        name=name, max_backoff=max_backoff, timeout=timeout, **options
+    )
+    return decorate if func is None else decorate(func)
 
 
 class _ThreadLoop:

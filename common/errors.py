@@ -107,6 +107,10 @@ class TaskLost(TaskError):
     """The task's chunk vanished from Redis (for example Redis restarted without persistence)."""
 
 
+class WorkerDied(TaskError):
+    """The worker process died while running this task, as often as the crash limit allows."""
+
+
 class Cancelled(TaskError):
     """The batch was cancelled before this task ran."""
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
 from rq.defaults import UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
-from rq.exceptions import NoSuchJobError, StopRequested
+from rq.exceptions import AbandonedJobError, NoSuchJobError, StopRequested
 from rq.job import Job
 from rq.utils import decode_redis_hash
+
+from common.crash import CRASHED_META, note_abandoned
+
+log = logging.getLogger(__name__)
+
+CRASH_RECORD_TTL = 86_400
+"""Seconds a crash record lives when the job carries no TTL of its own (ours always do)."""
 
 REFUSED_FUNCTION = "<refused>"
 """The function name a job gets when its data could not be read; no such function exists."""
@@ -81,6 +90,28 @@ class InertJob(Job):
             )
             func_name, instance, args, kwargs = REFUSED_FUNCTION, None, [], {}
         self._func_name, self._instance, self._args, self._kwargs = func_name, instance, args, kwargs
+
+    def execute_failure_callback(self, death_penalty_class: Any, *exc_info: Any) -> None:
+        """Called by RQ's started-registry cleanup for each abandoned job, just before it re-queues the
+        job (or fails it once its retries are used up): record the death that abandoned it (common.crash),
+        mark the job's next run careful, and give back the retry when the death blamed a task.
+
+        Our jobs have no failure callback, so RQ's own version, called for a job that raised, does nothing.
+        """
+        if not exc_info or not (isinstance(exc_info[0], type) and issubclass(exc_info[0], AbandonedJobError)):
+            return
+        try:
+            progress = note_abandoned(self.connection, self.id, self.ttl or self.failure_ttl or CRASH_RECORD_TTL)
+        except redis.RedisError:
+            raise
+        except Exception:  # a damaged record must not stop the recovery: the chunk re-runs as before
+            log.exception("job %s: could not record the death that abandoned it", self.id)
+            progress = False
+        if not isinstance(self.meta, dict):
+            self.meta = {}
+        self.meta[CRASHED_META] = True
+        if progress:
+            self.retries_left = (self.retries_left or 0) + 1
 
     @property
     def success_callback(self) -> None:

@@ -56,6 +56,30 @@ WRITE_PROBE_TTL = 10
 """Seconds a write probe key lives."""
 
 
+def crash_key(job_id: str) -> str:
+    """Hash of a chunk job's crash history: deaths, the task each death blames, the running marker of a
+    chunk re-run after a crash (common.crash)."""
+    return f"{PREFIX}crash:{job_id}"
+
+
+def death_key(host: str, pid: int) -> str:
+    """How a supervised worker process died ("signal 11", "exit code 3"), noted by its supervisor."""
+    return f"{PREFIX}death:{host}:{pid}"
+
+
+DEATH_NOTE_TTL = 3600
+"""Seconds a death note lives: far longer than any recovery takes to read it."""
+
+
+def events_key(minute: int) -> str:
+    """Hash of event counts (common.events) during one minute since the epoch, field per kind."""
+    return f"{PREFIX}events:{minute}"
+
+
+EVENTS_TTL = 3660
+"""Seconds an events bucket lives: the hour `dispatcher status` sums, and a minute."""
+
+
 def chunk_job_id(batch_id: str, chunk: int) -> str:
     """The deterministic RQ job id of one chunk."""
     return f"{batch_id}-{chunk}"

@@ -39,6 +39,9 @@ class Settings:
     """Seconds without a heartbeat after which a chunk counts as abandoned and runs again."""
     job_retries: int = 3
     """How many times a chunk is re-run after its worker died or its job failed."""
+    crash_limit: int = 2
+    """Deaths of a worker process while a task was its running task, after which that task fails
+    alone with WorkerDied instead of running again (common.crash)."""
     max_arg_bytes: int = 1_000_000
     """Largest JSON encoding of one task's arguments."""
     max_result_bytes: int = 1_000_000
@@ -90,6 +93,8 @@ class Settings:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
         if self.heartbeat_ttl < 2 * self.heartbeat_interval:
             raise ConfigurationError("heartbeat_ttl must be at least twice heartbeat_interval")
+        if self.crash_limit < 1:
+            raise ConfigurationError(f"crash_limit must be at least 1, got {self.crash_limit}")
         for name in ("job_retries", "max_arg_bytes", "max_result_bytes", "max_batch_tasks", "wait_for_redis",
                      "min_replicas"):  # fmt: skip
             if getattr(self, name) < 0:
@@ -104,6 +109,7 @@ ENV_VARS: dict[str, str] = {
     "heartbeat_interval": "DW_HEARTBEAT_INTERVAL",
     "heartbeat_ttl": "DW_HEARTBEAT_TTL",
     "job_retries": "DW_JOB_RETRIES",
+    "crash_limit": "DW_CRASH_LIMIT",
     "max_arg_bytes": "DW_MAX_ARG_BYTES",
     "max_result_bytes": "DW_MAX_RESULT_BYTES",
     "max_batch_tasks": "DW_MAX_BATCH_TASKS",

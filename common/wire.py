@@ -19,6 +19,8 @@ would reach the recursion limits of the JSON codecs it passes through (orjson st
 
 TRACEBACK_FIELD = "t"
 """Optional result-entry field: JSON object {task index: remote traceback text} for failed tasks."""
+ATTEMPTS_FIELD = "a"
+"""Optional result-entry field: JSON object {task index: attempts} for tasks that ran more than once."""
 
 JSONValue = Any
 """A value that json.dumps accepts (the type system cannot say more without a recursive alias)."""
@@ -62,9 +64,17 @@ class TaskResult:
     elapsed_ms: float = 0.0
     traceback: str | None = None
     """The task's remote traceback text, for an exception raised inside the task function."""
+    attempts: int = 1
+    """How many times the task ran (more than once when its retry policy tried it again)."""
 
     def to_record(self) -> dict[str, JSONValue]:
         """The public JSON shape of a result (one line of `--json` output)."""
+        if (
+            self.ok and not self.kwargs and self.attempts == 1
+        ):  # the usual shape in one literal (once per result); keep both in step
+            return {"index": self.index, "id": self.id, "task": self.task, "args": self.args, "ok": True,
+                    "result": self.value, "error": None, "worker": self.worker,
+                    "elapsed_ms": round(self.elapsed_ms, 3)}  # fmt: skip
         record: dict[str, JSONValue] = {
             "index": self.index,
             "id": self.id,
@@ -78,6 +88,8 @@ class TaskResult:
         record["error"] = None if self.ok else {"type": self.error_type, "message": self.error_message}
         record["worker"] = self.worker
         record["elapsed_ms"] = round(self.elapsed_ms, 3)
+        if self.attempts > 1:
+            record["attempts"] = self.attempts
         return record
 
 
@@ -103,7 +115,8 @@ class ChunkPayload:
 
 def encode_chunk(batch_id: str, chunk: int, ttl: int, tasks: Iterable[TaskSpec]) -> dict[str, JSONValue]:
     """The single argument of a chunk job (RQ's JSON serializer encodes it)."""
-    return {"v": WIRE_VERSION, "b": batch_id, "c": chunk, "x": ttl, "t": [t.to_wire() for t in tasks]}
+    rows = [[t.index, t.id, t.task, t.args, t.kwargs] for t in tasks]  # to_wire, inlined: once per task
+    return {"v": WIRE_VERSION, "b": batch_id, "c": chunk, "x": ttl, "t": rows}
 
 
 def decode_chunk(payload: object) -> ChunkPayload:
@@ -153,13 +166,21 @@ def encode_results(worker: str, chunk: int, results: Iterable[TaskResult]) -> di
     """The fields of one result-stream entry: a group of task results from one chunk."""
     results = results if isinstance(results, list) else list(results)
     tracebacks = {r.index: r.traceback for r in results if r.traceback and not r.ok}
-    return encode_result_rows(worker, chunk, [result_row(r) for r in results], tracebacks)
+    attempts = {r.index: r.attempts for r in results if r.attempts > 1}
+    return encode_result_rows(worker, chunk, [result_row(r) for r in results], tracebacks, attempts)
 
 
-def encode_result_rows(worker: str, chunk: int, rows: list[ResultRow], tracebacks: Mapping[int, str]) -> dict[str, str]:
+def encode_result_rows(
+    worker: str,
+    chunk: int,
+    rows: list[ResultRow],
+    tracebacks: Mapping[int, str],
+    attempts: Mapping[int, int] | None = None,
+) -> dict[str, str]:
     """The fields of one result-stream entry from rows already in wire form (see result_row).
 
-    Error tracebacks travel in the optional field `t`: a JSON object from task index to text.
+    Error tracebacks travel in the optional field `t`: a JSON object from task index to text;
+    the attempts of tasks that ran more than once in the optional field `a`, the same way.
     """
     encoded, small_numbers = _encode_rows(rows)
     fields = {"v": str(WIRE_VERSION), "w": worker, "c": str(chunk), "r": encoded}
@@ -169,6 +190,8 @@ def encode_result_rows(worker: str, chunk: int, rows: list[ResultRow], traceback
         # A separate optional field, not a 9th row element: readers that predate it unpack rows of
         # exactly 8 and ignore fields they do not know, so entries stay readable by every version 1.
         fields[TRACEBACK_FIELD] = _encode({str(index): text for index, text in tracebacks.items()})
+    if attempts:  # the same reasoning: absent for tasks that ran once, which is nearly all of them
+        fields[ATTEMPTS_FIELD] = _encode({str(index): count for index, count in attempts.items()})
     return fields
 
 
@@ -220,6 +243,7 @@ def decode_results(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[i
     if not isinstance(rows, list):
         raise PayloadError("malformed result entry: rows must be a list")
     tracebacks = _decode_tracebacks(get(TRACEBACK_FIELD))
+    attempts = _decode_attempts(get(ATTEMPTS_FIELD))
     results: list[TaskResult] = []
     append = results.append
     for row in rows:  # exact type checks: this runs once per result of every batch
@@ -238,7 +262,21 @@ def decode_results(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[i
                               remote_tb))  # fmt: skip
         else:
             raise PayloadError(f"malformed result entry: error of row {index} is not [type, message]")
+    if attempts:
+        for result in results:
+            result.attempts = attempts.get(result.index, 1)
     return chunk, results
+
+
+def _decode_attempts(text: str | None) -> dict[int, int] | None:
+    """The optional attempts field; an unreadable one costs the counts, never the results."""
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        return {int(k): v for k, v in raw.items() if type(v) is int and v > 0}
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 def _decode_tracebacks(text: str | None) -> dict[int, str] | None:

@@ -291,10 +291,13 @@ def _deliver_once(
     block_ms: int | None,
 ) -> None:
     """One step of every wait: read new results, resolve stalled chunks, show progress, check the deadline."""
-    for result in guard(lambda: watcher.poll(block_ms)):
-        sink(result)
-    for result in guard(watcher.check_stalled):
-        sink(result)
+    many = getattr(sink, "write_many", None)  # a sink that takes a block at once (ResultWriter)
+    for results in (guard(lambda: watcher.poll(block_ms)), guard(watcher.check_stalled)):
+        if many is not None:
+            many(results)
+            continue
+        for result in results:
+            sink(result)
     if progress is not None:
         progress(watcher)
     _check_deadline(deadline, watcher.batch_id)

@@ -4,33 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
-import redis
 
-from common.connection import check_connection, connect, describe_redis_error
-from common.errors import (
-    EXIT_BROKEN_PIPE,
-    EXIT_INCOMPLETE,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_TASKS_FAILED,
-    BatchInterrupted,
-    DispatchError,
-    InputError,
-)
-from common.settings import Settings
-from dispatcher.batch import BatchSummary, SubmitOptions, await_batch, refuse_bad_input, submit_batch
-from dispatcher.offered import OfferedTasks
-from dispatcher.output import ProgressLine, ResultWriter, incomplete_summary
-from dispatcher.reader import Item, detect_format, read_stream
-from dispatcher.submit import new_batch_id
+if TYPE_CHECKING:
+    import redis
+
+    from common.settings import Settings
+    from dispatcher.batch import BatchSummary, SubmitOptions
+    from dispatcher.offered import OfferedTasks
+    from dispatcher.output import ProgressLine
+    from dispatcher.reader import Item
+
+# Only click is imported at start: `dispatcher --help` and usage errors need nothing else, and
+# redis, rq and the task catalogue are most of a command's start-up time. Each command imports
+# what it uses when it runs.
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,22 +89,34 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from common.errors import EXIT_INTERRUPTED, BatchInterrupted, DispatchError
+
         try:
             return func(*args, **kwargs)
         except BrokenPipeError:
             _end_quietly()
         except DispatchError as exc:
             _fail(str(exc), exc.exit_code)
-        except (redis.RedisError, OSError) as exc:
-            url = click.get_current_context().meta.get("redis_url", "")
-            error = describe_redis_error(url, exc)
-            _fail(str(error), error.exit_code)
         except BatchInterrupted as exc:
             _fail(str(exc), EXIT_INTERRUPTED)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_INTERRUPTED)
+        except Exception as exc:
+            if not (isinstance(exc, OSError) or _is_redis_error(exc)):
+                raise
+            from common.connection import describe_redis_error
+
+            url = click.get_current_context().meta.get("redis_url", "")
+            error = describe_redis_error(url, exc)
+            _fail(str(error), error.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _is_redis_error(exc: Exception) -> bool:
+    """A redis-py error (redis is loaded once a command has used it; if it is not, this is none)."""
+    loaded = sys.modules.get("redis")
+    return loaded is not None and isinstance(exc, loaded.RedisError)
 
 
 def _fail(message: str, code: int) -> None:
@@ -128,11 +133,15 @@ def _end_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     with contextlib.suppress(OSError, ValueError):
         os.dup2(devnull, sys.stdout.fileno())
+    from common.errors import EXIT_BROKEN_PIPE
+
     sys.exit(EXIT_BROKEN_PIPE)
 
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings from the environment with CLI overrides; remembers the URL for error messages."""
+    from common.settings import Settings
+
     context = click.get_current_context()
     settings = Settings.from_env(**{**context.meta.get("limits", {}), **overrides})
     context.meta["redis_url"] = settings.redis_url
@@ -141,6 +150,8 @@ def make_settings(**overrides: Any) -> Settings:
 
 def open_redis(settings: Settings) -> redis.Redis:
     """A client that has answered PING (so exit 3 comes before any work)."""
+    from common.connection import check_connection, connect
+
     client = connect(settings)
     check_connection(client, settings)
     return client
@@ -185,6 +196,8 @@ def submit(source: TextIO, fmt: str, strict: bool, chunk_size: int | None, resul
     (TaskNotOffered), the rest runs, exit 1. With no live worker at all, the tasks wait for one.
     --no-check enqueues every name (each waits for a worker that offers it).
     """
+    from dispatcher.batch import SubmitOptions
+
     settings = make_settings(redis_url=redis_url, queue=queue, result_ttl=result_ttl)
     client = open_redis(settings)
     streaming = source.name in ("<stdin>", "-")
@@ -208,6 +221,9 @@ def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, 
     Exit 5 when the batch's input was not all submitted (its dispatcher stopped or died midway): the
     summary says how many lines were never submitted, when that is known.
     """
+    from dispatcher.batch import await_batch
+    from dispatcher.output import ResultWriter
+
     settings = make_settings(redis_url=redis_url, queue=queue)
     client = open_redis(settings)
     writer = ResultWriter(sys.stdout, as_json, ordered)
@@ -218,7 +234,7 @@ def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, 
         writer.close()
         if bar:
             bar.close()
-    _summarize(summary, as_json)
+    _summarize(summary, as_json, died=writer.died)
     sys.exit(_exit_code(summary))
 
 
@@ -242,6 +258,8 @@ def status(as_json: bool, watch: bool, interval: float, count: int | None, redis
 
     rq's own tools work on the same queues: `rq info --url URL -S rq.serializers.JSONSerializer`.
     """
+    import json
+
     from dispatcher.status import collect_status
     from dispatcher.statusview import render
     from dispatcher.statusview import watch as watch_status
@@ -269,6 +287,8 @@ def cancel(batch_id: str, as_json: bool, redis_url: str | None, queue: str | Non
     Every task left without a result gets a Cancelled error result, so a dispatcher waiting on the
     batch ends promptly (exit 1: cancelled tasks count as failed).
     """
+    import json
+
     from dispatcher.cancel import cancel_batch
 
     settings = make_settings(redis_url=redis_url, queue=queue)
@@ -336,6 +356,7 @@ def run(source: TextIO, local_workers: int, threads: int, task_modules: tuple[st
 
     The batch lives only as long as this command: interrupted or timed out, it ends here.
     """
+    from dispatcher.batch import SubmitOptions
     from dispatcher.local import EmbeddedRedis, LocalWorkers, task_module_args, wait_for_workers
     from dispatcher.localrun import ended_with_local_redis
 
@@ -392,6 +413,8 @@ def dashboard(dashboard_args: tuple[str, ...]) -> None:
 
 def _offered(client: redis.Redis, settings: Settings) -> OfferedTasks:
     """What live workers offer; with none, says on stderr that the tasks wait for one."""
+    from dispatcher.offered import OfferedTasks
+
     offered = OfferedTasks(client, settings)
     offered.refresh()
     if not offered.workers:
@@ -401,6 +424,9 @@ def _offered(client: redis.Redis, settings: Settings) -> OfferedTasks:
 
 
 def _items(source: TextIO, fmt: str, strict: bool, settings: Settings, offered: OfferedTasks | None) -> Iterator[Item]:
+    from dispatcher.batch import refuse_bad_input
+    from dispatcher.reader import detect_format, read_stream
+
     kind = detect_format(getattr(source, "name", None), fmt)
     stream = source.buffer  # bytes: each line is decoded on its own
     if not strict:
@@ -415,6 +441,8 @@ def _items(source: TextIO, fmt: str, strict: bool, settings: Settings, offered: 
 
 
 def _progress(enabled: bool | None) -> ProgressLine | None:
+    from dispatcher.output import ProgressLine
+
     show = sys.stderr.isatty() if enabled is None else enabled
     return ProgressLine() if show else None
 
@@ -422,6 +450,13 @@ def _progress(enabled: bool | None) -> ProgressLine | None:
 def _run_and_report(client: redis.Redis, settings: Settings, items: Iterator[Item], options: SubmitOptions,
                     as_json: bool, ordered: bool, progress: bool | None,
                     reattachable: bool = True) -> BatchSummary:  # fmt: skip
+    import json
+
+    from common.errors import InputError
+    from dispatcher.batch import submit_batch
+    from dispatcher.output import ResultWriter
+    from dispatcher.submit import new_batch_id
+
     writer = ResultWriter(sys.stdout, as_json, ordered)
     bar = _progress(progress) if options.wait else None
     started = time.monotonic()
@@ -442,14 +477,20 @@ def _run_and_report(client: redis.Redis, settings: Settings, items: Iterator[Ite
         if summary.not_offered:
             click.echo(f"dispatcher: {summary.not_offered}", err=True)
         return summary
-    _summarize(summary, as_json, time.monotonic() - started)
+    _summarize(summary, as_json, time.monotonic() - started, writer.died)
     return summary
 
 
-def _summarize(summary: BatchSummary, as_json: bool, elapsed: float | None = None) -> None:
+def _summarize(
+    summary: BatchSummary, as_json: bool, elapsed: float | None = None, died: list[str] | None = None
+) -> None:
     rate = f" in {elapsed:.2f} s ({summary.total / max(elapsed, 1e-9):,.0f} tasks/s)" if elapsed else ""
     click.echo(f"batch {summary.batch_id}: {summary.total} tasks, {summary.ok} ok, {summary.failed} failed{rate}",
                err=True)  # fmt: skip
+    from dispatcher.output import died_summary, incomplete_summary
+
+    if died:
+        click.echo(f"batch {summary.batch_id}: {died_summary(died)}", err=True)
     if summary.incomplete is not None:
         click.echo(f"batch {summary.batch_id}: {incomplete_summary(summary.incomplete)}", err=True)
     if summary.not_offered:
@@ -457,6 +498,8 @@ def _summarize(summary: BatchSummary, as_json: bool, elapsed: float | None = Non
 
 
 def _exit_code(summary: BatchSummary) -> int:
+    from common.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_TASKS_FAILED
+
     if summary.incomplete is not None:
         return EXIT_INCOMPLETE
     if not summary.complete:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -81,6 +82,14 @@ def _read(blocks: Iterable[list[Line]], fmt: InputFormat, max_arg_bytes: int) ->
     short = max_arg_bytes // 6  # integers and ASCII: a line this short cannot exceed the limit
     index = line_no = 0
     for block in blocks:
+        if integer_line is not None and len(block) > 1 and (found := _integer_block(block, short)) is not None:
+            name, rows = found
+            yield from map(TaskSpec, range(index, index + len(rows)), itertools.repeat(name), rows)
+            index += len(rows)
+            line_no += len(rows)
+            if parse is None:
+                parse = _parse_text
+            continue
         for line in block:
             line_no += 1
             if type(line) is not str:
@@ -113,6 +122,37 @@ def _read(blocks: Iterable[list[Line]], fmt: InputFormat, max_arg_bytes: int) ->
             else:
                 yield spec
             index += 1
+
+
+_INT = r"-?(?:0|[1-9][0-9]{0,17})"
+_INTEGER_ROWS = re.compile(f"{_INT}(?: {_INT})*(?:\n{_INT}(?: {_INT})*)*")
+"""The arguments of a block of integer lines, each line's name taken off: single spaces between them."""
+
+
+def _integer_block(block: list[Line], short: int) -> tuple[str, list[list[int]]] | None:
+    """A block whose every line is one task name and integer arguments between single spaces (what
+    _INTEGER_LINE reads, in its plainest form), read by a few calls on the whole block and one
+    JSON decode: (the name, each line's arguments). None for any other block, which is then read
+    line by line (a refused line, a blank or comment line, another name, any other spacing or value).
+    """
+    try:
+        text = "\n".join(block)  # type: ignore[arg-type]  # a refused line (not a str) raises here
+    except TypeError:
+        return None
+    space = text.find(" ")
+    if space <= 0:
+        return None
+    name = text[:space]
+    lead = "\n" + name + " "
+    if text.count(lead) != len(block) - 1 or _INTEGER_LINE.fullmatch(name) is None:
+        return None
+    body = text[space + 1 :].replace(lead, "\n")
+    if _INTEGER_ROWS.fullmatch(body) is None:
+        return None
+    if len(text) > short and max(map(len, block)) > short:  # type: ignore[arg-type]
+        return None  # a line long enough to need the size check
+    rows = loads_array("[" + body.replace(" ", ",").replace("\n", "],[") + "]", len(block))
+    return None if rows is None else (name, rows)
 
 
 class _LineError(ValueError):

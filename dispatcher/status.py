@@ -11,6 +11,7 @@ from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from common import keys
+from common.events import recent_events
 from common.jobs import InertJob
 from common.routing import BUILTIN_TASKS, queue_family, split_queue
 from common.settings import Settings
@@ -112,7 +113,8 @@ def display_state(state: str, total: int | None, done: int) -> str:
 
 def collect_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
     """A snapshot for `dispatcher status`: the queue summed over its task routes, and each route's
-    depth; the live workers, with the user tasks each offers; who offers each user task; batches."""
+    depth; the live workers, with the user tasks each offers; who offers each user task; batches;
+    reliability events of the last hour (common.events: tasks retried, worker processes lost)."""
     workers = live_workers(client, settings)
     offered: dict[str, list[str]] = {}
     for worker in workers:
@@ -148,4 +150,5 @@ def collect_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
         "workers": workers,
         "offered": dict(sorted(offered.items())),
         "batches": recent_batches(client),
+        "last_hour": recent_events(client),
     }

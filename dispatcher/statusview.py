@@ -70,10 +70,17 @@ def render(snapshot: dict[str, Any], rates: dict[str, float | None] | None = Non
         lines.append(f"  batch {b['batch_id']}: {b['failed']} failed of {b['done']} done")
     for job_id in failed_chunks:
         lines.append(f"  chunk job {job_id} failed after all retries")
+    lines.append(_last_hour_line(snapshot.get("last_hour") or {}))
     lines.append("recent batches:")
     for b in batches:
         lines.append("  " + _batch_line(b))
     return "\n".join(lines)
+
+
+def _last_hour_line(events: dict[str, int]) -> str:
+    """Tasks retried, worker processes lost and tasks failed for killing theirs (common.events)."""
+    return (f"last hour: {events.get('tasks_retried', 0):,} tasks retried, {events.get('workers_lost', 0):,} "
+            f"worker processes lost, {events.get('tasks_died', 0):,} tasks failed with WorkerDied")  # fmt: skip
 
 
 def _route_lines(routes: list[dict[str, Any]]) -> list[str]:

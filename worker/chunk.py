@@ -7,10 +7,12 @@ import sys
 from rq import get_current_job
 
 from common.cancel import cancelled_result
+from common.crash import CRASHED_META
 from common.durability import ReplicaWait
 from common.wire import TaskSpec, decode_chunk
 from worker import runtime
 from worker.cancel import batch_cancelled
+from worker.careful import run_careful
 from worker.execute import Watchdog
 from worker.publish import ResultPublisher
 from worker.serial import run_serial
@@ -20,7 +22,9 @@ def run_chunk(payload: object) -> int:
     """Run every task of a chunk and publish each result; returns how many tasks ran.
 
     A task's failure is that task's error result. Only a broken payload or a lost Redis connection
-    fails the job itself, and RQ's retry policy then runs the chunk again.
+    fails the job itself, and RQ's retry policy then runs the chunk again. A chunk recovered after
+    its worker process died runs carefully (worker.careful), so that a task that kills its process
+    fails alone.
     """
     chunk = decode_chunk(payload)
     state = runtime.current()
@@ -38,7 +42,9 @@ def run_chunk(payload: object) -> int:
     if state.log_tasks:
         for spec in chunk.tasks:
             _log_task(state.name, spec)
-    if pool is None:
+    if isinstance(job.meta, dict) and job.meta.get(CRASHED_META):
+        run_careful(job.id, chunk, state, publisher, job.connection)
+    elif pool is None:
         with Watchdog(state.settings.task_timeout) as watchdog:
             run_serial(chunk.rows, state.catalogue, state.settings, state.name, watchdog, publisher)
     else:

@@ -15,6 +15,7 @@ from common.connection import connect
 from common.errors import EXIT_INTERRUPTED, DispatchError
 from common.gctuning import tune_long_running_process
 from worker import runtime as runtime_module
+from worker.deathnote import DeathNotes
 from worker.health import run_check
 from worker.lifecycle import announce_start, await_redis, work_and_report
 from worker.runner import ChunkWorker, defer_stop_signals
@@ -87,6 +88,14 @@ from worker.supervisor import Supervisor
     help="Largest JSON size of one task's result; a larger one fails that task [env DW_MAX_RESULT_BYTES].",
 )
 @click.option(
+    "--crash-limit",
+    type=click.IntRange(min=1),
+    envvar="DW_CRASH_LIMIT",
+    help="Deaths of a worker process while a task was running alone, after which that task fails with "
+    "WorkerDied instead of running again; judged by the worker that re-runs the chunk "
+    "[env DW_CRASH_LIMIT; default 2].",
+)
+@click.option(
     "--wait-for-redis",
     type=click.FloatRange(min=0),
     metavar="S",
@@ -113,6 +122,7 @@ def main(
     task_modules: tuple[str, ...],
     task_timeout: float | None,
     max_result_bytes: int | None,
+    crash_limit: int | None,
     wait_for_redis: float | None,
     log_tasks: bool,
     verbose: int,
@@ -145,6 +155,7 @@ def main(
             redis_url=redis_url,
             task_timeout=task_timeout,
             max_result_bytes=max_result_bytes,
+            crash_limit=crash_limit,
             wait_for_redis=wait_for_redis,
         )
         queue_names = _queue_names(queues, settings)
@@ -177,7 +188,7 @@ def main(
         except KeyboardInterrupt:
             sys.exit(EXIT_INTERRUPTED)
         return
-    sys.exit(Supervisor(concurrency, serve, respawn=not burst).run())
+    sys.exit(Supervisor(concurrency, serve, respawn=not burst, on_exit=DeathNotes(settings)).run())
 
 
 def _queue_names(queues: tuple[str, ...], settings: Settings) -> list[str]:

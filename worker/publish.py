@@ -12,6 +12,7 @@ import redis
 
 from common import keys
 from common.durability import ReplicaWait
+from common.events import TASKS_RETRIED
 from common.wire import ResultRow, TaskResult, encode_result_rows, result_row
 
 FLUSH_EVERY_RESULTS = 2000
@@ -67,6 +68,7 @@ class ResultPublisher:
         self._rows: list[ResultRow] = []
         self._failed = 0
         self._tracebacks: dict[int, str] = {}
+        self._attempts: dict[int, int] = {}
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
 
@@ -85,11 +87,15 @@ class ResultPublisher:
                 self._failed += 1
                 if result.traceback:
                     self._tracebacks[result.index] = result.traceback
+            if result.attempts > 1:
+                self._attempts[result.index] = result.attempts
             due = len(self._rows) >= FLUSH_EVERY_RESULTS or time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS
             if due:
                 self._flush_locked()
 
-    def add_rows(self, rows: list[ResultRow], failed: int, tracebacks: dict[int, str]) -> None:
+    def add_rows(
+        self, rows: list[ResultRow], failed: int, tracebacks: dict[int, str], attempts: dict[int, int] | None = None
+    ) -> None:
         """Write results already in wire form now (the caller batches them: see worker/serial.py).
 
         With a handover, rows that come early in a fast chunk (few, and soon after the last write)
@@ -100,6 +106,8 @@ class ResultPublisher:
             self._rows.extend(rows)
             self._failed += failed
             self._tracebacks.update(tracebacks)
+            if attempts:
+                self._attempts.update(attempts)
             if (
                 self._handover is not None
                 and len(self._rows) < FLUSH_EVERY_RESULTS
@@ -113,6 +121,17 @@ class ResultPublisher:
         with self._lock:
             self._flush_locked()
 
+    def flush_with(self, extra: Callable[[Any], None]) -> None:
+        """Write every buffered result now, and `extra`'s commands (queued on the same pipeline,
+        after the results) in the same round trip."""
+        with self._lock:
+            self._last_flush = time.monotonic()
+            pipe = self._client.pipeline(transaction=False)
+            if self._rows:
+                self._take_write().apply(pipe)
+            extra(pipe)
+            pipe.execute()
+
     def finish(self) -> None:
         """The chunk is done: its remaining results go with the job's success step when the worker
         offers that (one round trip for both), else they are written now."""
@@ -124,15 +143,18 @@ class ResultPublisher:
             handover(self._take_write())
 
     def _take_write(self) -> ResultWrite:
-        rows, failed, tracebacks = self._rows, self._failed, self._tracebacks
-        self._rows, self._failed, self._tracebacks = [], 0, {}
+        rows, failed, tracebacks, attempts = self._rows, self._failed, self._tracebacks, self._attempts
+        self._rows, self._failed, self._tracebacks, self._attempts = [], 0, {}, {}
         batch_key = keys.batch_key(self._batch_id)
         counters = [(batch_key, "done", len(rows), True)]
         if failed:
             counters.append((batch_key, "failed", failed, True))
         # RQ keeps this hash alive (and expiring) while the worker runs; we only count into it.
         counters.append((keys.RQ_WORKER_PREFIX + self._worker, keys.TASKS_DONE_FIELD, len(rows), False))
-        fields = encode_result_rows(self._worker, self._chunk, rows, tracebacks)
+        retried = sum(1 for count in attempts.values() if count > 1)
+        if retried:  # `dispatcher status` counts them; the bucket expires with these results or sooner
+            counters.append((keys.events_key(int(time.time() // 60)), TASKS_RETRIED, retried, True))
+        fields = encode_result_rows(self._worker, self._chunk, rows, tracebacks, attempts)
         return ResultWrite(keys.results_key(self._batch_id), fields, self._ttl, tuple(counters))
 
     def _flush_locked(self) -> None:

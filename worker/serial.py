@@ -1,8 +1,13 @@
 """The worker's hot loop: run a chunk's tasks one after another and turn each into its wire row.
 
 It does what `execute_task` does, for the common case (a known task called with positional
-arguments of the exact types its signature takes) without building a TaskSpec and a TaskResult per
-task; every other case goes through `execute_task` itself, so both paths give the same results.
+arguments of the exact types its signature takes, and no retries or time limit of its own) without
+building a TaskSpec and a TaskResult per task; every other case goes through `execute_task` itself,
+so both paths give the same results.
+
+A failed attempt that its task's policy retries waits in a backlog: the rest of the chunk runs
+first, then each retry runs once it is due (sleeping only what is left of its delay), so a task
+backing off holds up its chunk-mates no longer than its delay would anyway.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from typing import Any
 from common.catalogue import Catalogue
 from common.settings import Settings
 from common.wire import ResultRow, TaskRow, TaskSpec, result_row
-from worker.execute import Watchdog, check_result_size, execute_task, format_task_traceback
+from worker.execute import PendingRetry, Watchdog, check_result_size, execute_task, format_task_traceback
 from worker.publish import FLUSH_EVERY_RESULTS, FLUSH_EVERY_SECONDS, ResultPublisher
+from worker.retrying import Backlog
 
 SMALL_INT_BITS = 64
 """Integers up to this size need no size check before they travel."""
@@ -34,6 +40,7 @@ def run_serial(
     limit = settings.max_result_bytes
     out: list[ResultRow] = []
     tracebacks: dict[int, str] = {}
+    backlog = Backlog()
     failed = 0
     clock = time.perf_counter
     last_flush = before = clock()
@@ -51,11 +58,14 @@ def run_serial(
                     break
         if func is None:
             result = execute_task(TaskSpec(index, name, args, kwargs, task_id), catalogue, settings, worker, watchdog)
-            out.append(result_row(result))
-            if not result.ok:
-                failed += 1
-                if result.traceback:
-                    tracebacks[index] = result.traceback
+            if type(result) is PendingRetry:
+                backlog.add(result)
+            else:
+                out.append(result_row(result))
+                if not result.ok:
+                    failed += 1
+                    if result.traceback:
+                        tracebacks[index] = result.traceback
             before = clock()
         else:
             watchdog.task_started = before
@@ -85,6 +95,27 @@ def run_serial(
             out, tracebacks, failed = [], {}, 0
             last_flush = before
     publisher.add_rows(out, failed, tracebacks)
+    if backlog:
+        run_backlog(backlog, catalogue, settings, worker, watchdog, publisher)
+
+
+def run_backlog(
+    backlog: Backlog,
+    catalogue: Catalogue,
+    settings: Settings,
+    worker: str,
+    watchdog: Watchdog,
+    publisher: ResultPublisher,
+) -> None:
+    """Run each retry when it is due, in turn, until none is left; publish each final result."""
+    while backlog:
+        retry = backlog.take_next()
+        result = execute_task(retry.spec, catalogue, settings, worker, watchdog, retry.attempt, retry.previous_delay)
+        if type(result) is PendingRetry:
+            backlog.add(result)
+            continue
+        tracebacks = {result.index: result.traceback} if result.traceback and not result.ok else {}
+        publisher.add_rows([result_row(result)], 0 if result.ok else 1, tracebacks, {result.index: result.attempts})
 
 
 FastEntry = tuple[Callable[..., Any], int, int, tuple[frozenset[type], ...]]
@@ -97,4 +128,6 @@ def _fast_entry(catalogue: Catalogue, name: str) -> FastEntry | None:
         return None
     definition = catalogue.get(name)
     fast = definition.fast_types
+    if not definition.plain:  # its retries and time limit are execute_task's
+        return None
     return None if fast is None else (definition.func, definition.min_args, len(fast), fast)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING
 
 from common.catalogue import Catalogue, TaskDefinition
 from common.errors import UnknownTask
 from common.wire import TaskResult, TaskSpec
-from worker.aio import Deadlines, execute_coroutine_task, new_event_loop
-from worker.execute import Watchdog, execute_task
+from worker.aio import AwaitedWork, Deadlines, execute_coroutine_task, new_event_loop
+from worker.execute import PendingRetry, Watchdog, execute_task
 from worker.publish import ResultPublisher
+from worker.retrying import Backlog, Retry
+from worker.serial import run_backlog
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -39,17 +43,69 @@ class Slots:
             self.loop().run_until_complete(asyncio.sleep(0))
 
     def run(self, tasks: list[TaskSpec], runtime: Runtime, publisher: ResultPublisher) -> None:
-        """Run every task of a chunk, publishing each result; returns once all are published."""
+        """Run every task of a chunk, publishing each result; returns once all are published.
+
+        A failed attempt that its task retries leaves its slot while it backs off: the retry is
+        submitted again once due (threads), or sleeps on the event loop outside the slots (async).
+        """
         awaited, blocking = _split(tasks, runtime.catalogue) if self.async_slots > 0 else ([], tasks)
         futures = self._submit(blocking, runtime)
+        backlog = Backlog()
         if self.pool is None and blocking:
             with Watchdog(runtime.settings.task_timeout) as watchdog:
                 for spec in blocking:
-                    publisher.add(execute_task(spec, runtime.catalogue, runtime.settings, runtime.name, watchdog))
+                    result = execute_task(spec, runtime.catalogue, runtime.settings, runtime.name, watchdog)
+                    if type(result) is PendingRetry:
+                        backlog.add(result)
+                    else:
+                        publisher.add(result)
         if awaited:
             self._run_awaited(awaited, runtime, publisher)
+        if backlog:  # the main thread's retries, after the coroutines they would otherwise hold up
+            with Watchdog(runtime.settings.task_timeout) as watchdog:
+                catalogue, settings = runtime.catalogue, runtime.settings
+                run_backlog(backlog, catalogue, settings, runtime.name, watchdog, publisher)
+        if runtime.catalogue.retrying:
+            self._collect_retrying(futures, runtime, publisher)
+            return
         for future in as_completed(futures):
             publisher.add(future.result())
+
+    def _collect_retrying(
+        self, futures: list[Future[TaskResult]], runtime: Runtime, publisher: ResultPublisher
+    ) -> None:
+        """Publish the pool's results as they come, and submit each retry again once it is due."""
+        if not futures:
+            return
+        done: queue.SimpleQueue[Future[TaskResult]] = queue.SimpleQueue()
+        for future in futures:
+            future.add_done_callback(done.put)
+        outstanding = len(futures)
+        backlog = Backlog()
+        while outstanding or backlog:
+            for retry in backlog.take_due():
+                future = self._resubmit(retry, runtime)
+                future.add_done_callback(done.put)
+                outstanding += 1
+            if not outstanding:
+                time.sleep(backlog.wait() or 0.0)
+                continue
+            try:
+                result = done.get(timeout=backlog.wait()).result()
+            except queue.Empty:
+                continue
+            outstanding -= 1
+            if type(result) is PendingRetry:
+                backlog.add(result)
+            else:
+                publisher.add(result)
+
+    def _resubmit(self, retry: Retry, runtime: Runtime) -> Future[TaskResult]:
+        assert self.pool is not None
+        settings, catalogue, name = runtime.settings, runtime.catalogue, runtime.name
+        return self.pool.submit(
+            execute_task, retry.spec, catalogue, settings, name, None, retry.attempt, retry.previous_delay
+        )
 
     def _submit(self, specs: list[TaskSpec], runtime: Runtime) -> list[Future[TaskResult]]:
         """Start `specs` on the pool. Their results are published from the main thread: publishing
@@ -65,12 +121,22 @@ class Slots:
         self, pairs: list[tuple[TaskSpec, TaskDefinition]], runtime: Runtime, publisher: ResultPublisher
     ) -> None:
         loop = self.loop()
-        queue = iter(pairs)
         settings, name = runtime.settings, runtime.name
+        work = AwaitedWork(pairs)
 
         async def slot(deadlines: Deadlines) -> None:
-            for spec, definition in queue:  # the slots share one iterator: whoever is free takes the next
-                publisher.add(await execute_coroutine_task(spec, definition, settings, name, deadlines))
+            while True:  # the slots share the work: whoever is free takes the next task
+                item = work.take()
+                if item is None:
+                    item = await work.take_later()
+                    if item is None:
+                        return
+                spec, definition, attempt, previous = item
+                result = await execute_coroutine_task(spec, definition, settings, name, deadlines, attempt, previous)
+                if type(result) is PendingRetry:
+                    work.retry_later(result, definition)  # backs off outside the slots
+                else:
+                    publisher.add(result)
 
         with Deadlines(loop, settings.task_timeout) as deadlines:
             slots = [loop.create_task(slot(deadlines)) for _ in range(min(self.async_slots, len(pairs)))]
@@ -78,6 +144,7 @@ class Slots:
                 loop.run_until_complete(asyncio.gather(*slots))
             except BaseException:
                 # The chunk fails (RQ runs it again): its coroutines must not run on into the next chunk.
+                work.cancel()
                 for task in slots:
                     task.cancel()
                 loop.run_until_complete(asyncio.wait(slots, timeout=CLEANUP_SECONDS))

@@ -16,6 +16,9 @@ from types import FrameType
 
 log = logging.getLogger("worker")
 
+ExitHook = Callable[[int, int], None]
+"""Called with (pid, exit code; minus the signal number if a signal ended it) when a child ends badly."""
+
 RESPAWN_DELAY_MAX = 30.0
 """Longest pause before replacing a worker process that keeps dying."""
 STABLE_SECONDS = 60.0
@@ -29,10 +32,13 @@ class Supervisor:
     runtime (catalogue, slots, names); this is the small part of it that we need.
     """
 
-    def __init__(self, count: int, target: Callable[[int], None], respawn: bool) -> None:
+    def __init__(
+        self, count: int, target: Callable[[int], None], respawn: bool, on_exit: ExitHook | None = None
+    ) -> None:
         self.count = count
         self.target = target
         self.respawn = respawn
+        self.on_exit = on_exit
         self.children: dict[int, BaseProcess] = {}
         self.signals_received = 0
         self._context = multiprocessing.get_context("fork")
@@ -55,11 +61,21 @@ class Supervisor:
                 process.join()
                 code = process.exitcode or 0
                 del self.children[index]
+                self._report_exit(process, code)
                 if self.respawn and not self.signals_received:
                     self._restart_later(index, code)
                 elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
                     worst = max(worst, 1 if code < 0 else code)
         return worst
+
+    def _report_exit(self, process: BaseProcess, code: int) -> None:
+        """Tell the exit hook how a child ended (it must not stop the supervision)."""
+        if self.on_exit is None or code == 0 or process.pid is None or self.signals_received:
+            return  # a child stopped by a forwarded signal is not a death to explain
+        try:
+            self.on_exit(process.pid, code)
+        except Exception:
+            log.exception("worker process %s: could not report its exit", process.pid)
 
     def _start(self, index: int) -> None:
         process = self._context.Process(target=self._child, args=(index,), name=f"worker-{index}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import time
 
 from common.catalogue import task
@@ -29,6 +31,30 @@ def spin(seconds: float) -> int:
 async def anap(seconds: float, value: int) -> int:
     """rt.nap as a coroutine task (awaited on async slots)."""
     await asyncio.sleep(seconds)
+    return value
+
+
+def _crash(how: str, value: int) -> None:
+    if how == "segv":
+        ctypes.string_at(0)  # a C extension gone wrong: reads address 0
+    elif how == "exit":
+        os._exit(value)  # ends the process at once, skipping every cleanup
+
+
+@task(name="rt.poison")
+def poison(value: int, how: str = "") -> int:
+    """Return `value` after a millisecond; with `how` "segv" crash the process with a segmentation
+    fault, with "exit" end it with exit code `value` (one task, so culprits share chunks with others)."""
+    time.sleep(0.001)
+    _crash(how, value)
+    return value
+
+
+@task(name="rt.apoison")
+async def apoison(value: int, how: str = "") -> int:
+    """rt.poison as a coroutine task, crashing on the event loop of async slots."""
+    await asyncio.sleep(0.001)
+    _crash(how, value)
     return value
 
 

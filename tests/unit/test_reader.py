@@ -400,3 +400,57 @@ def test_many_arguments_decode_as_token_by_token(tokens: list[str]) -> None:
     args = tokens + ["7"] * 600  # long enough for the one-decode paths (_numbers_line, _many_values)
     line = "echo " + " ".join(args)
     assert outcome(lambda: reader._parse_text(line, 0).args) == outcome(lambda: [reader._scalar(t) for t in args])
+
+
+def _as_tuples(items: list[Item]) -> list[tuple[Any, ...]]:
+    return [
+        (i.index, i.task, i.args, i.kwargs, i.id) if isinstance(i, TaskSpec) else (i.index, i.line_no, i.error_type)
+        for i in items
+    ]
+
+
+BLOCK_LINES = [
+    b"add 1 2", b"add -3 0", b"add -0 7", b"add 123456789012345678 -123456789012345678", b"add", b"add 5",
+    b"add 01 2", b"add 1234567890123456789 1", b"add 1  2", b"add 1\t2", b"add 1 2 ", b" add 1 2", b"",
+    b"# add 1 2", b"addx 1 2", b"ad 1 2", b"math.add 1 2", b"add 1 x", b'add "1" 2', b"add 1.5 2",
+    b"add 1 2\x00", b"add \xff 2", b"add 1e3 2", b"add - 2", b"add --1 2", b"add 1- 2", b"add \xd9\xa1 2",
+    b"{\"task\": \"add\"}", b"add 1 2\radd 3 4", b"add [1] 2", b"add 1,2 3",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(BLOCK_LINES), min_size=2, max_size=40), st.sampled_from([1, 7, 64, 1 << 18]))
+def test_a_block_of_integer_lines_reads_exactly_as_line_by_line(lines: list[bytes], block_size: int) -> None:
+    """The whole-block path for plain integer lines (reader._integer_block) gives what reading each
+    line on its own gives, for blocks of such lines and for every near miss among them."""
+    data = b"\n".join(lines) + b"\n"
+    by_block = list(read_stream(io.BytesIO(data), "auto", 1_000_000, block_size=block_size))
+    by_line = list(read_tasks(data.replace(b"\r", b"\n").split(b"\n")[:-1], "auto", 1_000_000))
+    assert _as_tuples(by_block) == _as_tuples(by_line)
+
+
+def test_a_block_of_integer_lines_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain block takes the whole-block path; a block with one other line in it does not."""
+    taken: list[bool] = []
+    whole = reader._integer_block
+
+    def spy(block: list[Any], short: int) -> Any:
+        found = whole(block, short)
+        taken.append(found is not None)
+        return found
+
+    monkeypatch.setattr(reader, "_integer_block", spy)
+    items = list(read_stream(io.BytesIO(b"".join(b"add %d %d\n" % (i, -i) for i in range(1000))), "auto", 10**6))
+    assert [(s.index, s.args) for s in items if isinstance(s, TaskSpec)] == [(i, [i, -i]) for i in range(1000)]
+    assert taken and all(taken)
+    taken.clear()
+    list(read_stream(io.BytesIO(b"add 1 2\n" * 10 + b"add 1 2 \n" + b"add 1 2\n" * 10), "auto", 10**6))
+    assert taken == [False]
+
+
+def test_a_long_integer_line_in_a_block_is_still_size_checked() -> None:
+    """Lines long enough to need the argument size check leave the whole-block path."""
+    long_line = "add " + " ".join(["123456789"] * 30)
+    data = f"add 1 2\n{long_line}\nadd 3 4\n".encode()
+    items = list(read_stream(io.BytesIO(data), "auto", 100))
+    assert [type(i).__name__ for i in items] == ["TaskSpec", "BadInput", "TaskSpec"]
+    assert isinstance(items[1], BadInput) and items[1].error_type == "LimitExceeded"

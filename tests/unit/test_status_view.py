@@ -9,6 +9,7 @@ from typing import Any
 import fakeredis
 
 from common import Settings
+from common.events import TASKS_DIED, TASKS_RETRIED, WORKERS_LOST, count_event
 from common.wire import TaskResult
 from dispatcher.status import collect_status
 from dispatcher.statusview import CLEAR, RateMeter, render, watch
@@ -74,3 +75,16 @@ def test_status_snapshot_has_tasks_done_and_current_batch(fake_client: fakeredis
                                    "dw_tasks": json.dumps(["add"])})  # fmt: skip
     worker = collect_status(fake_client, fake_settings)["workers"][0]
     assert (worker["tasks_done"], worker["current_batch"]) == (42, "abc123")
+
+
+def test_status_shows_tasks_retried_and_workers_lost_in_the_last_hour(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
+    count_event(fake_client, TASKS_RETRIED, 61)
+    count_event(fake_client, WORKERS_LOST, 2)
+    count_event(fake_client, TASKS_DIED)
+    snapshot = collect_status(fake_client, fake_settings)
+    assert snapshot["last_hour"] == {TASKS_RETRIED: 61, WORKERS_LOST: 2, TASKS_DIED: 1}
+    text = render(snapshot)
+    assert "last hour: 61 tasks retried, 2 worker processes lost, 1 tasks failed with WorkerDied" in text
+    assert "last hour: 0 tasks retried, 0 worker processes lost" in render(_snapshot(1000.0, 1))

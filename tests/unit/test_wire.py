@@ -55,6 +55,14 @@ def test_result_record_has_the_documented_shape() -> None:
     assert bad["result"] is None and bad["error"] == {"type": "UnknownTask", "message": "nope"}
 
 
+def test_both_shapes_of_a_record_agree() -> None:
+    """to_record builds the usual shape (ok, no kwargs) in one literal: it is the general shape's."""
+    plain = TaskResult(2, "f", [1], {}, "id", True, [4], worker="w", elapsed_ms=0.5)
+    general = TaskResult(2, "f", [1], {"k": 1}, "id", True, [4], worker="w", elapsed_ms=0.5).to_record()
+    del general["kwargs"]
+    assert list(plain.to_record().items()) == list(general.items())
+
+
 def test_unknown_result_versions_are_refused() -> None:
     with pytest.raises(PayloadError, match="version"):
         decode_results({b"v": b"9", b"w": b"w", b"c": b"0", b"r": b"[]"})
