@@ -35,7 +35,9 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET_TIMEOUT) -> redis.Redis:
+def connect(
+    settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET_TIMEOUT, client_name: str | None = None
+) -> redis.Redis:
     """Build a Redis client from the settings' URL (the connection opens on first use).
 
     redis-py 8 defaults to a 5 s socket timeout, shorter than a worker's or a dispatcher's blocking
@@ -43,6 +45,9 @@ def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET
     a failed command 10 times, so behind a silently dropped link one command could hang for minutes;
     two quick retries ride out a blip, and our own loops (worker reconnect, dispatcher outage grace)
     handle a real outage with their own back-off.
+
+    With `client_name`, every connection of the client names itself so (CLIENT SETNAME) as it opens,
+    reconnections included, so CLIENT LIST shows which processes are connected.
     """
     options: dict[str, Any] = {
         "socket_timeout": socket_timeout,
@@ -50,6 +55,8 @@ def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET
         "health_check_interval": 30,
         "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES),
     }
+    if client_name is not None:
+        options["client_name"] = client_name
     try:
         return redis.Redis.from_url(settings.redis_url, **options)
     except ValueError as exc:
