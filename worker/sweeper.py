@@ -126,6 +126,14 @@ def entries_of(client: redis.Redis, worker: str, queues: Iterable[str]) -> dict[
     return found
 
 
+def hand_back_worker(client: redis.Redis, worker: str, job_class: Any, serializer: Any) -> int:
+    """Hand back every chunk `worker` had started, in any queue: for a process known to be dead
+    (the supervisor saw it exit), so no rule needs to be met. Returns how many were handed back."""
+    queues = sorted(m.decode().removeprefix(_RQ_QUEUE_PREFIX) for m in client.smembers(_RQ_QUEUES))  # type: ignore[union-attr]
+    found = entries_of(client, worker, queues)
+    return sum(hand_back(client, queue, entries, job_class, serializer) for queue, entries in found.items())
+
+
 class Sweeper:
     """The sweep run by the lease holder: RQ's heartbeat rule, then the connection-and-pulse rule."""
 
