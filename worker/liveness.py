@@ -26,7 +26,8 @@ from common import keys
 #       advertisement, last_heartbeat.
 # Overwriting fields that never change costs nothing and needs no read first; HSET counts what it
 # had to add back, which is how a removal from outside shows up (the sets are checked only then).
-# Returns {lease held, chunks started in the registries, workers registered (0 if no beat), added}.
+# Returns {lease held, chunks started in the registries, workers registered (0 unless this tick
+# renewed the registration while chunks are started), added}.
 _TICK = """
 local nsets = tonumber(ARGV[9])
 local started = 0
@@ -49,7 +50,7 @@ if ARGV[6] == '1' then
     for i = 4, 3 + nsets do added = added + redis.call('SADD', KEYS[i], KEYS[3]) end
   end
   redis.call('EXPIRE', KEYS[3], ARGV[7])
-  workers = redis.call('SCARD', KEYS[4])
+  if started > 0 then workers = redis.call('SCARD', KEYS[4]) end
 end
 return {holder, started, workers, added}
 """
@@ -64,7 +65,7 @@ class TickReply:
     started: int
     """Chunks started (by anyone) in the registries of this worker's queues."""
     workers: int
-    """Workers registered in RQ's set (0 when the tick did not renew the registration)."""
+    """Workers registered in RQ's set (0 unless the tick renewed the registration while chunks are started)."""
     restored: int
     """Fields and set memberships of this worker's registration that were missing and were put back."""
 

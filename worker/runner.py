@@ -42,6 +42,9 @@ ALERT_WORKERS_PER_INTERVAL = 4
 about this many tries reach Redis per SWEEP_INTERVAL, whatever the size of the fleet."""
 MAINTENANCE_INTERVAL = 30
 """Seconds between RQ registry maintenance runs, fleet-wide (one worker per queue per interval)."""
+QUIET_SWEEP_INTERVAL = 30.0
+"""Seconds between the lease holder's sweeps while no chunk of its own queues is started (for the
+queues of other workers, which it does not count)."""
 
 
 class NoDeathPenalty(BaseDeathPenalty):
@@ -249,7 +252,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         settings = self.runtime.settings
         idle_beat = max(settings.heartbeat_interval, settings.heartbeat_ttl / IDLE_BEATS_PER_TTL)
         next_beat = 0.0
-        last_sweep = -SWEEP_INTERVAL
+        last_sweep = -QUIET_SWEEP_INTERVAL
         beat_job: Job | None = None
         workers = 1
         delay = 0.0
@@ -270,8 +273,8 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
                 continue
             if renew:
                 next_beat = now + (settings.heartbeat_interval if job is not None else idle_beat)
-                workers = max(1, reply.workers)
-            if reply.holder and (reply.started or now - last_sweep >= idle_beat):
+                workers = reply.workers or workers
+            if reply.holder and (reply.started or now - last_sweep >= QUIET_SWEEP_INTERVAL):
                 last_sweep = now
                 self._sweep()
             delay = next_beat - now
