@@ -18,7 +18,8 @@ from common import keys
 # One script per tick of the heartbeat thread (see ChunkWorker._heartbeat_loop), so that keeping
 # registered, pulsing and taking part in the fleet's sweeper lease cost one round trip together.
 # KEYS: the sweeper lease, this worker's pulse key, its hash, then its `nsets` sets (rq:workers
-#       first, then rq:workers:<queue> for each queue), then the started registries of its queues.
+#       first, then rq:workers:<queue> for each queue), then the started registries of its queues
+#       (of every queue, while it holds the lease).
 # ARGV: 1 name, 2 held (1: this worker held the lease at its last tick), 3 lease ms while chunks are
 #       started, 4 lease ms otherwise, 5 pulse ms (0: no chunk running), 6 beat (1: renew the
 #       registration), 7 hash TTL, 8 state (written only into a hash that had lost fields), 9 nsets,
@@ -79,7 +80,11 @@ class LivenessBeat:
         self._script = client.register_script(_TICK)
         self._client = client
         self._name = name
-        self._keys = [keys.SWEEPER_LEASE, keys.pulse_key(name), worker_key, *set_keys, *wip_keys]
+        self._keys = [keys.SWEEPER_LEASE, keys.pulse_key(name), worker_key, *set_keys]
+        self._wip = wip_keys
+        self.wip_everywhere: list[str] = []
+        """The started registries of every queue in Redis, counted instead of this worker's own while
+        it holds the lease (its sweep covers them all); set by the holder."""
         self._nsets = len(set_keys)
         self._ttl = ttl
         self.holder = False
@@ -96,7 +101,8 @@ class LivenessBeat:
             flat = [item for name, value in values.items() if value is not None for item in (name, value)]
         args = [self._name, int(self.holder), lease_ms[0], lease_ms[1], pulse_ms, int(fields is not None),
                 self._ttl, state, self._nsets, *flat]  # fmt: skip
-        holder, started, workers, added = self._script(keys=self._keys, args=args, client=self._client)
+        wip = self.wip_everywhere if self.holder and self.wip_everywhere else self._wip
+        holder, started, workers, added = self._script(keys=[*self._keys, *wip], args=args, client=self._client)
         self.holder = bool(holder)
         return TickReply(self.holder, int(started), int(workers), int(added))
 

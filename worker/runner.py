@@ -274,6 +274,8 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             if renew:
                 next_beat = now + (settings.heartbeat_interval if job is not None else idle_beat)
                 workers = reply.workers or workers
+            if reply.holder:
+                self._watch_every_queue()
             if reply.holder and (reply.started or now - last_sweep >= QUIET_SWEEP_INTERVAL):
                 last_sweep = now
                 self._sweep()
@@ -318,6 +320,14 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
     def _registration(self) -> dict[str, object]:
         """Every field of this worker's record that register_birth writes: RQ's, then ours."""
         return {**self.serialize(), **self._advertisement}
+
+    def _watch_every_queue(self) -> None:
+        """While this worker holds the lease, its ticks count the started chunks of every queue."""
+        try:
+            queues = self.sweeper.queues()
+        except (redis.RedisError, OSError):
+            return
+        self._liveness.wip_everywhere = [StartedJobRegistry.key_template.format(q) for q in queues]
 
     def _sweep(self) -> None:
         """Look for abandoned chunks fleet-wide (this worker holds the sweeper lease)."""
