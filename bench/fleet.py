@@ -38,24 +38,36 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     return calls
 
 
-def top_level_commands(client: redis.Redis, seconds: float) -> Counter[str]:
-    """Commands clients sent (MONITOR over `seconds`), by name: a script counts once, the commands
-    it runs not at all (MONITOR shows those as coming from "lua")."""
-    counts: Counter[str] = Counter()
-    with client.monitor() as monitor:  # type: ignore[no-untyped-call]
-        connection: Any = monitor.connection
+class TopLevelCounter:
+    """Counts the commands clients send, by name, from MONITOR: a script counts once, the commands it
+    runs not at all (MONITOR shows those as coming from "lua"). Opened before the window, so that
+    its own connection's commands fall outside it."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client  # the monitor's connection lives as long as its client
+        self.monitor = client.monitor()  # type: ignore[no-untyped-call]
+        self.monitor.__enter__()
+
+    def count(self, seconds: float) -> Counter[str]:
+        """Commands seen over the next `seconds`, the INFO calls left out; closes the monitor."""
+        counts: Counter[str] = Counter()
+        connection: Any = self.monitor.connection
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if not connection.can_read(timeout=0.2):
-                continue
-            line = connection.read_response()
-            text = line.decode(errors="replace") if isinstance(line, bytes) else str(line)
-            source, _, command = text.partition("] ")
-            if source.endswith(" lua") or not command:
-                continue
-            counts[command.split(" ", 1)[0].strip('"').lower()] += 1
-    counts.pop("info", None)
-    return counts
+        try:
+            while time.monotonic() < deadline:
+                if not connection.can_read(timeout=0.2):
+                    continue
+                line = connection.read_response()
+                text = line.decode(errors="replace") if isinstance(line, bytes) else str(line)
+                source, _, command = text.partition("] ")
+                if source.endswith(" lua") or not command:
+                    continue
+                counts[command.split(" ", 1)[0].strip('"').lower()] += 1
+        finally:
+            self.monitor.__exit__()
+            self.client.close()
+        counts.pop("info", None)
+        return counts
 
 
 def registered(client: redis.Redis) -> int:
@@ -63,13 +75,13 @@ def registered(client: redis.Redis) -> int:
     return int(client.scard("rq:workers"))
 
 
-def measure(workers: int, window: float, settle: float = SETTLE) -> dict[str, Any]:
+def measure(workers: int, window: float, settle: float = SETTLE, source: str | None = None) -> dict[str, Any]:
     """Start `worker --concurrency workers` on a fresh Redis, idle; return its start time and command rates."""
     server = EmbeddedRedis(extra_args=["--maxclients", "20000"]).start()
     client = redis.Redis.from_url(server.url)
     env = {**os.environ, "REDIS_URL": server.url, "PYTHONUNBUFFERED": "1"}
     argv = [sys.executable, "-m", "worker", "--concurrency", str(workers), "--quiet", "--name", "fleet"]
-    process = spawn(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = spawn(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=source)
     try:
         started = time.monotonic()
         while registered(client) < workers:
@@ -78,8 +90,9 @@ def measure(workers: int, window: float, settle: float = SETTLE) -> dict[str, An
             time.sleep(0.05)
         ready = time.monotonic() - started
         time.sleep(settle)
+        counter = TopLevelCounter(redis.Redis.from_url(server.url))
         before, opened = commandstats(client), time.monotonic()
-        top = top_level_commands(redis.Redis.from_url(server.url), window)
+        top = counter.count(window)
         after, closed = commandstats(client), time.monotonic()
         seconds = closed - opened
         delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
@@ -108,12 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=30.0, help="seconds of idle measured per size")
     parser.add_argument("--settle", type=float, default=SETTLE, help="seconds between registration and window")
     parser.add_argument("--json", action="store_true", help="one JSON object per size")
+    parser.add_argument("--source", help="run the workers from this source tree (e.g. an export of another "
+                        "revision), to compare")  # fmt: skip
     options = parser.parse_args(argv)
     sizes = [int(part) for part in options.workers.split(",") if part]
     if not options.json:
         print(f"{'W':>5} {'registered s':>13} {'cmds/s':>8} {'per worker/s':>13} {'top-level/s':>12}  busiest")
     for size in sizes:
-        row = measure(size, options.window, options.settle)
+        row = measure(size, options.window, options.settle, options.source)
         if options.json:
             print(json.dumps(row), flush=True)
             continue
