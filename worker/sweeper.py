@@ -17,6 +17,9 @@ when this Redis user may not run CLIENT LIST, falls to RQ's own rule: a chunk wh
 older than `DW_HEARTBEAT_TTL` (a host that vanished, a network that dropped without a reset, whose
 connections Redis still lists).
 
+The pulses are read first (one EXISTS per busy worker); CLIENT LIST, whose reply grows with the
+number of connections, is sent only when some pulse has stopped.
+
 A chunk found abandoned is handed back through RQ's `StartedJobRegistry.cleanup`, which re-queues
 it (its Retry) or fails it, exactly as for an expired heartbeat.
 """
@@ -192,14 +195,6 @@ class Sweeper:
         return [Started(q, entry, score, self._owners[entry]) for q, entry, score in pairs if entry in self._owners]
 
     def _judge(self, live: list[Started]) -> None:
-        try:
-            clients: list[dict[str, str]] = self.client.client_list()
-        except redis.ResponseError as exc:  # an ACL user without CLIENT LIST
-            self.client_list_allowed = False
-            log.warning("worker %s: Redis refuses CLIENT LIST (%s): chunks of dead workers are found by their "
-                        "heartbeat TTL only", self.name, exc)  # fmt: skip
-            return
-        connected = {c.get("name", "") for c in clients}
         workers = sorted({s.worker for s in live})
         pipe = self.client.pipeline(transaction=False)
         for worker in workers:
@@ -208,6 +203,16 @@ class Sweeper:
         replies = pipe.execute()
         pulsing = {w for w, alive in zip(workers, replies[0::2], strict=True) if alive}
         conn_names = {w: n.decode() for w, n in zip(workers, replies[1::2], strict=True) if n}
+        if not any(w in conn_names and w not in pulsing for w in workers):
+            return  # every worker that could be judged pulses: no need to list the clients
+        try:
+            clients: list[dict[str, str]] = self.client.client_list()
+        except redis.ResponseError as exc:  # an ACL user without CLIENT LIST
+            self.client_list_allowed = False
+            log.warning("worker %s: Redis refuses CLIENT LIST (%s): chunks of dead workers are found by their "
+                        "heartbeat TTL only", self.name, exc)  # fmt: skip
+            return
+        connected = {c.get("name", "") for c in clients}
         gone = abandoned(live, connected, pulsing, conn_names)
         for queue in sorted({s.queue for s in gone}):
             entries = [s.entry for s in gone if s.queue == queue]
