@@ -7,7 +7,7 @@ import pytest
 from common.connection import redact_url
 from common.errors import ConfigurationError
 from common.settings import Settings
-from dispatcher.chunking import MAX_CHUNK_SIZE, auto_chunk_size, peek_total
+from dispatcher.chunking import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, auto_chunk_size, peek_total
 
 
 def test_small_slow_batches_spread_over_all_slots() -> None:
@@ -25,6 +25,17 @@ def test_large_batches_use_big_chunks() -> None:
     assert auto_chunk_size(10_000, 2, 2) == 625
     assert auto_chunk_size(1_000_000, 2, 2) == MAX_CHUNK_SIZE
     assert auto_chunk_size(None, 2, 2) == MAX_CHUNK_SIZE
+
+
+def test_many_processes_do_not_shrink_chunks_below_the_minimum() -> None:
+    # 50,000 tasks over 200 processes: 8 chunks each would be 31 tasks, whose job cost dominates.
+    assert auto_chunk_size(50_000, 200, 200) == MIN_CHUNK_SIZE
+    # ... unless the batch is too small to give each process 2 chunks of the minimum.
+    assert auto_chunk_size(10_000, 200, 200) == 25
+    assert auto_chunk_size(1_000, 200, 200) == 2
+    assert auto_chunk_size(100, 200, 200) == 1
+    # Few processes: 8 chunks each, as before.
+    assert auto_chunk_size(10_000, 2, 2) == 625
 
 
 def test_peek_total_knows_small_inputs_and_keeps_every_item() -> None:
