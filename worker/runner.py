@@ -116,6 +116,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._beat_failing = False
         self._beat_wake = threading.Event()
         self._next_tick = 0.0
+        self._last_tick = 0.0
         self._advertisement = advertisement(runtime, getattr(self, "_conn_name", None))
         sets = [self.redis_workers_keys, *(WORKERS_BY_QUEUE_KEY % name for name in self.queue_names())]
         wip = [StartedJobRegistry.key_template.format(name) for name in self.queue_names()]
@@ -219,8 +220,9 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._start_heartbeat_thread()
         with self._beat_lock:
             self._beat_job = job
-        if self._next_tick - time.monotonic() > PULSE_INTERVAL:
-            self._beat_wake.set()  # pulse from the start rather than at the next idle beat
+        now = time.monotonic()
+        if self._next_tick - now > PULSE_INTERVAL and now - self._last_tick > PULSE_INTERVAL:
+            self._beat_wake.set()  # pulse from the start rather than at the next idle beat (at most once a pulse)
         try:
             super().execute_job(job, queue)
         finally:
@@ -260,7 +262,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             self._next_tick = time.monotonic() + delay
             self._beat_wake.wait(delay)
             self._beat_wake.clear()
-            now = time.monotonic()
+            now = self._last_tick = time.monotonic()
             with self._beat_lock:
                 if self._beat_stop.is_set():  # teardown is about to mark the record dead
                     return
