@@ -157,7 +157,7 @@ def test_registry_maintenance_runs_once_per_interval_for_the_fleet(
     first.clean_registries()
     second.clean_registries()
     first.clean_registries()
-    assert runs == [QUEUE]
+    assert sorted(runs) == sorted(first.queue_names())  # each queue once, by the first worker only
     lock = f"rq:clean_registries:{QUEUE}"
     assert 0 < fake_client.ttl(lock) <= first.maintenance_interval  # held for the interval, not released
 
