@@ -101,7 +101,7 @@ class LivenessBeat:
             flat = [item for name, value in values.items() if value is not None for item in (name, value)]
         args = [self._name, int(self.holder), lease_ms[0], lease_ms[1], pulse_ms, int(fields is not None),
                 self._ttl, state, self._nsets, *flat]  # fmt: skip
-        wip = self.wip_everywhere if self.holder and self.wip_everywhere else self._wip
+        wip = list(dict.fromkeys([*self._wip, *self.wip_everywhere])) if self.holder else self._wip
         holder, started, workers, added = self._script(keys=[*self._keys, *wip], args=args, client=self._client)
         self.holder = bool(holder)
         return TickReply(self.holder, int(started), int(workers), int(added))

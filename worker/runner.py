@@ -116,7 +116,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._beat_failing = False
         self._beat_wake = threading.Event()
         self._next_tick = 0.0
-        self._last_tick = 0.0
+        self._chunks_started = 0
         self._advertisement = advertisement(runtime, getattr(self, "_conn_name", None))
         sets = [self.redis_workers_keys, *(WORKERS_BY_QUEUE_KEY % name for name in self.queue_names())]
         wip = [StartedJobRegistry.key_template.format(name) for name in self.queue_names()]
@@ -220,9 +220,9 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._start_heartbeat_thread()
         with self._beat_lock:
             self._beat_job = job
-        now = time.monotonic()
-        if self._next_tick - now > PULSE_INTERVAL and now - self._last_tick > PULSE_INTERVAL:
-            self._beat_wake.set()  # pulse from the start rather than at the next idle beat (at most once a pulse)
+        self._chunks_started += 1
+        if self._next_tick - time.monotonic() > PULSE_INTERVAL:
+            self._beat_wake.set()  # pulse from the start rather than at the next idle beat
         try:
             super().execute_job(job, queue)
         finally:
@@ -255,26 +255,30 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         idle_beat = max(settings.heartbeat_interval, settings.heartbeat_ttl / IDLE_BEATS_PER_TTL)
         next_beat = 0.0
         last_sweep = -QUIET_SWEEP_INTERVAL
-        beat_job: Job | None = None
+        was_busy = False
+        seen_chunks = 0
         workers = 1
         delay = 0.0
         while True:
             self._next_tick = time.monotonic() + delay
             self._beat_wake.wait(delay)
             self._beat_wake.clear()
-            now = self._last_tick = time.monotonic()
+            now = time.monotonic()
             with self._beat_lock:
                 if self._beat_stop.is_set():  # teardown is about to mark the record dead
                     return
-                job = self._beat_job
-                renew = now >= next_beat or (job is not None and beat_job is None)
+                # Busy: running a chunk now, or ran one since the last tick (short chunks end
+                # between ticks; a stream of them keeps the busy cadence).
+                busy = self._beat_job is not None or self._chunks_started != seen_chunks
+                seen_chunks = self._chunks_started
+                renew = now >= next_beat or (busy and not was_busy)
                 reply = self.beat(renew)
-            beat_job = job
+            was_busy = busy
             if reply is None:  # Redis unreachable or refusing: try again at the next interval
                 delay = settings.heartbeat_interval
                 continue
             if renew:
-                next_beat = now + (settings.heartbeat_interval if job is not None else idle_beat)
+                next_beat = now + (settings.heartbeat_interval if busy else idle_beat)
                 workers = reply.workers or workers
             if reply.holder:
                 self._watch_every_queue()
@@ -282,7 +286,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
                 last_sweep = now
                 self._sweep()
             delay = next_beat - now
-            if job is not None:
+            if busy:
                 delay = min(delay, PULSE_INTERVAL)
             if reply.started:
                 alert = SWEEP_INTERVAL * max(1.0, workers / ALERT_WORKERS_PER_INTERVAL)

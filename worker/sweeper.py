@@ -53,6 +53,7 @@ QUEUE_LIST_REFRESH = 10.0
 """Seconds between reads of RQ's list of queues."""
 
 _RQ_QUEUES = "rq:queues"
+_RQ_WORKERS = "rq:workers"
 _RQ_QUEUE_PREFIX = "rq:queue:"
 
 # KEYS: the started registry, the entry's hand-back claim. ARGV: the entry, the claim's lifetime (ms).
@@ -62,6 +63,15 @@ _CLAIM = """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 if not redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', 1, ARGV[1])
+return 1
+"""
+# KEYS: a gone worker's hash, rq:workers. ARGV: its `birth` as the sweeper read it.
+# Unregisters it (as RQ's maintenance would once its hash expired), unless a process registered
+# under the same name since (another birth).
+_UNREGISTER = """
+if redis.call('HGET', KEYS[1], 'birth') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], KEYS[1])
 return 1
 """
 _MARKED = 2
@@ -130,11 +140,16 @@ def entries_of(client: redis.Redis, worker: str, queues: Iterable[str]) -> dict[
 
 
 def hand_back_worker(client: redis.Redis, worker: str, job_class: Any, serializer: Any) -> int:
-    """Hand back every chunk `worker` had started, in any queue: for a process known to be dead
-    (the supervisor saw it exit), so no rule needs to be met. Returns how many were handed back."""
+    """Hand back every chunk `worker` had started, in any queue, and unregister it: for a process
+    known to be dead (the supervisor saw it exit), so no rule needs to be met. Returns how many
+    chunks were handed back."""
     queues = sorted(m.decode().removeprefix(_RQ_QUEUE_PREFIX) for m in client.smembers(_RQ_QUEUES))  # type: ignore[union-attr]
     found = entries_of(client, worker, queues)
-    return sum(hand_back(client, queue, entries, job_class, serializer) for queue, entries in found.items())
+    handed = sum(hand_back(client, queue, entries, job_class, serializer) for queue, entries in found.items())
+    birth = client.hget(keys.RQ_WORKER_PREFIX + worker, "birth")
+    if birth is not None:  # it is dead: unregister it now rather than when its record expires
+        client.register_script(_UNREGISTER)(keys=[keys.RQ_WORKER_PREFIX + worker, _RQ_WORKERS], args=[birth])
+    return handed
 
 
 class Sweeper:
@@ -199,10 +214,11 @@ class Sweeper:
         pipe = self.client.pipeline(transaction=False)
         for worker in workers:
             pipe.exists(keys.pulse_key(worker))
-            pipe.hget(keys.RQ_WORKER_PREFIX + worker, keys.CONNECTION_FIELD)
+            pipe.hmget(keys.RQ_WORKER_PREFIX + worker, [keys.CONNECTION_FIELD, "birth"])
         replies = pipe.execute()
         pulsing = {w for w, alive in zip(workers, replies[0::2], strict=True) if alive}
-        conn_names = {w: n.decode() for w, n in zip(workers, replies[1::2], strict=True) if n}
+        records = dict(zip(workers, replies[1::2], strict=True))
+        conn_names = {w: name.decode() for w, (name, _birth) in records.items() if name}
         if not any(w in conn_names and w not in pulsing for w in workers):
             return  # every worker that could be judged pulses: no need to list the clients
         try:
@@ -226,8 +242,17 @@ class Sweeper:
                 continue
             if claimed:
                 owners = ", ".join(sorted({s.worker for s in gone if s.queue == queue}))
+                self._unregister({s.worker: records[s.worker][1] for s in gone if s.queue == queue})
                 log.warning("worker %s: %d chunk(s) of %s handed back to %s: the worker is gone (no connection, "
                             "no pulse)", self.name, claimed, owners, queue)  # fmt: skip
+
+    def _unregister(self, births: dict[str, bytes | None]) -> None:
+        """Drop the registrations of workers found gone, so that the fleet's size (and `dispatcher
+        status`) stop counting them at once instead of after their record's TTL."""
+        script = self.client.register_script(_UNREGISTER)
+        for worker, birth in births.items():
+            if birth is not None:
+                script(keys=[keys.RQ_WORKER_PREFIX + worker, _RQ_WORKERS], args=[birth])
 
     def _cleanup(self, registry: StartedJobRegistry, why: str) -> None:
         try:

@@ -82,7 +82,10 @@ def test_hand_back_worker_finds_the_chunks_of_one_worker(
 ) -> None:
     job_id, _entry = _start_chunk(fake_client, fake_settings, "dead")
     _start_chunk(fake_client, fake_settings, "alive")
+    fake_client.hset("rq:worker:dead", mapping={"birth": "2026-01-01T00:00:00Z"})
+    fake_client.sadd("rq:workers", "rq:worker:dead")
     assert hand_back_worker(fake_client, "dead", SafeJob, ChunkJobSerializer) == 1
+    assert not fake_client.exists("rq:worker:dead") and not fake_client.sismember("rq:workers", "rq:worker:dead")
     assert fake_client.lrange(f"rq:queue:{QUEUE}", 0, -1) == [job_id.encode()]
     assert fake_client.zcard(WIP) == 1  # the live worker's chunk stays started
 
@@ -105,7 +108,7 @@ def test_the_sweep_hands_back_a_worker_with_no_connection_and_no_pulse(
     fake_client: fakeredis.FakeRedis, fake_settings: Settings
 ) -> None:
     job_id, _entry = _start_chunk(fake_client, fake_settings, "killed")
-    fake_client.hset(keys.RQ_WORKER_PREFIX + "killed", keys.CONNECTION_FIELD, "killed")
+    fake_client.hset(keys.RQ_WORKER_PREFIX + "killed", mapping={keys.CONNECTION_FIELD: "killed", "birth": "b"})
     fake_client.set(keys.pulse_key("killed"), 1)
     sweeper = Sweeper(fake_client, "sweeper", SafeJob, ChunkJobSerializer)
     sweeper.sweep()  # it pulses (a dropped connection): kept
@@ -114,6 +117,7 @@ def test_the_sweep_hands_back_a_worker_with_no_connection_and_no_pulse(
     sweeper.sweep()
     assert fake_client.zcard(WIP) == 0
     assert fake_client.lrange(f"rq:queue:{QUEUE}", 0, -1) == [job_id.encode()]
+    assert fake_client.exists(keys.RQ_WORKER_PREFIX + "killed") == 0  # unregistered
 
 
 def _worker(client: fakeredis.FakeRedis, settings: Settings, name: str) -> ChunkWorker:
