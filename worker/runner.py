@@ -40,7 +40,7 @@ heartbeat interval): it holds no chunk, so only its registration depends on it."
 ALERT_WORKERS_PER_INTERVAL = 4
 """While chunks are started, idle workers that do not sweep try for the sweeper's lease so that
 about this many tries reach Redis per SWEEP_INTERVAL, whatever the size of the fleet."""
-MAINTENANCE_INTERVAL = 30
+MAINTENANCE_INTERVAL = 60
 """Seconds between RQ registry maintenance runs, fleet-wide (one worker per queue per interval)."""
 QUIET_SWEEP_INTERVAL = 30.0
 """Seconds between the lease holder's sweeps while no chunk of its own queues is started (for the

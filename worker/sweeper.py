@@ -49,7 +49,7 @@ LEASE_TTL = 1.2
 """Seconds the sweeper's lease lasts while it sweeps at SWEEP_INTERVAL (renewed at each sweep)."""
 HANDBACK_CLAIM_MS = 30_000
 """How long one process's claim on handing back a chunk keeps others from doing it again."""
-QUEUE_LIST_REFRESH = 10.0
+QUEUE_LIST_REFRESH = 30.0
 """Seconds between reads of RQ's list of queues."""
 
 _RQ_QUEUES = "rq:queues"
