@@ -43,8 +43,8 @@ about this many tries reach Redis per SWEEP_INTERVAL, whatever the size of the f
 MAINTENANCE_INTERVAL = 60
 """Seconds between RQ registry maintenance runs, fleet-wide (one worker per queue per interval)."""
 QUIET_SWEEP_INTERVAL = 30.0
-"""Seconds between the lease holder's sweeps while no chunk of its own queues is started (for the
-queues of other workers, which it does not count)."""
+"""Seconds between the lease holder's sweeps while it counts no started chunk (a queue that appeared
+since it last read the list of queues may still hold some)."""
 
 
 class NoDeathPenalty(BaseDeathPenalty):
@@ -152,7 +152,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         """RQ's heartbeat, except the idle loop's own (no timeout, no pipeline) once the heartbeat
         thread runs: that thread keeps the registration, idle or busy, and the main thread's HSET and
-        EXPIRE around every blocking dequeue were a third of an idle worker's commands."""
+        EXPIRE around every blocking dequeue were a large part of an idle worker's commands."""
         if timeout is None and pipeline is None and self._beat_thread is not None and self._beat_thread.is_alive():
             return
         super().heartbeat(timeout, pipeline)
