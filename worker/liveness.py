@@ -116,7 +116,7 @@ def dead_namesake(
     With our advertisement: it names its host and pid, so only a process of this host whose pid is
     gone (or this very process, re-registering after an outage) is known dead. Stripped of it (the
     hash expired and a late heartbeat wrote into it): a live worker puts its advertisement back and
-    beats within one heartbeat interval, so a heartbeat older than the heartbeat TTL means no live
+    beats at least every half heartbeat TTL, so a heartbeat older than the heartbeat TTL means no live
     worker owns it.
     """
     prefix = keys.WORKER_FIELD_PREFIX
