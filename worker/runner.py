@@ -117,6 +117,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._beat_wake = threading.Event()
         self._next_tick = 0.0
         self._chunks_started = 0
+        self._renewed_job: Job | None = None
         self._advertisement = advertisement(runtime, getattr(self, "_conn_name", None))
         sets = [self.redis_workers_keys, *(WORKERS_BY_QUEUE_KEY % name for name in self.queue_names())]
         wip = [StartedJobRegistry.key_template.format(name) for name in self.queue_names()]
@@ -301,8 +302,13 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         job = self._beat_job
         lease_ms = (int(LEASE_TTL * 1000), int(self._calm_lease() * 1000))
         try:
-            if renew and job is not None and self.execution is not None:
+            # The chunk's own heartbeat only for a chunk already running at the previous renewal: a
+            # chunk that just started was stamped by its start, and a beat racing the end of a short
+            # chunk would write its execution record back after the finish deleted it.
+            if renew and job is not None and job is self._renewed_job and self.execution is not None:
                 self.maintain_heartbeats(job)
+            if renew:
+                self._renewed_job = job
             state = self.get_state()
             fields = self._registration() if renew else None
             pulse_ms = int(PULSE_TTL * 1000) if job is not None else 0
