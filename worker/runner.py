@@ -350,6 +350,18 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         except Exception:  # a damaged job must not stop the sweep, nor the worker
             log.exception("worker %s: abandoned-chunk sweep failed", self.name)
 
+    def unsubscribe(self) -> None:
+        """Replaces BaseWorker.unsubscribe: the same, with the wait for RQ's pub/sub thread bounded.
+        redis-py 8's PubSubWorkerThread.stop() joins the thread, which waits up to RQ's 60 s sleep
+        for a subscription confirmation that a worker stopping right after it started may never
+        get: a burst worker, or one stopped just after it registered, hung that long."""
+        thread = self.pubsub_thread
+        if thread is not None and self.pubsub is not None:
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub.unsubscribe()  # type: ignore[no-untyped-call]
+            thread.stop(timeout=1)
+            self.pubsub.close()
+
     def teardown(self) -> None:
         """RQ's teardown, after stopping the heartbeat thread (kept through a Redis outage, after
         which the worker enters its loop again and needs it)."""
