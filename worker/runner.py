@@ -40,8 +40,7 @@ heartbeat interval): it holds no chunk, so only its registration depends on it."
 ALERT_WORKERS_PER_INTERVAL = 4
 """While chunks are started, idle workers that do not sweep try for the sweeper's lease so that
 about this many tries reach Redis per SWEEP_INTERVAL, whatever the size of the fleet."""
-MAINTENANCE_INTERVAL = 60
-"""Seconds between RQ registry maintenance runs, fleet-wide (one worker per queue per interval)."""
+
 QUIET_SWEEP_INTERVAL = 30.0
 """Seconds between the lease holder's sweeps while it counts no started chunk (a queue that appeared
 since it last read the list of queues may still hold some)."""
@@ -105,7 +104,10 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             serializer=ChunkJobSerializer,
             default_result_ttl=0,
             worker_ttl=max(30, runtime.settings.heartbeat_ttl * 3),
-            maintenance_interval=MAINTENANCE_INTERVAL,
+            # One run per queue per interval for the fleet (clean_registries holds RQ's lock that long).
+            # It also recovers a chunk popped but never started (RQ's intermediate queue), e.g. when
+            # Redis ran out of memory between the pop and the start: keep it as short as before.
+            maintenance_interval=max(5, runtime.settings.heartbeat_ttl),
             **kwargs,
         )
         self.runtime = runtime
