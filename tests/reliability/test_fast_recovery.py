@@ -15,7 +15,6 @@ import pytest
 import redis
 
 from tests.reliability.conftest import (
-    FAST_RECOVERY,
     Procs,
     RestartableRedis,
     assert_exactly_once,
@@ -119,7 +118,9 @@ def test_without_client_list_a_dead_workers_chunk_still_runs_again(
     allowed = ["+@all", "-client", "+client|setname", "+client|getname", "+client|info", "+client|id"]
     admin.acl_setuser("limited", enabled=True, passwords=["+secret"], keys=["*"], channels=["*"], commands=allowed)
     url = f"redis://limited:secret@127.0.0.1:{server.port}/0"
-    procs = procs_factory(url, FAST_RECOVERY)
+    # Default heartbeats: the sweeper meets the dead worker's chunk while its heartbeat still holds,
+    # so it must try CLIENT LIST (and fall back) before the TTL hands the chunk back.
+    procs = procs_factory(url)
     victim = procs.worker("--name", "victim")
     wait_until(lambda: live_worker_names(admin) == {"victim"}, 30, "the victim")
     total = 8
