@@ -49,7 +49,9 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET_TIMEOUT) -> redis.Redis:
+def connect(
+    settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET_TIMEOUT, client_name: str | None = None
+) -> redis.Redis:
     """Build a Redis client from the settings' URL (the connection opens on first use).
 
     redis-py 8 defaults to a 5 s socket timeout, shorter than a worker's or a dispatcher's blocking
@@ -62,6 +64,9 @@ def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET
     the same options, the master found through the sentinels on every (re)connection, so the same
     loops ride out a failover. Raw connections taken from its pool (dispatcher.direct, the worker's
     Link) follow the master too: every socket connect looks the master up.
+
+    With `client_name`, every connection of the client names itself so (CLIENT SETNAME) as it opens,
+    reconnections included, so CLIENT LIST shows which processes are connected.
     """
     options: dict[str, Any] = {
         "socket_timeout": socket_timeout,
@@ -69,6 +74,8 @@ def connect(settings: Settings, *, socket_timeout: float | None = DEFAULT_SOCKET
         "health_check_interval": 30,
         "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES),
     }
+    if client_name is not None:
+        options["client_name"] = client_name
     try:
         if is_sentinel_url(settings.redis_url):
             target = parse_sentinel_url(settings.redis_url, settings.sentinel_password)

@@ -55,6 +55,22 @@ def write_probe_key(worker: str) -> str:
 WRITE_PROBE_TTL = 10
 """Seconds a write probe key lives."""
 
+SWEEPER_LEASE = PREFIX + "sweeper"
+"""The name of the one worker of the fleet that looks for abandoned chunks now (expires unless renewed)."""
+
+CONNECTION_FIELD = WORKER_FIELD_PREFIX + "conn"
+"""Worker hash field: the client name its Redis connections carry (absent: they carry none)."""
+
+
+def pulse_key(worker: str) -> str:
+    """A key a worker running a chunk renews several times a second: gone means its pulse stopped."""
+    return f"{PREFIX}pulse:{worker}"
+
+
+def handback_key(entry: str) -> str:
+    """A short claim on a started-registry entry (`job:execution`), so one process hands it back."""
+    return f"{PREFIX}handback:{entry}"
+
 
 def crash_key(job_id: str) -> str:
     """Hash of a chunk job's crash history: deaths, the task each death blames, the running marker of a

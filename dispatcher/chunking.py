@@ -18,6 +18,13 @@ while each chunk boundary idles every slot for the chunk's tail, RQ's bookkeepin
 (3 ms on a quiet machine, up to 15 ms on a busy one). One chunk per process, back to back against
 two: W3 0.951 -> 0.962 (threads), W3b 0.894 -> 0.932 (async slots). Balance between processes
 barely suffers: the chunks still sit in one queue, and a free process takes the next."""
+MIN_CHUNK_SIZE = 250
+"""Smallest automatic chunk while the batch still has MIN_CHUNKS_PER_PROCESS chunks of it for every
+process: a chunk job costs the worker as much as hundreds of the cheapest tasks, so smaller chunks
+(8 chunks per process made chunks of 31 tasks for 200 processes) spend more on jobs than on tasks.
+Figures in docs/performance.md ("Chunk size with many processes")."""
+MIN_CHUNKS_PER_PROCESS = 1
+"""Chunks per process that the minimum chunk size may not reduce a batch below."""
 LOOKAHEAD = 50_000
 """Tasks read ahead to learn a small batch's size before choosing the chunk size."""
 
@@ -26,7 +33,9 @@ def auto_chunk_size(total: int | None, processes: int, slots: int) -> int:
     """A chunk size for `total` tasks (None: very many) over live worker processes and their task slots.
 
     A process runs one chunk at a time and its thread slots share that chunk, so a chunk should be
-    a multiple of the slots per process, and there should be several chunks per process.
+    a multiple of the slots per process, and there should be several chunks per process, but not
+    so many that chunks fall below MIN_CHUNK_SIZE while the batch could give each process
+    MIN_CHUNKS_PER_PROCESS chunks of that size.
     """
     processes = max(1, processes)
     per_process = max(1, slots // processes)
@@ -34,7 +43,8 @@ def auto_chunk_size(total: int | None, processes: int, slots: int) -> int:
         return max(per_process, MAX_CHUNK_SIZE // per_process * per_process)
     per_process_chunks = CHUNKS_PER_PROCESS if per_process == 1 else CHUNKS_PER_THREADED_PROCESS
     waves = max(1, total // (processes * per_process * per_process_chunks))
-    return max(1, min(MAX_CHUNK_SIZE, per_process * waves))
+    floor = min(MIN_CHUNK_SIZE, total // (processes * MIN_CHUNKS_PER_PROCESS)) // per_process * per_process
+    return max(1, min(MAX_CHUNK_SIZE, max(per_process * waves, floor)))
 
 
 def peek_total(items: Iterable[object], limit: int = LOOKAHEAD) -> tuple[int | None, Iterator[object]]:

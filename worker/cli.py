@@ -14,13 +14,16 @@ from common import Settings, default_catalogue
 from common.connection import connect
 from common.errors import EXIT_INTERRUPTED, DispatchError
 from common.gctuning import tune_long_running_process
+from common.jobdata import ChunkJobSerializer
 from worker import runtime as runtime_module
 from worker.deathnote import DeathNotes
 from worker.health import run_check
+from worker.job import SafeJob
 from worker.lifecycle import announce_start, await_redis, work_and_report
 from worker.runner import ChunkWorker, defer_stop_signals
 from worker.runtime import Runtime, import_task_modules
 from worker.supervisor import Supervisor
+from worker.sweeper import hand_back_worker
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -188,7 +191,24 @@ def main(
         except KeyboardInterrupt:
             sys.exit(EXIT_INTERRUPTED)
         return
-    sys.exit(Supervisor(concurrency, serve, respawn=not burst, on_exit=DeathNotes(settings)).run())
+
+    death_notes = DeathNotes(settings)
+
+    def hand_back(index: int, pid: int, code: int, stopping: bool) -> None:
+        if not stopping:  # first, so the recovery finds how the process died (common.crash)
+            death_notes(pid, code)
+        worker_name = _worker_name(name, index, concurrency, pid)
+        client = connect(settings)
+        try:
+            count = hand_back_worker(client, worker_name, SafeJob, ChunkJobSerializer)
+        finally:
+            client.close()
+        if count:
+            logging.getLogger("worker").warning(
+                "worker %s (pid %d) exited with %d: its chunk was handed back to the queue", worker_name, pid, code
+            )
+
+    sys.exit(Supervisor(concurrency, serve, respawn=not burst, on_exit=hand_back).run())
 
 
 def _queue_names(queues: tuple[str, ...], settings: Settings) -> list[str]:
@@ -198,7 +218,7 @@ def _queue_names(queues: tuple[str, ...], settings: Settings) -> list[str]:
     return names
 
 
-def _worker_name(name: str | None, index: int, concurrency: int) -> str:
+def _worker_name(name: str | None, index: int, concurrency: int, pid: int | None = None) -> str:
     if name is None:
-        return f"{socket.gethostname()}-{os.getpid()}"
+        return f"{socket.gethostname()}-{pid or os.getpid()}"
     return name if concurrency == 1 else f"{name}-{index}"

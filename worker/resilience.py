@@ -154,7 +154,7 @@ class ResilientLoop:
         self._state = WorkerStatus.IDLE
         thread = getattr(self, "pubsub_thread", None)
         if thread is not None:
-            thread.stop()  # no join: its blocking read ends on its own; a new one starts on re-entry
+            thread.stop(timeout=0)  # no wait: its blocking read ends on its own; a new one starts on re-entry
             self.pubsub_thread = None
 
     def teardown(self) -> None:

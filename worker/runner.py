@@ -8,14 +8,17 @@ import os
 import signal
 import socket
 import threading
+import time
 from types import FrameType
 from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.registry import StartedJobRegistry, clean_registries
 from rq.timeouts import BaseDeathPenalty
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+from rq.utils import now as rq_now
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY, clean_worker_registry
 
 from common import keys
 from common.durability import ReplicaWait
@@ -24,12 +27,24 @@ from common.routing import served_queues
 from worker.cancel import cancel_probe
 from worker.job import SafeJob
 from worker.lean import LeanBookkeeping
-from worker.liveness import LivenessBeat, dead_namesake
-from worker.resilience import OUTAGE_ERRORS, ResilientLoop, outage_exits
+from worker.liveness import LivenessBeat, TickReply, dead_namesake
+from worker.resilience import ResilientLoop, outage_exits
 from worker.runtime import Runtime
 from worker.stopreason import StopReason
+from worker.sweeper import LEASE_TTL, PULSE_INTERVAL, PULSE_TTL, SWEEP_INTERVAL, Sweeper, client_name
 
 log = logging.getLogger("worker")
+
+IDLE_BEATS_PER_TTL = 2
+"""An idle worker renews its registration this many times per heartbeat TTL (a busy one every
+heartbeat interval): it holds no chunk, so only its registration depends on it."""
+ALERT_WORKERS_PER_INTERVAL = 4
+"""While chunks are started, idle workers that do not sweep try for the sweeper's lease so that
+about this many tries reach Redis per SWEEP_INTERVAL, whatever the size of the fleet."""
+
+QUIET_SWEEP_INTERVAL = 30.0
+"""Seconds between the lease holder's sweeps while it counts no started chunk (a queue that appeared
+since it last read the list of queues may still hold some)."""
 
 
 class NoDeathPenalty(BaseDeathPenalty):
@@ -90,6 +105,9 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             serializer=ChunkJobSerializer,
             default_result_ttl=0,
             worker_ttl=max(30, runtime.settings.heartbeat_ttl * 3),
+            # One run per queue per interval for the fleet (clean_registries holds RQ's lock that long).
+            # It also recovers a chunk popped but never started (RQ's intermediate queue), e.g. when
+            # Redis ran out of memory between the pop and the start: keep it as short as before.
             maintenance_interval=max(5, runtime.settings.heartbeat_ttl),
             **kwargs,
         )
@@ -100,10 +118,62 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._beat_lock = threading.Lock()
         self._beat_stop = threading.Event()
         self._beat_failing = False
-        self._advertisement = advertisement(runtime)
+        self._beat_wake = threading.Event()
+        self._next_tick = 0.0
+        self._chunks_started = 0
+        self._renewed_job: Job | None = None
+        self._advertisement = advertisement(runtime, getattr(self, "_conn_name", None))
         sets = [self.redis_workers_keys, *(WORKERS_BY_QUEUE_KEY % name for name in self.queue_names())]
-        self._liveness = LivenessBeat(connection, self.key, sets, self.worker_ttl + 60)
+        wip = [StartedJobRegistry.key_template.format(name) for name in self.queue_names()]
+        self._liveness = LivenessBeat(connection, self.name, self.key, sets, wip, self.worker_ttl + 60)
+        self.sweeper = Sweeper(connection, self.name, SafeJob, ChunkJobSerializer)
         self.stop_reason = StopReason()
+
+    def _set_ip_address(self, connection: redis.Redis) -> None:
+        """Replaces BaseWorker._set_ip_address: names every connection of this worker (CLIENT SETNAME
+        on each connect, reconnections included, not only the first as RQ does) so that the fleet's
+        sweeper sees this process's connections (worker.sweeper), and reads the address with CLIENT
+        INFO instead of a CLIENT LIST of every client. A Redis that refuses the name leaves the
+        connections unnamed: this worker's chunks are then recovered by their heartbeat TTL."""
+        self._conn_name: str | None = client_name(self.name)
+        self.ip_address = "unknown"
+        try:
+            connection.client_setname(self._conn_name)
+        except redis.ResponseError as exc:
+            log.warning("worker %s: Redis refuses CLIENT SETNAME (%s): if this worker dies, its chunk runs again "
+                        "only after its heartbeat TTL", self.name, exc)  # fmt: skip
+            self._conn_name = None
+            return
+        pool = connection.connection_pool
+        pool.connection_kwargs["client_name"] = self._conn_name  # RQ sets its socket timeout the same way
+        for idle in list(getattr(pool, "_available_connections", ())):
+            idle.client_name = self._conn_name
+        try:
+            info: dict[str, Any] = connection.client_info()
+            self.ip_address = str(info.get("addr", "unknown"))
+        except redis.ResponseError:
+            pass
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat, except the idle loop's own (no timeout, no pipeline) once the heartbeat
+        thread runs: that thread keeps the registration, idle or busy, and the main thread's HSET and
+        EXPIRE around every blocking dequeue were a large part of an idle worker's commands."""
+        if timeout is None and pipeline is None and self._beat_thread is not None and self._beat_thread.is_alive():
+            return
+        super().heartbeat(timeout, pipeline)
+
+    def clean_registries(self) -> None:
+        """Replaces BaseWorker.clean_registries: RQ's registry maintenance for each queue, run by one
+        worker of the fleet per interval. RQ releases its lock as soon as a run ends, so every worker
+        ran it every interval (and each run costs one EXISTS per registered worker); the lock is held
+        for the interval instead. Abandoned chunks are not left to it: the sweeper finds them."""
+        for queue in self.queues:
+            if self.connection.set(queue.registry_cleaning_key, self.name, nx=True, ex=self.maintenance_interval):
+                self.log.info("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
+                clean_registries(queue, self._exc_handlers)
+                clean_worker_registry(queue)
+                queue.intermediate_queue.cleanup(self, queue)
+        self.last_cleaned_at = rq_now()
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         """RQ's work loop (through ResilientLoop), noting why it ended (see stop_reason)."""
@@ -155,6 +225,9 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._start_heartbeat_thread()
         with self._beat_lock:
             self._beat_job = job
+        self._chunks_started += 1
+        if self._next_tick - time.monotonic() > PULSE_INTERVAL:
+            self._beat_wake.set()  # pulse from the start rather than at the next idle beat
         try:
             super().execute_job(job, queue)
         finally:
@@ -167,62 +240,131 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             self._beat_thread.start()
 
     def _heartbeat_loop(self) -> None:
-        """Every interval: beat for the running chunk, keep this worker registered, and look for
-        other workers' abandoned chunks.
+        """The heartbeat thread: one script per tick (worker.liveness) keeps this worker registered,
+        pulses while it runs a chunk, and takes part in the fleet's sweeper lease; the lease holder
+        sweeps (worker.sweeper).
+
+        Ticks come every PULSE_INTERVAL while a chunk runs (the chunk's RQ heartbeat and the
+        registration every heartbeat interval); every SWEEP_INTERVAL for the lease holder while
+        chunks are started anywhere; for an idle worker while chunks are started, often enough that
+        the fleet as a whole tries for a lapsed lease a few times per SWEEP_INTERVAL; otherwise
+        every heartbeat TTL / IDLE_BEATS_PER_TTL. So an idle fleet costs one script per worker per
+        beat, and a dead worker's chunk is found within about a second whoever sweeps.
 
         Registration: RQ's own heartbeats come from the main thread between blocking dequeues, and
         a chunk's start sets the record to expire after the (short) heartbeat TTL, so after a run of
-        short chunks the record could expire while the worker idles. This beat renews it with RQ's
-        worker TTL, idle or busy, and puts back anything removed from outside.
-
-        The sweep runs here rather than only in RQ's maintenance, which an idle worker reaches only
-        between its blocking dequeues: a dead worker's chunk is then re-queued by any live worker
-        within its heartbeat TTL plus one interval, whether or not a dispatcher is waiting.
+        short chunks the record could expire while the worker idles. The tick that follows a chunk's
+        start or end renews it with RQ's worker TTL, and puts back anything removed from outside.
         """
-        while not self._beat_stop.wait(self.runtime.settings.heartbeat_interval):
+        settings = self.runtime.settings
+        idle_beat = max(settings.heartbeat_interval, settings.heartbeat_ttl / IDLE_BEATS_PER_TTL)
+        next_beat = 0.0
+        last_sweep = -QUIET_SWEEP_INTERVAL
+        was_busy = False
+        seen_chunks = 0
+        workers = 1
+        delay = 0.0
+        while True:
+            self._next_tick = time.monotonic() + delay
+            self._beat_wake.wait(delay)
+            self._beat_wake.clear()
+            now = time.monotonic()
             with self._beat_lock:
                 if self._beat_stop.is_set():  # teardown is about to mark the record dead
                     return
-                reachable = self.beat()
-            if reachable:
-                self._recover_abandoned_chunks()
+                # Busy: running a chunk now, or ran one since the last tick (short chunks end
+                # between ticks; a stream of them keeps the busy cadence).
+                busy = self._beat_job is not None or self._chunks_started != seen_chunks
+                seen_chunks = self._chunks_started
+                renew = now >= next_beat or (busy and not was_busy)
+                reply = self.beat(renew)
+            was_busy = busy
+            if reply is None:  # Redis unreachable or refusing: try again at the next interval
+                delay = settings.heartbeat_interval
+                continue
+            if renew:
+                next_beat = now + (settings.heartbeat_interval if busy else idle_beat)
+                workers = reply.workers or workers
+            if reply.holder:
+                self._watch_every_queue()
+            if reply.holder and (reply.started or now - last_sweep >= QUIET_SWEEP_INTERVAL):
+                last_sweep = now
+                self._sweep()
+            delay = next_beat - now
+            if busy:
+                delay = min(delay, PULSE_INTERVAL)
+            if reply.started:
+                alert = SWEEP_INTERVAL * max(1.0, workers / ALERT_WORKERS_PER_INTERVAL)
+                delay = min(delay, SWEEP_INTERVAL if reply.holder else alert)
+            delay = max(0.0, delay - (time.monotonic() - now))
 
-    def beat(self) -> bool:
-        """One heartbeat: the running chunk's, and the registration's; False if Redis is unreachable.
+    def beat(self, renew: bool = True) -> TickReply | None:
+        """One tick (see _heartbeat_loop); None if Redis is unreachable or refused it.
 
         Called by the heartbeat thread under the beat lock.
         """
         job = self._beat_job
+        lease_ms = (int(LEASE_TTL * 1000), int(self._calm_lease() * 1000))
         try:
-            if job is not None and self.execution is not None:
+            # The chunk's own heartbeat only for a chunk already running at the previous renewal: a
+            # chunk that just started was stamped by its start, and a beat racing the end of a short
+            # chunk would write its execution record back after the finish deleted it.
+            if renew and job is not None and job is self._renewed_job and self.execution is not None:
                 self.maintain_heartbeats(job)
+            if renew:
+                self._renewed_job = job
             state = self.get_state()
-            restored = self._liveness(str(getattr(state, "value", state)), self._registration())
+            fields = self._registration() if renew else None
+            pulse_ms = int(PULSE_TTL * 1000) if job is not None else 0
+            reply = self._liveness(str(getattr(state, "value", state)), fields, pulse_ms, lease_ms)
         except (redis.RedisError, OSError) as exc:
             # Once per outage: the work loop reports the outage and the recovery itself.
             level = logging.DEBUG if self._beat_failing else logging.WARNING
             log.log(level, "worker %s: heartbeat failed (%s); retrying", self.name, exc)
             self._beat_failing = True
-            return not isinstance(exc, OUTAGE_ERRORS)
+            return None
         self._beat_failing = False
-        if restored:
+        if reply.restored:
             log.warning("worker %s: its registration had been removed from Redis; restored", self.name)
-        return True
+        return reply
+
+    def _calm_lease(self) -> float:
+        """The sweeper lease's lifetime while no chunk is started: past the holder's next idle beat."""
+        settings = self.runtime.settings
+        return max(settings.heartbeat_interval, settings.heartbeat_ttl / IDLE_BEATS_PER_TTL) + LEASE_TTL
 
     def _registration(self) -> dict[str, object]:
         """Every field of this worker's record that register_birth writes: RQ's, then ours."""
         return {**self.serialize(), **self._advertisement}
 
-    def _recover_abandoned_chunks(self) -> None:
-        """RQ's started-registry cleanup on our queues: expired chunks go back on the queue (Retry)."""
-        for queue in self.queues:
-            try:
-                queue.started_job_registry.cleanup()
-            except (redis.RedisError, OSError) as exc:
-                log.warning("worker %s: abandoned-chunk sweep failed (%s); retrying", self.name, exc)
-                return
-            except Exception:  # a damaged job must not stop the sweep, nor the worker
-                log.exception("worker %s: abandoned-chunk sweep of %s failed", self.name, queue.name)
+    def _watch_every_queue(self) -> None:
+        """While this worker holds the lease, its ticks count the started chunks of every queue."""
+        try:
+            queues = self.sweeper.queues()
+        except (redis.RedisError, OSError):
+            return
+        self._liveness.wip_everywhere = [StartedJobRegistry.key_template.format(q) for q in queues]
+
+    def _sweep(self) -> None:
+        """Look for abandoned chunks fleet-wide (this worker holds the sweeper lease)."""
+        try:
+            self.sweeper.sweep()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("worker %s: abandoned-chunk sweep failed (%s); retrying", self.name, exc)
+        except Exception:  # a damaged job must not stop the sweep, nor the worker
+            log.exception("worker %s: abandoned-chunk sweep failed", self.name)
+
+    def unsubscribe(self) -> None:
+        """Replaces BaseWorker.unsubscribe: the same, with the wait for RQ's pub/sub thread bounded.
+        redis-py 8's PubSubWorkerThread.stop() joins the thread, which waits up to RQ's 60 s sleep
+        for a subscription confirmation that a worker stopping right after it started may never
+        get: a burst worker, or one stopped just after it registered, hung that long."""
+        thread = self.pubsub_thread
+        if thread is not None and self.pubsub is not None:
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub.unsubscribe()  # type: ignore[no-untyped-call]
+            thread.stop(timeout=1)
+            self.pubsub.close()
 
     def teardown(self) -> None:
         """RQ's teardown, after stopping the heartbeat thread (kept through a Redis outage, after
@@ -234,6 +376,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
     def stop_heartbeat(self) -> None:
         """Stop the heartbeat thread; returns once no beat is in flight (none will follow)."""
         self._beat_stop.set()
+        self._beat_wake.set()
         with self._beat_lock:
             pass
 
@@ -273,12 +416,15 @@ class NameInUse(ValueError):
     """A live worker is registered under the name this one was given."""
 
 
-def advertisement(runtime: Runtime) -> dict[str, str]:
-    """The fields a worker adds to its RQ worker hash."""
+def advertisement(runtime: Runtime, connection_name: str | None = None) -> dict[str, str]:
+    """The fields a worker adds to its RQ worker hash (the connection name only if its connections carry one)."""
     prefix = keys.WORKER_FIELD_PREFIX
-    return {
+    fields = {
         f"{prefix}host": socket.gethostname(),
         f"{prefix}pid": str(os.getpid()),
         f"{prefix}slots": str(runtime.slots),
         f"{prefix}tasks": json.dumps(runtime.catalogue.names()),
     }
+    if connection_name is not None:
+        fields[keys.CONNECTION_FIELD] = connection_name
+    return fields

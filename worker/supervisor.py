@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -16,8 +18,10 @@ from types import FrameType
 
 log = logging.getLogger("worker")
 
-ExitHook = Callable[[int, int], None]
-"""Called with (pid, exit code; minus the signal number if a signal ended it) when a child ends badly."""
+ExitHook = Callable[[int, int, int, bool], None]
+"""Called with (index, pid, exit code: minus the signal number if a signal ended it, and whether the
+supervisor is stopping: a child stopped by a forwarded signal is not a death to explain) when a
+child exits other than cleanly, before it is replaced."""
 
 RESPAWN_DELAY_MAX = 30.0
 """Longest pause before replacing a worker process that keeps dying."""
@@ -39,6 +43,7 @@ class Supervisor:
         self.target = target
         self.respawn = respawn
         self.on_exit = on_exit
+        self._due: dict[int, float] = {}
         self.children: dict[int, BaseProcess] = {}
         self.signals_received = 0
         self._context = multiprocessing.get_context("fork")
@@ -47,35 +52,56 @@ class Supervisor:
         self._pid = os.getpid()
 
     def run(self) -> int:
-        """Start the children and supervise them until they have all stopped; returns an exit code."""
+        """Start the children and supervise them until they have all stopped; returns an exit code.
+
+        A child's exit is seen at once (its sentinel), and replacements wait out their back-off
+        without holding up the watch over the others.
+        """
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        gc.freeze()  # what the children inherit stays shared: no collection touches (and copies) it
         for index in range(self.count):
             self._start(index)
         worst = 0
-        while self.children:
-            time.sleep(0.2)
+        while self.children or self._due:
+            sentinels = [p.sentinel for p in self.children.values()]
+            multiprocessing.connection.wait(sentinels, timeout=self._next_wait())
             for index, process in list(self.children.items()):
                 if process.is_alive():
                     continue
                 process.join()
                 code = process.exitcode or 0
                 del self.children[index]
-                self._report_exit(process, code)
+                if code != 0 and self.on_exit is not None and process.pid is not None:
+                    self._report_exit(index, process.pid, code)
                 if self.respawn and not self.signals_received:
                     self._restart_later(index, code)
                 elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
                     worst = max(worst, 1 if code < 0 else code)
+            self._start_due()
         return worst
 
-    def _report_exit(self, process: BaseProcess, code: int) -> None:
-        """Tell the exit hook how a child ended (it must not stop the supervision)."""
-        if self.on_exit is None or code == 0 or process.pid is None or self.signals_received:
-            return  # a child stopped by a forwarded signal is not a death to explain
+    def _next_wait(self) -> float:
+        if not self._due:
+            return 1.0
+        return max(0.0, min(min(self._due.values()) - time.monotonic(), 1.0))
+
+    def _start_due(self) -> None:
+        if self.signals_received:
+            self._due.clear()
+            return
+        now = time.monotonic()
+        for index, due in list(self._due.items()):
+            if due <= now:
+                del self._due[index]
+                self._start(index)
+
+    def _report_exit(self, index: int, pid: int, code: int) -> None:
+        assert self.on_exit is not None
         try:
-            self.on_exit(process.pid, code)
-        except Exception:
-            log.exception("worker process %s: could not report its exit", process.pid)
+            self.on_exit(index, pid, code, bool(self.signals_received))
+        except Exception as exc:  # the heartbeat TTL recovers the chunk anyway
+            log.warning("worker process %d: could not hand its chunk back at once: %s", index, exc)
 
     def _start(self, index: int) -> None:
         process = self._context.Process(target=self._child, args=(index,), name=f"worker-{index}")
@@ -94,11 +120,7 @@ class Supervisor:
         self._failures[index] = failures
         delay = min(RESPAWN_DELAY_MAX, 0.5 * 2 ** (failures - 1))
         log.warning("worker process %d exited with %s; starting a new one in %.1f s", index, code, delay)
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline and not self.signals_received:
-            time.sleep(0.1)
-        if not self.signals_received:
-            self._start(index)
+        self._due[index] = time.monotonic() + delay
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.signals_received += 1

@@ -7,7 +7,7 @@ import pytest
 from common.connection import redact_url
 from common.errors import ConfigurationError
 from common.settings import Settings
-from dispatcher.chunking import MAX_CHUNK_SIZE, auto_chunk_size, peek_total
+from dispatcher.chunking import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, auto_chunk_size, peek_total
 
 
 def test_small_slow_batches_spread_over_all_slots() -> None:
@@ -25,6 +25,20 @@ def test_large_batches_use_big_chunks() -> None:
     assert auto_chunk_size(10_000, 2, 2) == 625
     assert auto_chunk_size(1_000_000, 2, 2) == MAX_CHUNK_SIZE
     assert auto_chunk_size(None, 2, 2) == MAX_CHUNK_SIZE
+
+
+def test_chunks_do_not_shrink_below_the_minimum_while_every_process_gets_one() -> None:
+    # 50,000 tasks over 200 processes: 8 chunks each would be 31 tasks, whose job cost dominates.
+    assert auto_chunk_size(50_000, 200, 200) == MIN_CHUNK_SIZE
+    # ... unless the batch is too small to give each process a chunk of the minimum.
+    assert auto_chunk_size(10_000, 200, 200) == 50
+    assert auto_chunk_size(1_000, 200, 200) == 5
+    assert auto_chunk_size(100, 200, 200) == 1
+    # Few processes, large batch: 8 chunks each, as before; smaller batch: the minimum.
+    assert auto_chunk_size(10_000, 2, 2) == 625
+    assert auto_chunk_size(1_000, 2, 2) == MIN_CHUNK_SIZE
+    # Thread slots: still a multiple of the slots per process.
+    assert auto_chunk_size(2_000, 10, 30) % 3 == 0
 
 
 def test_peek_total_knows_small_inputs_and_keeps_every_item() -> None:
