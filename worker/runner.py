@@ -20,6 +20,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from common import keys
 from common.jobdata import ChunkJobSerializer
 from common.routing import served_queues
+from common.rqcompat import RQ3, fast_path_refusal
 from worker.cancel import cancel_probe
 from worker.job import SafeJob
 from worker.lean import LeanBookkeeping
@@ -61,7 +62,7 @@ def defer_stop_signals() -> None:
     signal.signal(signal.SIGINT, remember)
 
 
-class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
+class ChunkWorker(ResilientLoop, SimpleWorker):
     """A SimpleWorker (no fork per job: chunks are our unit of isolation) that
 
     - deserializes with JSON and runs only SafeJob's allowlisted function;
@@ -69,8 +70,9 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
       chunk is seen as abandoned within seconds instead of RQ's timeout + 60 s;
     - advertises its slots and catalogue in RQ's own worker hash, for the dispatcher, and keeps
       that registration alive (restoring it if removed) from the same thread, busy or idle;
-    - spends a few round trips per job instead of RQ's ~60 (worker.lean.LeanBookkeeping);
     - rides out Redis outages, idle or busy, instead of quitting (worker.resilience).
+
+    Its per-job bookkeeping is RQ's own; FastChunkWorker's is the fast path (see worker_class).
     """
 
     death_penalty_class = NoDeathPenalty
@@ -129,7 +131,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             self.stop_reason.signalled(signum, cold=True)
             raise
 
-    def get_heartbeat_ttl(self, job: Job) -> int:
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """Overrides SimpleWorker's timeout + 60 s: our heartbeat thread refreshes it while busy."""
         return self.runtime.settings.heartbeat_ttl
 
@@ -192,8 +194,9 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         """
         job = self._beat_job
         try:
-            if job is not None and self.execution is not None:
-                self.maintain_heartbeats(job)
+            execution = self._running_execution()
+            if job is not None and execution is not None:
+                self.maintain_heartbeats(job, *([execution] if RQ3 else []))
             state = self.get_state()
             restored = self._liveness(str(getattr(state, "value", state)), self._registration())
         except (redis.RedisError, OSError) as exc:
@@ -206,6 +209,11 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         if restored:
             log.warning("worker %s: its registration had been removed from Redis; restored", self.name)
         return True
+
+    def _running_execution(self) -> Any:
+        """The execution this worker runs, None when idle (without RQ 3's read of Redis when idle)."""
+        worker: Any = self  # RQ 3's attributes are unknown to RQ 2's types
+        return next(iter(worker.executions.values()), None) if RQ3 else worker.execution
 
     def _registration(self) -> dict[str, object]:
         """Every field of this worker's record that register_birth writes: RQ's, then ours."""
@@ -265,6 +273,21 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         if reason is not None:
             log.warning("worker %s: replacing a registration under this name: %s", self.name, reason)
             self.connection.delete(self.key)
+
+
+class FastChunkWorker(ChunkWorker, LeanBookkeeping):
+    """A ChunkWorker whose per-job bookkeeping takes a few round trips instead of RQ's ~60
+    (worker.lean.LeanBookkeeping); only on the RQ series common.rqcompat lists as verified."""
+
+
+def worker_class() -> type[ChunkWorker]:
+    """FastChunkWorker where the fast path is verified for the installed RQ and not switched off;
+    ChunkWorker (RQ's own per-job path) otherwise, saying why once in the log."""
+    refusal = fast_path_refusal()
+    if refusal is None:
+        return FastChunkWorker
+    log.warning("worker: RQ's own per-job path (no fast path): %s", refusal)
+    return ChunkWorker
 
 
 class NameInUse(ValueError):

@@ -24,7 +24,7 @@ from tests.conftest import builtin_catalogue
 from worker import lean
 from worker import runtime as runtime_module
 from worker.job import SafeJob
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
 
@@ -34,10 +34,10 @@ def settings(fake_settings: Settings) -> Settings:
     return fake_settings.with_overrides(heartbeat_interval=60, heartbeat_ttl=120)
 
 
-def _worker(client: fakeredis.FakeRedis, settings: Settings, name: str = "w") -> ChunkWorker:
+def _worker(client: fakeredis.FakeRedis, settings: Settings, name: str = "w") -> FastChunkWorker:
     runtime = Runtime(settings, builtin_catalogue(), name)  # one queue: the single-list dequeue
     runtime_module.configure(runtime)
-    return ChunkWorker(runtime, client, [settings.queue])
+    return FastChunkWorker(runtime, client, [settings.queue])
 
 
 def _sends_while_working(client: fakeredis.FakeRedis, settings: Settings, jobs: int,
@@ -69,32 +69,6 @@ def test_a_chunk_job_costs_three_round_trips(settings: Settings, monkeypatch: py
     assert [r.value for r in few_results] == [0, 2]
     assert [r.value for r in many_results] == [2 * i for i in range(12)]
     assert many - few == 3 * 10  # dequeue, start script, finish script (with the results)
-
-
-def test_the_quick_path_keeps_rqs_records(fake_client: fakeredis.FakeRedis, settings: Settings) -> None:
-    worker = _worker(fake_client, settings, "rec")
-    seen: dict[str, Any] = {}
-    original = worker.perform_job
-
-    def look_then_perform(job: Job, queue: Queue) -> bool:
-        # What rq info, rq-dashboard and crash recovery read while the chunk runs.
-        seen["state"] = fake_client.hget(worker.key, "state")
-        seen["current_job"] = fake_client.hget(worker.key, "current_job")
-        seen["started"] = StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
-        seen["status"] = fake_client.hget(job.key, "status")
-        seen["ttl"] = fake_client.ttl(job.key)
-        seen["executions"] = fake_client.zcard(f"rq:executions:{job.id}")
-        return original(job, queue)
-
-    worker.perform_job = look_then_perform  # type: ignore[method-assign]
-    with Session(fake_client, settings) as session:
-        index = session.submit("add", [2, 3])
-        worker.work(burst=True)
-        assert session.result(index, timeout=5).value == 5
-    job_id = keys.chunk_job_id(session.batch_id, 0)
-    assert seen == {"state": b"busy", "current_job": job_id.encode(), "started": [job_id], "status": b"started",
-                    "ttl": -1, "executions": 1}  # fmt: skip
-    assert not fake_client.keys("rq:job:*") and not fake_client.keys("rq:execution*")
 
 
 @pytest.mark.parametrize("form", ["as written", "zlib", "json, unmarked"])

@@ -17,7 +17,7 @@ from dispatcher.offered import NotOffered, OfferedFilter, OfferedTasks
 
 
 def advertise(client: fakeredis.FakeRedis, name: str, tasks: list[str], queue: str = "tasks") -> None:
-    """Register a worker the way RQ and our ChunkWorker do (RQ's hash plus our dw_ fields)."""
+    """Register a worker the way RQ and our FastChunkWorker do (RQ's hash plus our dw_ fields)."""
     key = f"rq:worker:{name}"
     client.sadd("rq:workers", key)
     client.sadd(f"rq:workers:{queue}", key)

@@ -18,13 +18,13 @@ from dispatcher.batch import SubmitOptions, await_batch, submit_batch
 from dispatcher.reader import BadInput, read_tasks
 from dispatcher.watch import BatchWatcher
 from worker import runtime
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
 
 def run_worker(client: fakeredis.FakeRedis, settings: Settings, name: str = "w1") -> None:
     runtime.configure(Runtime(settings, default_catalogue, name))
-    ChunkWorker(runtime.current(), client, [settings.queue]).work(burst=True, logging_level="WARNING")
+    FastChunkWorker(runtime.current(), client, [settings.queue]).work(burst=True, logging_level="WARNING")
 
 
 def submit(client: fakeredis.FakeRedis, settings: Settings, lines: list[str], chunk_size: int | None = None) -> str:

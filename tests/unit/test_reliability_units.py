@@ -24,7 +24,7 @@ from dispatcher.cancel import cancel_batch
 from dispatcher.outage import OutageGuard
 from dispatcher.reader import BadInput, TaskSpec, read_tasks
 from worker import runtime
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
 
@@ -52,7 +52,7 @@ def test_a_worker_answers_a_cancelled_batch_without_running_it(fake_client: fake
     batch_id = _submit(fake_client, fake_settings, 4, 2)
     fake_client.hset(keys.batch_key(batch_id), "cancelled", "1")  # the mark only: chunks stay queued
     runtime.configure(Runtime(fake_settings, default_catalogue, "w"))
-    ChunkWorker(runtime.current(), fake_client, [fake_settings.queue]).work(burst=True, logging_level="WARNING")
+    FastChunkWorker(runtime.current(), fake_client, [fake_settings.queue]).work(burst=True, logging_level="WARNING")
     results: list[TaskResult] = []
     await_batch(fake_client, fake_settings, batch_id, results.append, timeout=10)
     assert [(r.error_type, r.worker) for r in results] == [("Cancelled", "w")] * 4

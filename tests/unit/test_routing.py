@@ -22,7 +22,7 @@ from dispatcher.statusview import render
 from tests.conftest import builtin_catalogue
 from tests.unit.test_enqueue import TIMESTAMPS, ours, rq_enqueue
 from worker import runtime
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
 
@@ -86,9 +86,9 @@ def test_a_routed_job_hash_is_what_rq_writes_for_that_queue(
     assert fake_client.llen("rq:queue:tasks") == 0
 
 
-def _worker(client: fakeredis.FakeRedis, settings: Settings, catalogue: Catalogue, name: str) -> ChunkWorker:
+def _worker(client: fakeredis.FakeRedis, settings: Settings, catalogue: Catalogue, name: str) -> FastChunkWorker:
     runtime.configure(Runtime(settings, catalogue, name))
-    return ChunkWorker(runtime.current(), client, [settings.queue])
+    return FastChunkWorker(runtime.current(), client, [settings.queue])
 
 
 def test_only_a_worker_that_offers_a_user_task_takes_its_chunks(
