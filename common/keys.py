@@ -10,7 +10,7 @@ from rq.executions import Execution, ExecutionRegistry
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.queue import Queue
-from rq.registry import StartedJobRegistry
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.worker import BaseWorker
 from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
@@ -73,6 +73,11 @@ def rq_started_key(queue: str) -> str:
 def rq_results_key(job_id: str) -> str:
     """RQ's stream of one job's results (Result.get_key)."""
     return str(Result.get_key(job_id))  # type: ignore[no-untyped-call,unused-ignore]
+
+
+def rq_failed_key(queue: str) -> str:
+    """RQ's failed-job registry (sorted set of job ids) of one queue."""
+    return str(FailedJobRegistry.key_template.format(queue))
 
 
 def rq_worker_key(name: str) -> str:

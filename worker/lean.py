@@ -165,7 +165,8 @@ class LeanBookkeeping(SimpleWorker):
                 connection_wait_time = min(
                     connection_wait_time * self.exponential_backoff_factor, self.max_connection_wait_time
                 )
-        self.heartbeat()
+        if result is None:  # else the start script wrote what this heartbeat would (so does RQ's prepare)
+            self.heartbeat()
         return result
 
     def _dequeue(self, timeout: int | None) -> tuple[Job, Queue] | None:

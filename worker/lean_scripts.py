@@ -28,7 +28,6 @@ end
 if origin ~= ARGV[2] then return {0, fields, 0} end
 local ttl = tonumber(ARGV[7])
 local member = ARGV[1] .. ':' .. ARGV[3]
-redis.call('EXPIRE', KEYS[5], ttl)
 redis.call('ZADD', KEYS[6], ARGV[9], ARGV[3])
 redis.call('EXPIRE', KEYS[6], ttl + 60)
 redis.call('ZADD', KEYS[4], ARGV[8], member)
@@ -46,6 +45,7 @@ redis.call('EXPIRE', KEYS[8], ttl)
 redis.call('HSET', KEYS[3], 'state', 'busy', 'last_heartbeat', ARGV[5])
 """
 _START_TAIL = """
+redis.call('EXPIRE', KEYS[5], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)
 redis.call('HSET', KEYS[1], 'last_heartbeat', ARGV[5], 'status', 'started', 'started_at', ARGV[5],
            'worker_name', ARGV[6])
