@@ -185,7 +185,7 @@ class BatchWatcher:
             return []
         with self.client.pipeline(transaction=True) as pipe:
             for chunk in outstanding:
-                pipe.hget(f"rq:job:{keys.chunk_job_id(self.batch_id, chunk)}", "status")
+                pipe.hget(keys.rq_job_key(keys.chunk_job_id(self.batch_id, chunk)), "status")
             pipe.xrange(self.stream, min=f"({self.last_id}", max="+")
             replies = pipe.execute()
         fresh: list[TaskResult] = []
@@ -277,7 +277,7 @@ class BatchWatcher:
 
     def _chunk_tasks(self, chunk: int) -> list[TaskSpec]:
         """The chunk's tasks from its job in Redis; placeholders for its index range if the job is gone."""
-        raw: Any = self.client.hget(f"rq:job:{keys.chunk_job_id(self.batch_id, chunk)}", "data")
+        raw: Any = self.client.hget(keys.rq_job_key(keys.chunk_job_id(self.batch_id, chunk)), "data")
         if raw is not None:
             try:
                 with contextlib.suppress(zlib.error):

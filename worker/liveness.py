@@ -13,7 +13,7 @@ from rq.utils import utcformat, utcparse
 
 from common import keys
 
-# KEYS: the worker hash, then every set it belongs to (rq:workers, rq:workers:<queue> for each queue).
+# KEYS: the worker hash, then every set it belongs to (RQ's set of workers, and of each queue's workers).
 # ARGV: hash TTL, state (written only into a hash that had lost fields), then the registration's
 #       field/value pairs: RQ's birth fields (Worker.serialize), our advertisement, last_heartbeat.
 # Overwriting fields that never change costs nothing and needs no read first; HSET and SADD count

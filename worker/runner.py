@@ -15,7 +15,6 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.timeouts import BaseDeathPenalty
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from common import keys
 from common.jobdata import ChunkJobSerializer
@@ -101,7 +100,7 @@ class ChunkWorker(ResilientLoop, SimpleWorker):
         self._beat_stop = threading.Event()
         self._beat_failing = False
         self._advertisement = advertisement(runtime)
-        sets = [self.redis_workers_keys, *(WORKERS_BY_QUEUE_KEY % name for name in self.queue_names())]
+        sets = [keys.RQ_WORKERS, *(keys.rq_workers_by_queue_key(name) for name in self.queue_names())]
         self._liveness = LivenessBeat(connection, self.key, sets, self.worker_ttl + 60)
         self.stop_reason = StopReason()
 

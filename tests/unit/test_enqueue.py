@@ -1,4 +1,4 @@
-"""Chunk jobs written from the template are the jobs RQ 2.12's own enqueue writes (fakeredis with Lua)."""
+"""Chunk jobs written from the template are the jobs RQ's own enqueue writes (fakeredis with Lua)."""
 
 from __future__ import annotations
 
