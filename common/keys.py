@@ -41,6 +41,9 @@ RQ_WORKERS: str = REDIS_WORKER_KEYS
 RQ_QUEUES: str = Queue.redis_queues_keys
 """RQ's set of every queue's key."""
 
+RQ_PREFIX: str = RQ_QUEUES.removesuffix("queues")
+"""The prefix of every RQ key, colon included (`rq:`; RQ 3 takes another from RQ_KEY_PREFIX)."""
+
 RQ_JOB_PREFIX: str = Job.redis_job_namespace_prefix
 """RQ's key prefix of a job's hash."""
 

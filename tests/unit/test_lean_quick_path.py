@@ -76,7 +76,7 @@ def test_job_data_in_every_form_runs(fake_client: fakeredis.FakeRedis, settings:
     """The dispatcher writes orjson-marked JSON; RQ's own enqueue writes zlib'd JSON; both must run."""
     with Session(fake_client, settings) as session:
         index = session.submit("add", [20, 22])
-        job_key = f"rq:job:{keys.chunk_job_id(session.batch_id, 0)}"
+        job_key = keys.rq_job_key(keys.chunk_job_id(session.batch_id, 0))
         raw: bytes = fake_client.hget(job_key, "data")  # type: ignore[assignment]
         call = json.loads(raw)
         if form == "zlib":
@@ -119,7 +119,7 @@ def test_a_failing_chunk_job_goes_through_rqs_failure_path_and_retry(
 def _dispatcher_hash(client: fakeredis.FakeRedis, settings: Settings) -> dict[bytes, bytes]:
     with Session(client, settings, batch_id="h1") as session:
         session.submit("add", [1, 2])
-    fields: dict[bytes, bytes] = client.hgetall("rq:job:h1-0")  # type: ignore[assignment]
+    fields: dict[bytes, bytes] = client.hgetall(keys.rq_job_key("h1-0"))  # type: ignore[assignment]
     return fields
 
 
@@ -171,7 +171,7 @@ def test_the_publisher_hands_a_fast_chunks_last_rows_to_the_success_step(fake_cl
     assert fake_client.xlen(keys.results_key("p1")) == 0
     publisher.finish()
     assert [w.counters for w in handed] == [
-        ((keys.batch_key("p1"), "done", 1, True), ("rq:worker:w", "dw_tasks_done", 1, False))
+        ((keys.batch_key("p1"), "done", 1, True), (keys.rq_worker_key("w"), "dw_tasks_done", 1, False))
     ]
     assert json.loads(handed[0].fields["r"])[0][6] == 2
 

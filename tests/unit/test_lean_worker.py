@@ -10,7 +10,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from common import default_catalogue
+from common import default_catalogue, keys
 from common.settings import Settings
 from dispatcher.session import Session
 from worker import runtime as runtime_module
@@ -58,7 +58,7 @@ def test_lean_and_plain_bookkeeping_leave_the_same_keys(settings: Settings) -> N
     assert [(r.ok, r.value) for r in plain_results] == [(r.ok, r.value) for r in lean_results]
     assert lean_results[3].error_type == "ZeroDivisionError"
     assert lean_keys == plain_keys
-    assert not any(key.startswith(("rq:job:", "rq:execution")) for key in lean_keys)
+    assert not any(key.startswith((keys.RQ_JOB_PREFIX, keys.RQ_PREFIX + "execution")) for key in lean_keys)
     for stats in (lean_stats, plain_stats):
         assert stats["successful_job_count"] == "4"
         assert stats["state"] == "idle"

@@ -15,7 +15,7 @@ import time
 import fakeredis
 from rq.utils import utcformat
 
-from common import default_catalogue
+from common import default_catalogue, keys
 from common.settings import Settings
 from worker.liveness import dead_namesake, process_alive
 from worker.runner import FastChunkWorker
@@ -37,7 +37,7 @@ def registered(client: fakeredis.FakeRedis, settings: Settings, queues: list[str
 def snapshot(client: fakeredis.FakeRedis, worker: FastChunkWorker) -> tuple[dict[bytes, bytes], list[set[bytes]]]:
     fields: dict[bytes, bytes] = client.hgetall(worker.key)  # type: ignore[assignment]
     fields.pop(b"last_heartbeat")
-    sets = [client.smembers(key) for key in sorted(k.decode() for k in client.keys("rq:workers*"))]
+    sets = [client.smembers(key) for key in sorted(k.decode() for k in client.keys(keys.RQ_WORKERS + "*"))]
     return fields, sets  # type: ignore[return-value]
 
 
