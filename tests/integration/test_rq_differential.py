@@ -215,6 +215,8 @@ def assert_same(taken: dict[str, dict[str, Any]], moments: list[str]) -> None:
     assert sorted(taken["rq"]) == sorted(taken["fast"]) == sorted(moments)
     for moment in moments:
         theirs, ours = taken["rq"][moment], taken["fast"][moment]
+        # Every key is ours or under RQ's prefix (RQ_KEY_PREFIX, which CI sets in one leg).
+        assert [key for key in ours if not key.startswith((keys.PREFIX, keys.RQ_PREFIX))] == [], moment
         assert sorted(ours) == sorted(theirs), moment
         differences = [_difference(key, ours[key], theirs[key]) for key in theirs if ours[key] != theirs[key]]
         assert not differences, "\n".join([f"{moment} (ours != RQ's):", *differences])
