@@ -95,7 +95,7 @@ class LeanJob(Job):
 class LeanBookkeeping(SimpleWorker):
     """Overrides of RQ's BaseWorker methods that cut each job to three round trips (see the module
     docstring). The quick path needs a heartbeat TTL known before the job is read: subclasses give it
-    by overriding `_start_ttl`; without one every job takes RQ's (pipelined) path."""
+    by overriding `_start_ttl`; without one every job takes RQ's own path."""
 
     _last_beat: float = 0.0
     _last_suspension_check: float = 0.0
