@@ -91,28 +91,6 @@ class InertJob(Job):
             func_name, instance, args, kwargs = REFUSED_FUNCTION, None, [], {}
         self._func_name, self._instance, self._args, self._kwargs = func_name, instance, args, kwargs
 
-    def execute_failure_callback(self, death_penalty_class: Any, *exc_info: Any) -> None:
-        """Called by RQ's started-registry cleanup for each abandoned job, just before it re-queues the
-        job (or fails it once its retries are used up): record the death that abandoned it (common.crash),
-        mark the job's next run careful, and give back the retry when the death blamed a task.
-
-        Our jobs have no failure callback, so RQ's own version, called for a job that raised, does nothing.
-        """
-        if not exc_info or not (isinstance(exc_info[0], type) and issubclass(exc_info[0], AbandonedJobError)):
-            return
-        try:
-            progress = note_abandoned(self.connection, self.id, self.ttl or self.failure_ttl or CRASH_RECORD_TTL)
-        except redis.RedisError:
-            raise
-        except Exception:  # a damaged record must not stop the recovery: the chunk re-runs as before
-            log.exception("job %s: could not record the death that abandoned it", self.id)
-            progress = False
-        if not isinstance(self.meta, dict):
-            self.meta = {}
-        self.meta[CRASHED_META] = True
-        if progress:
-            self.retries_left = (self.retries_left or 0) + 1
-
     @property
     def success_callback(self) -> None:
         return None
@@ -127,3 +105,29 @@ class InertJob(Job):
 
     def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
         """Never: a job read from Redis must not make us send requests anywhere."""
+
+
+def note_abandonment(job: Job, *exc_info: Any) -> None:
+    """An exception handler for RQ's started-registry cleanup (pass it in `exception_handlers`), which
+    calls it for each abandoned job just before it re-queues the job (or fails it once its retries are
+    used up), on RQ 2 and RQ 3 alike: record the death that abandoned it (common.crash), mark the
+    job's next run careful, and give back the retry when the death blamed a task. Any other
+    exception is not ours to note; returns None, so the handlers after it run too."""
+    if not exc_info or not (isinstance(exc_info[0], type) and issubclass(exc_info[0], AbandonedJobError)):
+        return
+    try:
+        progress = note_abandoned(job.connection, job.id, job.ttl or job.failure_ttl or CRASH_RECORD_TTL)
+    except redis.RedisError:
+        raise
+    except Exception:  # a damaged record must not stop the recovery: the chunk re-runs as before
+        log.exception("job %s: could not record the death that abandoned it", job.id)
+        progress = False
+    if not isinstance(job.meta, dict):
+        job.meta = {}
+    job.meta[CRASHED_META] = True
+    if progress:
+        job.retries_left = (job.retries_left or 0) + 1
+
+
+ABANDONMENT_HANDLERS: list[Any] = [note_abandonment]
+"""What every started-registry cleanup of ours passes as `exception_handlers`."""

@@ -62,7 +62,7 @@ def cancel_batch(client: redis.Redis, settings: Settings, batch_id: str) -> Canc
     report = CancelReport(batch_id)
     for chunk, chunk_queue in enumerate(chunk_queues(client, batch_id, queue, len(watcher.chunks))):
         job_id = keys.chunk_job_id(batch_id, chunk)
-        if not take(keys=[f"rq:queue:{chunk_queue}", f"rq:job:{job_id}"], args=[job_id]):
+        if not take(keys=[keys.rq_queue_key(chunk_queue), keys.rq_job_key(job_id)], args=[job_id]):
             report.left_chunks += 1
             continue
         report.cancelled_chunks.append(chunk)
@@ -79,7 +79,7 @@ def chunk_queues(client: redis.Redis, batch_id: str, queue: str, chunks: int) ->
     or one of its task routes' queues (common.routing); `queue` where the job is gone or says otherwise."""
     pipe = client.pipeline(transaction=False)
     for chunk in range(chunks):
-        pipe.hget(f"rq:job:{keys.chunk_job_id(batch_id, chunk)}", "origin")
+        pipe.hget(keys.rq_job_key(keys.chunk_job_id(batch_id, chunk)), "origin")
     origins: list[bytes | None] = pipe.execute() if chunks else []
     names = [origin.decode(errors="replace") if origin else queue for origin in origins]
     return [name if split_queue(name)[0] == queue else queue for name in names]
@@ -97,7 +97,7 @@ def _publish(client: redis.Redis, settings: Settings, batch_id: str, chunk: int,
 
 def _chunk_tasks(client: redis.Redis, watcher: BatchWatcher, chunk: int) -> list[TaskSpec]:
     """The chunk's tasks from its job data; placeholders for its index range if that is unreadable."""
-    raw: Any = client.hget(f"rq:job:{keys.chunk_job_id(watcher.batch_id, chunk)}", "data")
+    raw: Any = client.hget(keys.rq_job_key(keys.chunk_job_id(watcher.batch_id, chunk)), "data")
     if raw is not None:
         with contextlib.suppress(Exception):
             with contextlib.suppress(zlib.error):

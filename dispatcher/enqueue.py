@@ -1,4 +1,4 @@
-"""Chunk jobs written as RQ 2.12's enqueue writes them, from a template, in one script call per flush.
+"""Chunk jobs written as RQ's enqueue writes them, from a template, in one script call per flush.
 
 RQ's `Queue.enqueue_many` builds a Job object per chunk, serializes it through `Job.to_dict`,
 zlib-compresses the data and sends about ten commands per job; for chunk size 1 that was most of
@@ -20,8 +20,6 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
-from rq.job import Job
-from rq.queue import Queue
 
 from common import keys
 from common.durability import ReplicaWait
@@ -45,7 +43,7 @@ JOBS_PER_SCRIPT = 1000
 # sends (the job hash with status queued, EXPIRE ttl), the chunk index, and the queue push. RQ also
 # EXPIREs the job's dependents/dependencies keys, which our jobs never have. What is the same for
 # every job of a batch is written into the script text, so a call carries only what changes.
-#   KEYS: batch hash, submitter lease, chunk index list, rq:queues, queue list, then each job's key
+#   KEYS: batch hash, submitter lease, chunk index list, RQ's set of queues, queue list, then each job's key
 # A batch a reader has found abandoned (its lease lapsed) takes no more jobs: its total is settled.
 #   ARGV: sent, lease holder, timestamp, read, read_all, then (job id, chunk span, description, data) per job
 _ENQUEUE = """
@@ -102,7 +100,7 @@ class ChunkJob:
 
 
 class ChunkJobWriter:
-    """Writes chunk jobs of one batch with the fields RQ 2.12 writes for `enqueue_many` of our jobs,
+    """Writes chunk jobs of one batch with the fields RQ writes for `enqueue_many` of our jobs,
     into `queue` (default: the settings' queue; a route's queue, see common.routing)."""
 
     def __init__(self, settings: Settings, batch_id: str, queue: str | None = None) -> None:
@@ -111,12 +109,12 @@ class ChunkJobWriter:
         self.replica_wait = ReplicaWait.from_settings(settings)
         """With the durable option: the WAIT that follows each send's script calls."""
         self.queue = queue or settings.queue
-        self.queue_key = Queue.redis_queue_namespace_prefix + self.queue
+        self.queue_key = keys.rq_queue_key(self.queue)
         self._keys = [
             keys.batch_key(batch_id),
             keys.submitter_key(batch_id),
             keys.chunks_key(batch_id),
-            Queue.redis_queues_keys,
+            keys.RQ_QUEUES,
             self.queue_key,
         ]
         # Job.to_dict's fields for a job made by Queue.prepare_data(timeout=-1, result_ttl=0,
@@ -153,7 +151,7 @@ class ChunkJobWriter:
         the batch's `sent` count to what it brings the batch to, its `read` count (input lines the
         dispatcher has read, `read_all` once that is the whole input), and renewing the lease."""
         stamp = datetime.now(timezone.utc).strftime(RQ_TIMESTAMP_FORMAT)
-        prefix = Job.redis_job_namespace_prefix
+        prefix = keys.RQ_JOB_PREFIX
         calls: list[list[Any]] = []
         sent = sent_before
         for start in range(0, max(1, len(jobs)), JOBS_PER_SCRIPT):

@@ -378,9 +378,9 @@ class RedisExecutor(Executor):
             if span.done >= span.size or any(i in live for i in range(span.first, span.last + 1)):
                 continue
             job_id = keys.chunk_job_id(self.batch_id, chunk)
-            if self.client.lrem(f"rq:queue:{queues[chunk]}", 0, job_id):
+            if self.client.lrem(keys.rq_queue_key(queues[chunk]), 0, job_id):
                 fresh.extend(self._watcher.resolve_chunk(chunk, "Cancelled", "cancelled before it ran"))
-                self.client.delete(f"rq:job:{job_id}")
+                self.client.delete(keys.rq_job_key(job_id))
         return fresh
 
 

@@ -209,17 +209,17 @@ def wait_for_workers(
     them exits (a task module it cannot import, say) instead of waiting out the timeout.
     """
     deadline = time.monotonic() + timeout
-    while (_advertising(client) if workers else client.scard("rq:workers")) < count:
+    while (_advertising(client) if workers else client.scard(keys.RQ_WORKERS)) < count:
         if workers is not None:
             workers.check_running()
         if time.monotonic() > deadline:
-            raise ConfigurationError(f"only {client.scard('rq:workers')} of {count} local workers started")
+            raise ConfigurationError(f"only {client.scard(keys.RQ_WORKERS)} of {count} local workers started")
         time.sleep(0.05)
 
 
 def _advertising(client: redis.Redis) -> int:
     """Registered workers whose record lists the tasks they serve."""
-    members = sorted(client.smembers("rq:workers"))
+    members = sorted(client.smembers(keys.RQ_WORKERS))
     pipe = client.pipeline(transaction=False)
     for member in members:
         pipe.hexists(member, f"{keys.WORKER_FIELD_PREFIX}tasks")

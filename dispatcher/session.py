@@ -9,10 +9,10 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
+from common.direct import DirectConnection
 from common.errors import WaitTimeout
 from common.settings import Settings
 from common.wire import JSONValue, TaskResult, TaskSpec
-from dispatcher.direct import DirectConnection
 from dispatcher.submit import BatchSubmitter, new_batch_id
 from dispatcher.watch import READ_COUNT, BatchWatcher, ChunkSpan
 

@@ -24,27 +24,35 @@ def live_workers(client: redis.Redis, settings: Settings) -> list[dict[str, Any]
     """Registered, heartbeating workers that serve the settings' queue, with what they advertise."""
     queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
     worker_keys = sorted(Worker.all_keys(connection=client, queue=queue))
+    names = [worker_key.removeprefix(keys.RQ_WORKER_PREFIX) for worker_key in worker_keys]
     pipe = client.pipeline(transaction=False)
-    for worker_key in worker_keys:
+    for name, worker_key in zip(names, worker_keys, strict=True):
         pipe.hgetall(worker_key)
+        executions_key = keys.rq_worker_executions_key(name)  # RQ 3's; RQ 2 names the job in the hash
+        if executions_key is not None:
+            pipe.smembers(executions_key)
+    replies = iter(pipe.execute() if worker_keys else [])
     workers = []
-    for worker_key, fields in zip(worker_keys, pipe.execute() if worker_keys else [], strict=True):
+    for name in names:
+        fields = next(replies)
+        executions = next(replies) if keys.rq_worker_executions_key(name) is not None else set()
         if not fields:
             continue  # expired: the worker died without unregistering
         text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+        current_job = _current_job(text, executions)
         workers.append({
-            "name": worker_key.removeprefix("rq:worker:"),
+            "name": name,
             "host": text.get(F + "host") or text.get("hostname", ""),
             "pid": int(text.get(F + "pid") or text.get("pid") or 0),
             "state": text.get("state", "?"),
             "slots": int(text.get(F + "slots") or 1),
-            "current_job": text.get("current_job") or None,
+            "current_job": current_job,
             "successful_jobs": int(text.get("successful_job_count") or 0),
             "failed_jobs": int(text.get("failed_job_count") or 0),
             "last_heartbeat": text.get("last_heartbeat"),
             "tasks": json.loads(text.get(F + "tasks") or "[]"),
             "tasks_done": int(text.get(keys.TASKS_DONE_FIELD) or 0),
-            "current_batch": _batch_of(text.get("current_job")),
+            "current_batch": _batch_of(current_job),
         })  # fmt: skip
     return workers
 
@@ -54,6 +62,16 @@ def route_queues(client: redis.Redis, queue: str) -> list[str]:
     raw: set[bytes] = client.smembers(Queue.redis_queues_keys)  # type: ignore[assignment]
     prefix = Queue.redis_queue_namespace_prefix
     return queue_family(queue, (key.decode(errors="replace").removeprefix(prefix) for key in raw))
+
+
+def _current_job(fields: dict[str, str], executions: set[bytes]) -> str | None:
+    """The job a worker runs: RQ 2 names it in the worker's hash, RQ 3 in its set of executions
+    (`job id:execution id`)."""
+    if fields.get("current_job"):
+        return fields["current_job"]
+    for member in sorted(executions):
+        return member.decode().rpartition(":")[0] or None
+    return None
 
 
 def _batch_of(job_id: str | None) -> str | None:

@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 from common import keys
 from common.cancel import CANCEL_REASON
 from common.errors import BatchNotFound, PayloadError
-from common.jobs import InertJob
+from common.jobs import ABANDONMENT_HANDLERS, InertJob
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec, decode_chunk, decode_results, encode_results
 from dispatcher.lease import UNFINISHED_STATES, BatchRecord, settle
@@ -185,7 +185,7 @@ class BatchWatcher:
             return []
         with self.client.pipeline(transaction=True) as pipe:
             for chunk in outstanding:
-                pipe.hget(f"rq:job:{keys.chunk_job_id(self.batch_id, chunk)}", "status")
+                pipe.hget(keys.rq_job_key(keys.chunk_job_id(self.batch_id, chunk)), "status")
             pipe.xrange(self.stream, min=f"({self.last_id}", max="+")
             replies = pipe.execute()
         fresh: list[TaskResult] = []
@@ -225,7 +225,7 @@ class BatchWatcher:
             queue = self._queue if name == self._queue.name else self._route_queue(name)
             registry = StartedJobRegistry(queue=queue, job_class=InertJob, serializer=JSONSerializer)
             try:
-                registry.cleanup()
+                registry.cleanup(exception_handlers=ABANDONMENT_HANDLERS)
             except redis.RedisError:
                 raise
             except Exception as exc:  # a planted or damaged job must not stop the dispatcher
@@ -277,7 +277,7 @@ class BatchWatcher:
 
     def _chunk_tasks(self, chunk: int) -> list[TaskSpec]:
         """The chunk's tasks from its job in Redis; placeholders for its index range if the job is gone."""
-        raw: Any = self.client.hget(f"rq:job:{keys.chunk_job_id(self.batch_id, chunk)}", "data")
+        raw: Any = self.client.hget(keys.rq_job_key(keys.chunk_job_id(self.batch_id, chunk)), "data")
         if raw is not None:
             try:
                 with contextlib.suppress(zlib.error):

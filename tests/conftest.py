@@ -12,6 +12,7 @@ import fakeredis
 import pytest
 import redis
 
+from common import keys
 from common.catalogue import Catalogue, default_catalogue
 from common.routing import BUILTIN_TASKS
 from common.settings import Settings
@@ -71,7 +72,7 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
     def start(*args: str, wait: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         full_env = {**os.environ, "REDIS_URL": redis_url, "DW_HEARTBEAT_INTERVAL": "0.5",
                     "DW_HEARTBEAT_TTL": "2", **(env or {})}  # fmt: skip
-        before = client.scard("rq:workers")
+        before = client.scard(keys.RQ_WORKERS)
         with (tmp_path / f"worker-{len(processes)}.log").open("wb") as log:
             process = spawn([sys.executable, "-m", "worker", *args], env=full_env, stdout=log, stderr=subprocess.STDOUT)
         processes.append(process)
@@ -97,6 +98,17 @@ def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = N
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def current_job(client: redis.Redis, worker: str) -> str | None:
+    """The job id a worker reports it is running, if any: RQ 2 names it in the worker's hash, RQ 3 in
+    the worker's set of executions (`job id:execution id`)."""
+    executions_key = keys.rq_worker_executions_key(worker)
+    if executions_key is None:
+        raw = client.hget(keys.rq_worker_key(worker), "current_job")
+        return raw.decode() if raw else None  # type: ignore[union-attr]
+    members = sorted(client.smembers(executions_key))  # type: ignore[arg-type]
+    return members[0].decode().rpartition(":")[0] if members else None
 
 
 def builtin_catalogue() -> Catalogue:

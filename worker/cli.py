@@ -20,7 +20,7 @@ from worker.deathnote import DeathNotes
 from worker.health import run_check
 from worker.job import SafeJob
 from worker.lifecycle import announce_start, await_redis, work_and_report
-from worker.runner import ChunkWorker, defer_stop_signals
+from worker.runner import defer_stop_signals, worker_class
 from worker.runtime import Runtime, import_task_modules
 from worker.supervisor import Supervisor
 from worker.sweeper import hand_back_worker
@@ -175,7 +175,7 @@ def main(
         runtime = Runtime(settings, default_catalogue, worker_name, threads, log_tasks, async_slots)
         runtime_module.configure(runtime)
         runtime.pool()  # start the task threads now rather than during the first chunk
-        worker = ChunkWorker(runtime, connect(settings), queue_names)
+        worker = worker_class()(runtime, connect(settings), queue_names)
         if log_tasks:
             click.echo(f"[{worker_name}] Started")
         slots = f"{threads} thread slot(s), {async_slots} async slot(s)"

@@ -74,7 +74,7 @@ def registered_workers(client: redis.Redis, now: datetime.datetime) -> list[Work
         if "death" in text:
             continue
         beats.append(WorkerBeat(
-            name=key.removeprefix("rq:worker:"),
+            name=key.removeprefix(keys.RQ_WORKER_PREFIX),
             host=text.get(keys.WORKER_FIELD_PREFIX + "host") or text.get("hostname", ""),
             state=text.get("state", "?"),
             heartbeat_age=_age(text.get("last_heartbeat"), now),

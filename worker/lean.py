@@ -1,174 +1,65 @@
-"""RQ's per-job worker bookkeeping in three round trips: same keys, same registries, same records.
+"""The worker's fast path: RQ's per-job bookkeeping in three round trips, same keys, same records.
 
-RQ's SimpleWorker spends about 60 Redis commands, in some 25 round trips, and over a millisecond
-of Python on each job besides the job itself. For a chunk of a thousand tasks that does not
-matter; for chunk size 1 (one task, awaited at once) it is the latency. Here a job costs:
+RQ's SimpleWorker spends about 60 Redis commands, in some 25 round trips, and over a millisecond of
+Python on each job besides the job itself. For a chunk of a thousand tasks that does not matter; for
+chunk size 1 (one task, awaited at once) it is the latency. Here a job costs:
 
 1. the dequeue (RQ's own BLMOVE into the intermediate list, or BLPOP for several queues);
-2. one script that reads the job hash and writes everything RQ writes before a job runs: the
-   execution record and index, the started-registry entry (what crash recovery re-queues from),
-   the worker's state, current job and heartbeat, the job's started fields, out of the
-   intermediate list; it also reads a flag the job function would otherwise fetch (a cancel mark);
-3. one script that publishes the job's last results and writes RQ's success bookkeeping: worker
-   counters, registry entry and execution gone, job hash deleted, worker idle.
+2. the start script (worker.lean_scripts.START), which reads the job hash and writes everything RQ
+   writes before a job runs; it also reads a flag the job function would otherwise fetch (a cancel mark);
+3. the finish script (worker.lean_scripts.FINISH), which publishes the job's last results and writes
+   RQ's success bookkeeping and the worker's return to idle.
 
-Only success is fast. A job that fails, returns a Retry, keeps its result, repeats, or whose hash
-is anything but plain goes through RQ's own methods (pipelined where RQ would send them one by
-one), so failure handling, Retry and the records `rq info` and rq-dashboard read are RQ's.
+Only success is fast. A job that fails, returns a Retry, keeps its result, repeats, or whose hash is
+anything but plain goes through RQ's own methods, so failure handling, Retry and the records `rq info`
+and rq-dashboard read are RQ's. The fast path runs only on the RQ series the differential test covers
+(common.rqcompat); elsewhere the worker class without it is used (worker.runner).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
 import time
 import traceback
 import uuid
-import zlib
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
+import rq.job
 from rq.exceptions import DequeueTimeout, NoSuchJobError
-from rq.executions import Execution, ExecutionRegistry
-from rq.job import JOB_ID_PATTERN, Job, JobStatus, Retry, _job_stack
+from rq.executions import Execution
+from rq.job import JOB_ID_PATTERN, Job, JobStatus, Retry
 from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
-from rq.utils import as_text, now, str_to_date
+from rq.utils import as_text, now
 from rq.worker import SimpleWorker, WorkerStatus
 
+from common import keys
+from common.direct import DirectConnection
 from common.durability import ReplicaWait
+from common.rqcompat import RQ3
+from worker.lean_restore import JobFactory
+from worker.lean_scripts import FINISH, START
 from worker.resilience import is_outage
 
 if TYPE_CHECKING:
     from worker.publish import ResultWrite
 
-_pack: Callable[[tuple[Any, ...]], bytes] | None
-try:  # the `fast` extra
-    from hiredis import pack_command as _pack
-except ImportError:  # pragma: no cover - depends on the install
-    _pack = None
+if RQ3:  # RQ 3 runs callbacks through functions of rq.callbacks; RQ 2 through Job methods
+    from rq.callbacks import execute_success_callback
+else:
+    _job_stack: Any = getattr(rq.job, "_job_stack", None)
 
-HEARTBEAT_MIN_INTERVAL = 1.0
-"""Seconds within which a repeated idle-loop heartbeat is skipped (the worker key lives for 30 s or more)."""
 SUSPENSION_CHECK_INTERVAL = 1.0
 """Seconds within which `rq suspend` is not checked again while jobs keep coming."""
-
-# KEYS: job hash, intermediate list ('' if none), worker hash, started registry, execution hash,
-#       executions index, probe hash ('' if none).
-# ARGV: job id, queue name, execution id, start (epoch seconds), start (RQ's date format), worker name,
-#       heartbeat ttl, registry score, executions score, probe field.
-# The writes are those of RQ 2.12's prepare_execution + prepare_job_execution + Job.perform's PERSIST.
-# A job whose hash is gone is dropped from the intermediate list (RQ's dequeue skips it); a job from
-# another queue's registry (a planted hash) is returned untouched for RQ's own path.
-_START = """
-local fields = redis.call('HGETALL', KEYS[1])
-if #fields == 0 then
-    if KEYS[2] ~= '' then redis.call('LREM', KEYS[2], 1, ARGV[1]) end
-    return false
-end
-local origin = false
-for i = 1, #fields, 2 do
-    if fields[i] == 'origin' then origin = fields[i + 1] break end
-end
-if origin ~= ARGV[2] then return {0, fields, 0} end
-local ttl = tonumber(ARGV[7])
-redis.call('HSET', KEYS[5], 'id', ARGV[3], 'created_at', ARGV[4], 'last_heartbeat', ARGV[4], 'worker_name', ARGV[6])
-redis.call('EXPIRE', KEYS[5], ttl)
-redis.call('ZADD', KEYS[6], ARGV[9], ARGV[3])
-redis.call('EXPIRE', KEYS[6], ttl + 60)
-redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1] .. ':' .. ARGV[3])
-redis.call('HSET', KEYS[3], 'state', 'busy', 'current_job', ARGV[1], 'current_job_working_time', '0',
-           'last_heartbeat', ARGV[5])
-redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('HSET', KEYS[1], 'last_heartbeat', ARGV[5], 'status', 'started', 'started_at', ARGV[5],
-           'worker_name', ARGV[6])
-if KEYS[2] ~= '' then redis.call('LREM', KEYS[2], 1, ARGV[1]) end
-redis.call('PERSIST', KEYS[1])
-local probe = 0
-if KEYS[7] ~= '' then probe = redis.call('HEXISTS', KEYS[7], ARGV[10]) end
-return {1, fields, probe}
-"""
-
-# KEYS: worker hash, started registry, execution hash, executions index, job hash, its dependents and
-#       dependencies keys, then (when results come along) the result stream and each counter's hash.
-# ARGV: registry member, working seconds, result ttl, number of stream field/value items, those items,
-#       then per counter: field, amount, 1 if its hash expires with the stream.
-# The bookkeeping is RQ 2.12's handle_job_success for a job kept 0 seconds with no dependents, plus
-# SimpleWorker's return to idle; the results part is worker.publish.ResultWrite.apply.
-_FINISH = """
-local nfields = tonumber(ARGV[4])
-if nfields > 0 then
-    local entry = {}
-    for i = 1, nfields do entry[i] = ARGV[4 + i] end
-    redis.call('XADD', KEYS[8], '*', unpack(entry))
-    redis.call('EXPIRE', KEYS[8], ARGV[3])
-    local arg = 5 + nfields
-    for k = 9, #KEYS do
-        redis.call('HINCRBY', KEYS[k], ARGV[arg], ARGV[arg + 1])
-        if ARGV[arg + 2] == '1' then redis.call('EXPIRE', KEYS[k], ARGV[3]) end
-        arg = arg + 3
-    end
-end
-redis.call('HINCRBY', KEYS[1], 'successful_job_count', 1)
-redis.call('HINCRBYFLOAT', KEYS[1], 'total_working_time', ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[3], KEYS[4])
-redis.call('HDEL', KEYS[1], 'current_job')
-redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
-redis.call('HSET', KEYS[1], 'state', 'idle')
-return 1
-"""
-
-
-class Link:
-    """One connection of the worker's pool, kept for the per-job commands and used without
-    redis-py's per-command machinery (pool checkout, retry wrapper, metrics): ~20 us of CPU per
-    command instead of ~60. A connection error surfaces at once (after redis-py has dropped the
-    socket), to RQ's reconnection loop or the worker's outage handling; the next call reconnects (on
-    a Sentinel pool, to the master the sentinels name then: common.sentinel)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._connection: Any = None
-
-    def call(self, *args: Any) -> Any:
-        """Send one command and return its reply (an error reply raises, as in redis-py)."""
-        connection = self._connection
-        if connection is None:
-            connection = self._connection = self._client.connection_pool.get_connection()
-        if _pack is None:
-            connection.send_command(*args)
-        else:  # redis-py's packer copies every argument through a generator first (~5 us a command)
-            connection.send_packed_command([_pack(args)])
-        return connection.read_response()
-
-    def blpop(self, keys: list[str], timeout: int) -> Any:
-        """BLPOP on this connection, for RQ's Queue.lpop (several queues): the pop and the start
-        script then share one connection, so a connection that died with a Redis restart fails at
-        the pop, before a job is taken, instead of at the start script, after it (losing the job)."""
-        return self.call("BLPOP", *keys, timeout)
-
-    def lpop(self, key: str) -> Any:
-        """LPOP on this connection, for RQ's Queue.lpop without a timeout."""
-        return self.call("LPOP", key)
-
-    def script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA a redis-py Script; EVAL once if the server does not have it (after a restart)."""
-        try:
-            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return self.call("EVAL", script.script, len(keys), *keys, *args)
-
-    def close(self) -> None:
-        """Give the connection back to the pool."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            self._client.connection_pool.release(connection)
+HEARTBEAT_MIN_INTERVAL = 1.0
+"""Seconds within which a repeated idle-loop heartbeat is skipped, unless a job start shortened the
+worker record's expiry since the last one (the record lives for RQ's worker TTL, 30 s or more)."""
 
 
 class LeanJob(Job):
@@ -186,14 +77,15 @@ class LeanJob(Job):
     handed_results: ResultWrite | None = None
 
     def perform(self) -> Any:
-        """Job.perform without its PERSIST round trip when the worker already sent it."""
-        if not self.started_by_worker:
+        """Replaces Job.perform on RQ 2 for a started job: without its PERSIST round trip, which the
+        start script sent (RQ 3's Job.perform sends none)."""
+        if RQ3 or not self.started_by_worker:
             return super().perform()
-        _job_stack.push(self)  # type: ignore[no-untyped-call]
+        _job_stack.push(self)
         try:
             self._result = self._execute()
         finally:
-            assert self is _job_stack.pop()  # type: ignore[no-untyped-call]
+            assert self is _job_stack.pop()
         return self._result
 
     def take_results(self, write: ResultWrite) -> None:
@@ -201,115 +93,15 @@ class LeanJob(Job):
         self.handed_results = write
 
 
-_PLAIN_FIELDS = frozenset(
-    {
-        b"data", b"status", b"origin", b"description", b"created_at", b"enqueued_at", b"started_at", b"ended_at",
-        b"last_heartbeat", b"worker_name", b"timeout", b"result_ttl", b"failure_ttl", b"ttl", b"retries_left",
-        b"retry_intervals", b"number_of_retries", b"group_id", b"success_callback_name", b"failure_callback_name",
-        b"stopped_callback_name",
-    }
-)  # fmt: skip
-"""Job hash fields the quick restore reads; a hash with any other field is restored by RQ's restore."""
-_CALLBACK_FIELDS = (b"success_callback_name", b"failure_callback_name", b"stopped_callback_name")
-
-
-class JobFactory:
-    """Builds jobs of one class from job hashes, without Job.__init__ (which checks its serializer
-    against a runtime Protocol, ~25 us) and, for the plain hashes our dispatcher writes, without
-    Job.restore's strptime date parsing (~80 us). Anything unusual goes through the class's restore."""
-
-    def __init__(self, job_class: type[Job], connection: Any, serializer: Any) -> None:
-        self.job_class = job_class
-        self.connection = connection
-        self.serializer = serializer
-        self._blank = vars(job_class("x", connection=connection, serializer=serializer))
-
-    def new(self, job_id: str) -> Job:
-        """A job with Job.__init__'s state and this id."""
-        job: Job = self.job_class.__new__(self.job_class)
-        state = vars(job)
-        state.update(self._blank)
-        state.update(_id=job_id, created_at=now(), webhooks=[], _dependency_ids=[], meta={})
-        return job
-
-    def restore(self, job_id: str, fields: dict[bytes, bytes]) -> Job:
-        """The job `job_id` as its hash `fields` describe it (RQ's restore for anything unusual)."""
-        job = self.new(job_id)
-        if not _restore_plain(job, fields):
-            job = self.new(job_id)
-            job.restore(fields)
-        return job
-
-
-def _date(raw: bytes | None) -> datetime | None:
-    if not raw:
-        return None
-    text = raw.decode()
-    if len(text) == 27 and text[-1] == "Z":  # RQ's own format, microseconds and all
-        return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
-    return str_to_date(text)
-
-
-def _restore_plain(job: Job, fields: dict[bytes, bytes]) -> bool:
-    """Job.restore for a hash of plain fields only; False (the job is then thrown away) when the
-    hash holds anything RQ's restore would treat specially or cannot parse."""
-    get = fields.get
-    for name, value in fields.items():
-        if name not in _PLAIN_FIELDS or (value and name in _CALLBACK_FIELDS):
-            return False
-    try:
-        raw = fields[b"data"]
-        if raw[:1] == b"[":  # JSON as our dispatcher writes it; never a zlib stream (RQ would keep it as is)
-            data = raw
-        else:
-            try:
-                data = zlib.decompress(raw)
-            except zlib.error:  # stored uncompressed: RQ falls back the same way
-                data = raw
-        status = get(b"status")
-        job._status = JobStatus(status.decode()) if status else JobStatus.CREATED
-        job.created_at = _date(get(b"created_at")) or now()
-        job.enqueued_at = _date(get(b"enqueued_at"))
-        job.started_at = _date(get(b"started_at"))
-        job.ended_at = _date(get(b"ended_at"))
-        job.last_heartbeat = _date(get(b"last_heartbeat"))
-        job.timeout = _int(get(b"timeout"))
-        job.result_ttl = _int(get(b"result_ttl"))
-        job.failure_ttl = _int(get(b"failure_ttl"))
-        job.ttl = _int(get(b"ttl"))
-        job.retries_left = _int(get(b"retries_left"))
-        job.number_of_retries = _int(get(b"number_of_retries"))
-        intervals = get(b"retry_intervals")
-        if intervals:
-            job.retry_intervals = json.loads(intervals)
-        job.origin = _text(get(b"origin")) or ""
-        job.worker_name = _text(get(b"worker_name"))
-        job.description = _text(get(b"description"))
-        job.group_id = _text(get(b"group_id"))
-    except (KeyError, ValueError, TypeError):
-        return False
-    job.data = data
-    return True
-
-
-def _int(raw: bytes | None) -> int | None:
-    return int(raw) if raw else None
-
-
-def _text(raw: bytes | None) -> str | None:
-    return raw.decode() if raw else None
-
-
 class LeanBookkeeping(SimpleWorker):
-    """Overrides of RQ 2.12 BaseWorker methods that cut each job to three round trips (see the module
+    """Overrides of RQ's BaseWorker methods that cut each job to three round trips (see the module
     docstring). The quick path needs a heartbeat TTL known before the job is read: subclasses give it
-    by overriding `_start_ttl`; without one every job takes RQ's (pipelined) path."""
+    by overriding `_start_ttl`; without one every job takes RQ's own path."""
 
     _last_beat: float = 0.0
     _last_suspension_check: float = 0.0
-    _staged: Any = None
     _scripts: tuple[Any, Any] | None = None
-    _link: Link | None = None
+    _link: DirectConnection | None = None
     _factory: JobFactory | None = None
     replica_wait: ReplicaWait | None = None
     """The durable option: each success script (with the chunk's last results) is followed by a WAIT."""
@@ -376,7 +168,8 @@ class LeanBookkeeping(SimpleWorker):
                 connection_wait_time = min(
                     connection_wait_time * self.exponential_backoff_factor, self.max_connection_wait_time
                 )
-        self.heartbeat()
+        if result is None:  # else the start script wrote what this heartbeat would (so does RQ's prepare)
+            self.heartbeat()
         return result
 
     def _dequeue(self, timeout: int | None) -> tuple[Job, Queue] | None:
@@ -387,7 +180,7 @@ class LeanBookkeeping(SimpleWorker):
             intermediate = ""
             if len(queues) == 1 and self.get_redis_server_version() >= (6, 2, 0):  # type: ignore[no-untyped-call]
                 queue = queues[0]
-                intermediate = self._intermediate_key(queue.name)
+                intermediate = keys.rq_intermediate_key(queue.name)
                 link = self._hot_link()
                 if timeout is None:
                     raw_id = link.call("LMOVE", queue.key, intermediate, "LEFT", "RIGHT")
@@ -408,6 +201,12 @@ class LeanBookkeeping(SimpleWorker):
             if job is not None:
                 return job, queue
 
+    def _current_execution(self) -> Execution | None:
+        """The execution this worker runs (RQ 3's `execution` property reads Redis when there is none)."""
+        worker: Any = self  # RQ 3's attributes are unknown to RQ 2's types
+        execution: Execution | None = next(iter(worker.executions.values()), None) if RQ3 else worker.execution
+        return execution
+
     def _start(self, job_id: str, queue: Queue, intermediate: str) -> Job | None:
         """Read and start the dequeued job in one round trip; None if its hash is gone."""
         ttl = self._start_ttl()
@@ -422,17 +221,19 @@ class LeanBookkeeping(SimpleWorker):
         self._state = WorkerStatus.BUSY
         execution_id = uuid.uuid4().hex
         started = now()
-        stamp = started.isoformat(timespec="microseconds")[:26] + "Z"  # RQ's utcformat, without strftime
+        stamp = _rq_date(started)
         epoch = started.timestamp()
         probe = self._start_probe(job_id)
         probe_key, probe_field = probe or ("", "")
-        keys = [Job.redis_job_namespace_prefix + job_id, intermediate, self.key, self._registry(queue).key,
-                f"rq:execution:{job_id}:{execution_id}", ExecutionRegistry.key_template.format(job_id),
-                probe_key]  # fmt: skip
+        script_keys = [
+            keys.rq_job_key(job_id), intermediate, self.key, self._registry(queue).key,
+            keys.rq_execution_key(job_id, execution_id), keys.rq_executions_key(job_id), probe_key,
+            keys.rq_worker_executions_key(self.name) or "",
+        ]  # fmt: skip
         args = [job_id, queue.name, execution_id, repr(epoch), stamp, self.name, ttl,
                 int(epoch) + ttl, int(epoch) + ttl + 60, probe_field]  # fmt: skip
         try:
-            reply = self._hot_link().script(start, keys, args)
+            reply = self._hot_link().script(start, script_keys, args)
         except BaseException:  # e.g. Redis gone: back in the idle loop, a stop signal must stop the worker at once
             self._state = WorkerStatus.IDLE
             raise
@@ -448,8 +249,10 @@ class LeanBookkeeping(SimpleWorker):
         execution = Execution(execution_id, job_id, self.connection, worker_name=self.name)
         execution.created_at = execution.last_heartbeat = started
         self.execution = execution
-        self.current_job_working_time = 0
+        if not RQ3:
+            self.current_job_working_time = 0
         self.last_heartbeat = started
+        self._last_beat = 0.0  # the worker record now expires with the job's heartbeat TTL: renew it next
         job.worker_name = self.name
         job.last_heartbeat = job.started_at = started
         job._status = JobStatus.STARTED
@@ -463,12 +266,12 @@ class LeanBookkeeping(SimpleWorker):
 
     def _lua(self) -> tuple[Any, Any]:
         if self._scripts is None:
-            self._scripts = (self.connection.register_script(_START), self.connection.register_script(_FINISH))
+            self._scripts = (self.connection.register_script(START), self.connection.register_script(FINISH))
         return self._scripts
 
-    def _hot_link(self) -> Link:
+    def _hot_link(self) -> DirectConnection:
         if self._link is None:
-            self._link = Link(self.connection)
+            self._link = DirectConnection(self.connection)
         return self._link
 
     def teardown(self) -> None:
@@ -491,45 +294,27 @@ class LeanBookkeeping(SimpleWorker):
         return self._factory
 
     def prepare_execution(self, job: Job) -> Execution:
-        """Replaces rq.executions.prepare_execution: nothing for a job the start script started;
-        otherwise the same writes (execution record, started registry entry, state busy), staged on
-        a transaction that prepare_job_execution sends, so both take one round trip instead of two."""
-        if getattr(job, "started_by_worker", False) and self.execution is not None:
-            return self.execution
-        pipe = self.connection.pipeline()
-        self.execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
-        self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-        self._staged = pipe
-        return self.execution
+        """Replaces rq.executions.prepare_execution: nothing for a job the start script started (RQ's
+        own for any other)."""
+        execution = self._current_execution()
+        if getattr(job, "started_by_worker", False) and execution is not None:
+            return execution
+        created: Execution = super().prepare_execution(job)
+        return created
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """Replaces BaseWorker.prepare_job_execution: nothing for a job the start script started;
-        otherwise RQ's writes (current job, heartbeats, job started, out of the intermediate list) on
-        the transaction prepare_execution staged, plus the PERSIST Job.perform would send on its own."""
+        """Replaces BaseWorker.prepare_job_execution: nothing for a job the start script started (RQ's
+        own for any other)."""
         if getattr(job, "started_by_worker", False):
             return
-        pipe, self._staged = self._staged, None
-        if pipe is None:
-            pipe = self.connection.pipeline()
-        with pipe:
-            self.set_current_job_id(job.id, pipeline=pipe)
-            self.set_current_job_working_time(0, pipeline=pipe)
-            ttl = self.get_heartbeat_ttl(job)
-            self.heartbeat(ttl, pipeline=pipe)
-            job.heartbeat(now(), ttl, pipeline=pipe)
-            job.prepare_for_execution(self.name, pipeline=pipe)
-            if remove_from_intermediate_queue:
-                pipe.lrem(self._intermediate_key(job.origin), 1, job.id)
-            pipe.persist(job.key)
-            pipe.execute()
-        if isinstance(job, LeanJob):
-            job.started_by_worker = True
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
 
-    def perform_job(self, job: Job, queue: Queue) -> bool:
-        """BaseWorker.perform_job for a job the start script started, minus its per-job logging and
-        registry objects; every other outcome than success is handed to RQ's methods unchanged."""
+    def perform_job(self, job: Job, queue: Queue, *execution: Any) -> bool:
+        """Replaces BaseWorker.perform_job for a job the start script started, minus its per-job
+        logging and registry objects; every other outcome than success is handed to RQ's methods
+        unchanged (RQ 3 passes the execution; RQ 2 keeps it on the worker)."""
         if not isinstance(job, LeanJob) or job.result_handover is None:
-            return bool(super().perform_job(job, queue))
+            return bool(super().perform_job(job, queue, *execution))
         try:
             return self._perform_started_job(job, queue)
         finally:
@@ -542,15 +327,20 @@ class LeanBookkeeping(SimpleWorker):
                 return_value = job.perform()
             self.handle_execution_ended(job, queue, job.success_callback_timeout)
             job._result = return_value
+            execution = self._current_execution()
             if isinstance(return_value, Retry):
                 self._flush_handed_results(job)
-                assert self.execution is not None
+                assert execution is not None
                 self.handle_job_retry(job=job, queue=queue, retry=return_value,
-                                      started_job_registry=self._registry(queue), execution=self.execution)  # fmt: skip
+                                      started_job_registry=self._registry(queue), execution=execution)  # fmt: skip
                 return True
             job._status = JobStatus.FINISHED
-            job.execute_success_callback(self.death_penalty_class, return_value)
-            self.handle_job_success(job=job, queue=queue, started_job_registry=self._registry(queue))
+            if RQ3:
+                execute_success_callback(job, self.death_penalty_class, return_value)
+            else:
+                rq2_job: Any = job
+                rq2_job.execute_success_callback(self.death_penalty_class, return_value)
+            self.handle_job_success(job, queue, self._registry(queue), execution)
             job.send_webhooks(JobStatus.FINISHED)
         except:  # noqa: E722 - RQ's own catch-all: every failure of the job is recorded, then the loop goes on
             self._fail_as_rq_does(job, queue)
@@ -562,12 +352,17 @@ class LeanBookkeeping(SimpleWorker):
         exc_info = sys.exc_info()
         if exc_info[1] is not None and is_outage(exc_info[1]):
             raise exc_info[1]  # not the job's failure: the worker's outage handling leaves the chunk started
-        exc_string = "".join(traceback.format_exception(*exc_info))
         self._flush_handed_results(job)
+        if RQ3:
+            worker: Any = self  # RQ 3's method, unknown to RQ 2's types
+            worker._finalize_failure(job, queue, self._current_execution(), exc_info)
+            return
+        exc_string = "".join(traceback.format_exception(*exc_info))
         job._status = JobStatus.FAILED
         self.handle_execution_ended(job, queue, job.failure_callback_timeout)
         try:
-            job.execute_failure_callback(self.death_penalty_class, *exc_info)
+            rq2_job: Any = job
+            rq2_job.execute_failure_callback(self.death_penalty_class, *exc_info)
         except:  # noqa: E722 - as RQ: a failing failure callback replaces the traceback
             exc_info = sys.exc_info()
             exc_string = "".join(traceback.format_exception(*exc_info))
@@ -595,8 +390,9 @@ class LeanBookkeeping(SimpleWorker):
             self.log.warning("Worker %s: results of job %s not published: %s", self.name, job.id, exc)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        """Replaces BaseWorker.heartbeat: HSET and EXPIRE in one round trip instead of two, and at most
-        once a second when called on its own (RQ calls it three times around every dequeue)."""
+        """Replaces BaseWorker.heartbeat: its commands in one round trip instead of several, and at most
+        once a second when called on its own (RQ calls it three times around every dequeue), unless a
+        job's start shortened the worker record's expiry since (see HEARTBEAT_MIN_INTERVAL)."""
         if pipeline is not None:
             super().heartbeat(timeout, pipeline=pipeline)
             return
@@ -607,14 +403,6 @@ class LeanBookkeeping(SimpleWorker):
             super().heartbeat(timeout, pipeline=pipe)
             pipe.execute()
         self._last_beat = started
-
-    def _intermediate_key(self, origin: str) -> str:
-        # Building a Queue per job only to name this key cost ~30 us (RQ resolves its serializer
-        # through a runtime Protocol check each time).
-        cache: dict[str, str] = self.__dict__.setdefault("_intermediate_keys", {})
-        if origin not in cache:
-            cache[origin] = Queue(origin, connection=self.connection).intermediate_queue_key
-        return cache[origin]
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         """Replaces BaseWorker.set_state: skips the write when the state is already `state` (RQ sets
@@ -632,7 +420,9 @@ class LeanBookkeeping(SimpleWorker):
             return
         job.ended_at = now()
 
-    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution | None = None
+    ) -> None:
         """Replaces BaseWorker.handle_job_success for jobs kept zero seconds (every chunk job): one
         script instead of about twelve round trips, carrying the results the job handed over.
 
@@ -641,29 +431,35 @@ class LeanBookkeeping(SimpleWorker):
         jobs have no dependents (the dispatcher never enqueues with depends_on), no repeats, and
         exactly one live execution: ours. The writes are the same: worker counters, the started
         registry entry, the execution hash and index, the worker's current job, the job hash; and
-        the worker's state goes back to idle in the same step.
+        the worker's state goes back to idle in the same step (SimpleWorker.execute_job's set_state).
         """
-        execution = self.execution
+        if execution is None:
+            execution = self._current_execution()
         if job.get_result_ttl(self.default_result_ttl) != 0 or job.repeats_left is not None or execution is None:
             self._flush_handed_results(job)
-            super().handle_job_success(job, queue, started_job_registry)
+            rq3_execution: list[Any] = [execution] if RQ3 else []
+            super().handle_job_success(job, queue, started_job_registry, *rq3_execution)
             return
         assert job.started_at is not None and job.ended_at is not None
-        keys = [self.key, started_job_registry.key, execution.key, ExecutionRegistry.key_template.format(job.id),
-                job.key, job.dependents_key, job.dependencies_key]  # fmt: skip
+        script_keys = [
+            self.key, started_job_registry.key, execution.key, keys.rq_executions_key(job.id),
+            job.key, job.dependents_key, job.dependencies_key,
+            keys.rq_worker_executions_key(self.name) or "", keys.rq_results_key(job.id) if RQ3 else "",
+        ]  # fmt: skip
+        beat = now()
         args: list[Any] = [execution.composite_key, repr((job.ended_at - job.started_at).total_seconds())]
         write = getattr(job, "handed_results", None)
         if write is None:
-            args += [0, 0]
+            args += [0, self.worker_ttl + 60, _rq_date(beat), 0]
         else:
             items = [item for pair in write.fields.items() for item in pair]
-            args += [write.ttl, len(items), *items]
-            keys.append(write.stream)
+            args += [write.ttl, self.worker_ttl + 60, _rq_date(beat), len(items), *items]
+            script_keys.append(write.stream)
             for key, field, amount, expires in write.counters:
-                keys.append(key)
+                script_keys.append(key)
                 args += [field, amount, 1 if expires else 0]
         link = self._hot_link()
-        link.script(self._lua()[1], keys, args)
+        link.script(self._lua()[1], script_keys, args)
         if self.replica_wait is not None:
             self.replica_wait.check(link.call(*self.replica_wait.command), f"job {job.id}: success and results")
         if write is not None:
@@ -671,3 +467,10 @@ class LeanBookkeeping(SimpleWorker):
         # Only now: RQ's warm shutdown interrupts a worker it believes idle at once.
         self._state = WorkerStatus.IDLE
         self.execution = None
+        self.last_heartbeat = beat
+        self._last_beat = time.monotonic()
+
+
+def _rq_date(moment: datetime) -> str:
+    """rq.utils.utcformat's text of a UTC time, without strftime."""
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"

@@ -15,15 +15,17 @@ from typing import Any
 import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
-from rq.registry import StartedJobRegistry, clean_registries
+from rq.registry import clean_registries
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now as rq_now
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY, clean_worker_registry
+from rq.worker_registration import clean_worker_registry
 
 from common import keys
 from common.durability import ReplicaWait
 from common.jobdata import ChunkJobSerializer
+from common.jobs import ABANDONMENT_HANDLERS
 from common.routing import served_queues
+from common.rqcompat import RQ3, fast_path_refusal
 from worker.cancel import cancel_probe
 from worker.job import SafeJob
 from worker.lean import LeanBookkeeping
@@ -58,6 +60,9 @@ class NoDeathPenalty(BaseDeathPenalty):
         pass
 
 
+PUBSUB_WAKE = 1.0
+"""Seconds the command-channel listener waits for a message before it checks whether to stop."""
+
 _early_stop: list[int] = []
 """Stop signals received before RQ installed its handlers (see defer_stop_signals)."""
 
@@ -77,7 +82,7 @@ def defer_stop_signals() -> None:
     signal.signal(signal.SIGINT, remember)
 
 
-class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
+class ChunkWorker(ResilientLoop, SimpleWorker):
     """A SimpleWorker (no fork per job: chunks are our unit of isolation) that
 
     - deserializes with JSON and runs only SafeJob's allowlisted function;
@@ -85,8 +90,9 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
       chunk is seen as abandoned within seconds instead of RQ's timeout + 60 s;
     - advertises its slots and catalogue in RQ's own worker hash, for the dispatcher, and keeps
       that registration alive (restoring it if removed) from the same thread, busy or idle;
-    - spends a few round trips per job instead of RQ's ~60 (worker.lean.LeanBookkeeping);
     - rides out Redis outages, idle or busy, instead of quitting (worker.resilience).
+
+    Its per-job bookkeeping is RQ's own; FastChunkWorker's is the fast path (see worker_class).
     """
 
     death_penalty_class = NoDeathPenalty
@@ -123,8 +129,8 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         self._chunks_started = 0
         self._renewed_job: Job | None = None
         self._advertisement = advertisement(runtime, getattr(self, "_conn_name", None))
-        sets = [self.redis_workers_keys, *(WORKERS_BY_QUEUE_KEY % name for name in self.queue_names())]
-        wip = [StartedJobRegistry.key_template.format(name) for name in self.queue_names()]
+        sets = [keys.RQ_WORKERS, *(keys.rq_workers_by_queue_key(name) for name in self.queue_names())]
+        wip = [keys.rq_started_key(name) for name in self.queue_names()]
         self._liveness = LivenessBeat(connection, self.name, self.key, sets, wip, self.worker_ttl + 60)
         self.sweeper = Sweeper(connection, self.name, SafeJob, ChunkJobSerializer)
         self.stop_reason = StopReason()
@@ -170,7 +176,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         for queue in self.queues:
             if self.connection.set(queue.registry_cleaning_key, self.name, nx=True, ex=self.maintenance_interval):
                 self.log.info("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
-                clean_registries(queue, self._exc_handlers)
+                clean_registries(queue, [*ABANDONMENT_HANDLERS, *self._exc_handlers])
                 clean_worker_registry(queue)
                 queue.intermediate_queue.cleanup(self, queue)
         self.last_cleaned_at = rq_now()
@@ -201,7 +207,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             self.stop_reason.signalled(signum, cold=True)
             raise
 
-    def get_heartbeat_ttl(self, job: Job) -> int:
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """Overrides SimpleWorker's timeout + 60 s: our heartbeat thread refreshes it while busy."""
         return self.runtime.settings.heartbeat_ttl
 
@@ -309,8 +315,9 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             # The chunk's own heartbeat only for a chunk already running at the previous renewal: a
             # chunk that just started was stamped by its start, and a beat racing the end of a short
             # chunk would write its execution record back after the finish deleted it.
-            if renew and job is not None and job is self._renewed_job and self.execution is not None:
-                self.maintain_heartbeats(job)
+            execution = self._running_execution()
+            if renew and job is not None and job is self._renewed_job and execution is not None:
+                self.maintain_heartbeats(job, *([execution] if RQ3 else []))
             if renew:
                 self._renewed_job = job
             state = self.get_state()
@@ -333,6 +340,11 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         settings = self.runtime.settings
         return max(settings.heartbeat_interval, settings.heartbeat_ttl / IDLE_BEATS_PER_TTL) + LEASE_TTL
 
+    def _running_execution(self) -> Any:
+        """The execution this worker runs, None when idle (without RQ 3's read of Redis when idle)."""
+        worker: Any = self  # RQ 3's attributes are unknown to RQ 2's types
+        return next(iter(worker.executions.values()), None) if RQ3 else worker.execution
+
     def _registration(self) -> dict[str, object]:
         """Every field of this worker's record that register_birth writes: RQ's, then ours."""
         return {**self.serialize(), **self._advertisement}
@@ -343,7 +355,7 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
             queues = self.sweeper.queues()
         except (redis.RedisError, OSError):
             return
-        self._liveness.wip_everywhere = [StartedJobRegistry.key_template.format(q) for q in queues]
+        self._liveness.wip_everywhere = [keys.rq_started_key(q) for q in queues]
 
     def _sweep(self) -> None:
         """Look for abandoned chunks fleet-wide (this worker holds the sweeper lease)."""
@@ -380,6 +392,16 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         with self._beat_lock:
             pass
 
+    def subscribe(self) -> None:
+        """RQ's subscribe to the worker's command channel, with the listener thread waking every second
+        instead of RQ's 60 s: redis-py 8.2's PubSubWorkerThread.stop() waits for the thread, which after
+        RQ's unsubscribe can sit out that whole wait, so every worker stop took up to a minute."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_WAKE, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
     def register_birth(self) -> None:
         """RQ's registration, plus our fields: host, pid, slots and the tasks this worker serves.
 
@@ -410,6 +432,21 @@ class ChunkWorker(ResilientLoop, LeanBookkeeping, SimpleWorker):
         if reason is not None:
             log.warning("worker %s: replacing a registration under this name: %s", self.name, reason)
             self.connection.delete(self.key)
+
+
+class FastChunkWorker(ChunkWorker, LeanBookkeeping):
+    """A ChunkWorker whose per-job bookkeeping takes a few round trips instead of RQ's ~60
+    (worker.lean.LeanBookkeeping); only on the RQ series common.rqcompat lists as verified."""
+
+
+def worker_class() -> type[ChunkWorker]:
+    """FastChunkWorker where the fast path is verified for the installed RQ and not switched off;
+    ChunkWorker (RQ's own per-job path) otherwise, saying why once in the log."""
+    refusal = fast_path_refusal()
+    if refusal is None:
+        return FastChunkWorker
+    log.warning("worker: RQ's own per-job path (no fast path): %s", refusal)
+    return ChunkWorker
 
 
 class NameInUse(ValueError):

@@ -36,6 +36,7 @@ import redis
 from rq.registry import StartedJobRegistry
 
 from common import keys
+from common.jobs import ABANDONMENT_HANDLERS
 
 log = logging.getLogger("worker")
 
@@ -52,9 +53,9 @@ HANDBACK_CLAIM_MS = 30_000
 QUEUE_LIST_REFRESH = 30.0
 """Seconds between reads of RQ's list of queues."""
 
-_RQ_QUEUES = "rq:queues"
-_RQ_WORKERS = "rq:workers"
-_RQ_QUEUE_PREFIX = "rq:queue:"
+_RQ_QUEUES = keys.RQ_QUEUES
+_RQ_WORKERS = keys.RQ_WORKERS
+_RQ_QUEUE_PREFIX = keys.RQ_QUEUE_PREFIX
 
 # KEYS: the started registry, the entry's hand-back claim. ARGV: the entry, the claim's lifetime (ms).
 # Marks the entry expired (score 1) if it is still there and nobody claimed it: RQ's cleanup with
@@ -65,7 +66,7 @@ if not redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', 1, ARGV[1])
 return 1
 """
-# KEYS: a gone worker's hash, rq:workers. ARGV: its `birth` as the sweeper read it.
+# KEYS: a gone worker's hash, RQ's set of workers. ARGV: its `birth` as the sweeper read it.
 # Unregisters it (as RQ's maintenance would once its hash expired), unless a process registered
 # under the same name since (another birth).
 _UNREGISTER = """
@@ -117,7 +118,7 @@ def hand_back(
     claim = client.register_script(_CLAIM)
     claimed = sum(int(claim(keys=[registry.key, keys.handback_key(e)], args=[e, HANDBACK_CLAIM_MS])) for e in entries)
     if claimed:
-        registry.cleanup(timestamp=_MARKED, exception_handlers=exception_handlers)
+        registry.cleanup(timestamp=_MARKED, exception_handlers=ABANDONMENT_HANDLERS + (exception_handlers or []))
     return claimed
 
 
@@ -126,13 +127,13 @@ def entries_of(client: redis.Redis, worker: str, queues: Iterable[str]) -> dict[
     queues = list(queues)
     pipe = client.pipeline(transaction=False)
     for queue in queues:
-        pipe.zrange(StartedJobRegistry.key_template.format(queue), 0, -1)
+        pipe.zrange(keys.rq_started_key(queue), 0, -1)
     found: dict[str, list[str]] = {}
     listed = pipe.execute()
     pipe = client.pipeline(transaction=False)
     pairs = [(q, e.decode()) for q, entries in zip(queues, listed, strict=True) for e in entries]
     for _queue, entry in pairs:
-        pipe.hget(f"rq:execution:{entry}", "worker_name")
+        pipe.hget(keys.rq_execution_key_of_entry(entry), "worker_name")
     for (queue, entry), owner in zip(pairs, pipe.execute(), strict=True):
         if owner is not None and owner.decode() == worker:
             found.setdefault(queue, []).append(entry)
@@ -184,7 +185,7 @@ class Sweeper:
         queues = self.queues()
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
-            pipe.zrange(StartedJobRegistry.key_template.format(queue), 0, -1, withscores=True)
+            pipe.zrange(keys.rq_started_key(queue), 0, -1, withscores=True)
         started = self._started(queues, pipe.execute())
         now = self.clock()
         for queue in sorted({s.queue for s in started if s.expires < now}):
@@ -201,7 +202,7 @@ class Sweeper:
         if unknown:
             pipe = self.client.pipeline(transaction=False)
             for entry in unknown:
-                pipe.hget(f"rq:execution:{entry}", "worker_name")
+                pipe.hget(keys.rq_execution_key_of_entry(entry), "worker_name")
             for entry, owner in zip(unknown, pipe.execute(), strict=True):
                 if owner is not None:
                     self._owners[entry] = owner.decode()
@@ -256,7 +257,7 @@ class Sweeper:
 
     def _cleanup(self, registry: StartedJobRegistry, why: str) -> None:
         try:
-            registry.cleanup(exception_handlers=self.exception_handlers)
+            registry.cleanup(exception_handlers=ABANDONMENT_HANDLERS + (self.exception_handlers or []))
         except redis.RedisError:
             raise
         except Exception:  # a damaged job must not stop the sweep, nor the worker

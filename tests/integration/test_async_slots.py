@@ -8,6 +8,7 @@ from collections import defaultdict
 import pytest
 import redis
 
+from common import keys
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
 from dispatcher.batch import SubmitOptions, submit_batch
@@ -28,7 +29,7 @@ def test_coroutine_tasks_share_a_loop_per_process_and_bad_ones_fail_alone(
         start_worker("--name", name, "--async-slots", str(SLOTS), "--task-timeout", "1", "--tasks", "tests.asynctasks",
                      env=USER_ENV)  # fmt: skip
     wait_offered(real_client, "aio.where", workers=2)
-    slots = {k: real_client.hget(k, "dw_slots") for k in real_client.smembers("rq:workers")}
+    slots = {k: real_client.hget(k, "dw_slots") for k in real_client.smembers(keys.RQ_WORKERS)}
     assert set(slots.values()) == {str(SLOTS).encode()}, slots
 
     specs = [TaskSpec(i, "aio.where", [0.2]) for i in range(40)]
@@ -62,7 +63,7 @@ def test_coroutine_tasks_share_a_loop_per_process_and_bad_ones_fail_alone(
     assert by_index[42].error_type == by_index[43].error_type == "InvalidArguments"
     assert (by_index[44].ok, by_index[44].value, by_index[45].value) == (True, 0.05, 42)
     assert by_index[46].error_type == "LimitExceeded"
-    done = {k: json.loads(real_client.hget(k, "dw_tasks") or b"[]") for k in real_client.smembers("rq:workers")}
+    done = {k: json.loads(real_client.hget(k, "dw_tasks") or b"[]") for k in real_client.smembers(keys.RQ_WORKERS)}
     assert all("aio.forever" in tasks for tasks in done.values())
 
 

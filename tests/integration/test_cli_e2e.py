@@ -103,7 +103,7 @@ def test_strict_refuses_the_whole_batch_before_enqueueing(redis_url: str, tmp_pa
     assert done.returncode == 2
     assert "line 2" in done.stderr
     client = redis.Redis.from_url(redis_url)
-    assert client.zcard(keys.BATCHES) == 0 and client.llen("rq:queue:tasks") == 0
+    assert client.zcard(keys.BATCHES) == 0 and client.llen(keys.rq_queue_key("tasks")) == 0
 
 
 def test_timeout_exits_4_and_names_the_batch(redis_url: str, tmp_path: Path) -> None:

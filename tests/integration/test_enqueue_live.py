@@ -14,6 +14,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from common import keys
 from tests.conftest import ROOT, WorkerFactory, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -51,7 +52,7 @@ def test_rq_reads_the_queued_chunks_and_a_real_worker_runs_them(
     assert [row["error"]["type"] for row in rows if not row["ok"]] == ["ZeroDivisionError"]
     assert all(row["worker"] == "live" for row in rows)
     # result_ttl=0: a finished chunk's job hash is gone, nothing is left executing or failed.
-    assert real_client.keys("rq:job:*") == []
+    assert real_client.keys(keys.RQ_JOB_PREFIX + "*") == []
     assert StartedJobRegistry(queue=queue).get_job_ids() == [] and queue.failed_job_registry.count == 0
     assert "queue tasks 0, 0 executing" in rq_info(redis_url)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from common import keys
 from common.builtin_tasks import add, divide
 from common.errors import RemoteTaskError, RemoteTraceback, TaskNotOffered
 from dispatcher import RedisExecutor
@@ -29,8 +30,8 @@ def wait_offered(client: redis.Redis, name: str, workers: int = 1, timeout: floa
     """Until `workers` live workers advertise `name` (their advertisement follows RQ's registration)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        keys = client.smembers("rq:workers")
-        offered = [k for k in keys if name in json.loads(client.hget(k, "dw_tasks") or b"[]")]
+        members = client.smembers(keys.RQ_WORKERS)
+        offered = [k for k in members if name in json.loads(client.hget(k, "dw_tasks") or b"[]")]
         if len(offered) >= workers:
             return
         time.sleep(0.05)
@@ -151,7 +152,7 @@ def test_refuses_a_task_no_live_worker_offers(redis_url: str, real_client: redis
         assert "images.resize" in str(info.value) and "add" in str(info.value)
         with pytest.raises(TaskNotOffered):
             executor.map("thumbnails.make", ["a.png"])
-    assert real_client.llen("rq:queue:tasks") == 0
+    assert real_client.llen(keys.rq_queue_key("tasks")) == 0
     assert real_client.zcard("dw:batches") == 0  # nothing at all was written
 
     # Behaviour changed: unchecked, the task used to be taken by a worker that failed it as UnknownTask;
@@ -160,9 +161,9 @@ def test_refuses_a_task_no_live_worker_offers(redis_url: str, real_client: redis
     waiting = unchecked.submit("thumbnails.make", "a.png")
     with pytest.raises(cf.TimeoutError):
         waiting.result(timeout=1)
-    assert real_client.llen("rq:queue:tasks@thumbnails.make") == 1
+    assert real_client.llen(keys.rq_queue_key("tasks@thumbnails.make")) == 1
     unchecked.shutdown(wait=True, cancel_futures=True)
-    assert waiting.cancelled() and real_client.llen("rq:queue:tasks@thumbnails.make") == 0
+    assert waiting.cancelled() and real_client.llen(keys.rq_queue_key("tasks@thumbnails.make")) == 0
 
 
 def test_shutdown_cancels_queued_work_and_the_batch_completes(redis_url: str, real_client: redis.Redis) -> None:
@@ -175,7 +176,7 @@ def test_shutdown_cancels_queued_work_and_the_batch_completes(redis_url: str, re
     assert all(f.cancelled() for f in futures)
     with pytest.raises(cf.CancelledError):
         next(mapped)
-    assert real_client.llen("rq:queue:tasks") == 0
+    assert real_client.llen(keys.rq_queue_key("tasks")) == 0
     reattached = run_cli("results", executor.batch_id, "--json", env={"REDIS_URL": redis_url}, timeout=60)
     rows = [json.loads(line) for line in reattached.stdout.splitlines()]
     assert len(rows) == 26 and {row["error"]["type"] for row in rows} == {"Cancelled"}
@@ -197,7 +198,7 @@ def test_bad_calls_fail_in_the_caller_before_anything_is_sent(redis_url: str, re
             executor.map(add, [float("nan")], [1])
         with pytest.raises(ValueError, match="invalid task name"):
             executor.submit("rm -rf /", 1)
-    assert real_client.zcard("dw:batches") == 0 and real_client.llen("rq:queue:tasks") == 0
+    assert real_client.zcard("dw:batches") == 0 and real_client.llen(keys.rq_queue_key("tasks")) == 0
 
 
 def test_a_script_that_never_shuts_down_still_finishes_its_batch(redis_url: str, real_client: redis.Redis) -> None:
@@ -212,4 +213,4 @@ def test_a_script_that_never_shuts_down_still_finishes_its_batch(redis_url: str,
     assert done.returncode == 0, done.stderr
     record = real_client.hgetall(f"dw:batch:{done.stdout.strip()}")
     assert record[b"state"] == b"submitted" and record[b"total"] == b"1"
-    assert real_client.llen("rq:queue:tasks") == 1
+    assert real_client.llen(keys.rq_queue_key("tasks")) == 1

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from common import keys
 from tests.conftest import WorkerFactory, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -53,7 +54,7 @@ def test_dashboard_lists_our_queue_jobs_and_workers(dashboard: Any, redis_url: s
 
     start_worker("--name", "seen-by-dashboard")
     deadline = time.monotonic() + 30
-    while real_client.hget("rq:worker:seen-by-dashboard", "state") != b"busy" and time.monotonic() < deadline:
+    while real_client.hget(keys.rq_worker_key("seen-by-dashboard"), "state") != b"busy" and time.monotonic() < deadline:
         time.sleep(0.05)
     # A worker busy with one of our JSON chunk jobs: stock rq-dashboard 0.9 answers 500 here.
     response = dashboard.get("/0/data/workers.json")

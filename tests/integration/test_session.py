@@ -10,6 +10,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from common import keys
 from common.settings import Settings
 from dispatcher.session import Session
 from tests.conftest import WorkerFactory
@@ -21,7 +22,7 @@ def wait_idle(client: redis.Redis, *workers: str) -> None:
     """Wait until no worker is busy: a result is published before the worker's own bookkeeping of
     the job ends, and on a loaded machine the dispatcher can read it and get here first."""
     deadline = time.monotonic() + 10
-    while b"busy" in [client.hget(f"rq:worker:{name}", "state") for name in workers]:
+    while b"busy" in [client.hget(keys.rq_worker_key(name), "state") for name in workers]:
         assert time.monotonic() < deadline, "a worker stayed busy after its chunk's result was published"
         time.sleep(0.05)
 
@@ -41,10 +42,10 @@ def test_sequential_round_trips_leave_rq_bookkeeping_clean(
     wait_idle(real_client, "lean")
     queue = Queue(settings.queue, connection=real_client, serializer=JSONSerializer)
     assert StartedJobRegistry(queue=queue).get_job_ids() == []
-    assert real_client.keys("rq:job:*") == []
-    assert real_client.keys("rq:execution*") == []
-    assert real_client.llen(f"rq:queue:{settings.queue}:intermediate") == 0  # BLMOVE's copy removed at start
-    worker: dict[bytes, bytes] = real_client.hgetall("rq:worker:lean")  # type: ignore[assignment]
+    assert real_client.keys(keys.RQ_JOB_PREFIX + "*") == []
+    assert real_client.keys(keys.RQ_PREFIX + "execution*") == []
+    assert real_client.llen(keys.rq_intermediate_key(settings.queue)) == 0  # BLMOVE's copy removed at start
+    worker: dict[bytes, bytes] = real_client.hgetall(keys.rq_worker_key("lean"))  # type: ignore[assignment]
     assert worker[b"successful_job_count"] == b"51"
     assert worker[b"state"] == b"idle"
     assert b"current_job" not in worker
@@ -70,7 +71,7 @@ def test_a_chunk_longer_than_the_heartbeat_ttl_runs_once(
     queue = Queue(settings.queue, connection=real_client, serializer=JSONSerializer)
     assert queue.count == 0
     assert StartedJobRegistry(queue=queue).get_job_ids() == []
-    counts = [real_client.hget(f"rq:worker:beating-{n}", "successful_job_count") or b"0" for n in "ab"]
-    states = [real_client.hget(f"rq:worker:beating-{n}", "state") for n in "ab"]
+    counts = [real_client.hget(keys.rq_worker_key(f"beating-{n}"), "successful_job_count") or b"0" for n in "ab"]
+    states = [real_client.hget(keys.rq_worker_key(f"beating-{n}"), "state") for n in "ab"]
     assert sorted(counts) == [b"0", b"1"]
     assert states == [b"idle", b"idle"]

@@ -32,11 +32,11 @@ def test_an_unoffered_task_fails_alone_listing_what_is_offered(
     assert first["result"] == 3 and second["error"]["type"] == "TaskNotOffered"
     assert "'images.resize'" in second["error"]["message"] and "add, divide, echo" in second["error"]["message"]
     assert "'images.resize' (1 task)" in done.stderr
-    assert real_client.llen("rq:queue:tasks@images.resize") == 0
+    assert real_client.llen(keys.rq_queue_key("tasks@images.resize")) == 0
 
     queued = run_cli("submit", str(batch), "--no-check", "--no-wait", env={"REDIS_URL": redis_url})
     assert queued.returncode == 0, queued.stderr
-    assert real_client.llen("rq:queue:tasks@images.resize") == 1  # waits for a worker that offers it
+    assert real_client.llen(keys.rq_queue_key("tasks@images.resize")) == 1  # waits for a worker that offers it
 
 
 def test_a_name_first_seen_after_chunks_were_enqueued_fails_alone(

@@ -54,7 +54,9 @@ def test_an_unknown_name_on_a_late_line_fails_that_line_alone(
     batch_id = real_client.zrange(keys.BATCHES, 0, -1)[0].decode()
     record = real_client.hgetall(keys.batch_key(batch_id))
     assert record[b"state"] == b"submitted" and record[b"total"] == str(LINES).encode()
-    assert not [k for k in real_client.scan_iter("rq:queue:*thumbnails*")], "an unoffered task was enqueued"
+    assert not [k for k in real_client.scan_iter(keys.RQ_QUEUE_PREFIX + "*thumbnails*")], (
+        "an unoffered task was enqueued"
+    )
 
     again = run_cli("results", batch_id, "--json", env={"REDIS_URL": redis_url})
     assert again.returncode == 1 and len(again.stdout.splitlines()) == LINES
@@ -69,13 +71,13 @@ def test_strict_refuses_the_whole_batch_before_enqueueing(
     refused = run_cli("submit", str(batch), "--strict", env={"REDIS_URL": redis_url})
     assert refused.returncode == 2, refused.stderr
     assert "thumbnails.make" in refused.stderr and f"task {LATE} of the input" in refused.stderr
-    assert real_client.zcard(keys.BATCHES) == 0 and not list(real_client.scan_iter("rq:queue:*"))
+    assert real_client.zcard(keys.BATCHES) == 0 and not list(real_client.scan_iter(keys.RQ_QUEUE_PREFIX + "*"))
 
     piped = run_cli("submit", "-", "--strict", stdin=batch.read_text(), env={"REDIS_URL": redis_url})
     assert piped.returncode == 2 and "thumbnails.make" in piped.stderr
     malformed = run_cli("submit", "-", "--strict", stdin='add 1 2\necho "unclosed\n', env={"REDIS_URL": redis_url})
     assert malformed.returncode == 2 and "line 2" in malformed.stderr
-    assert real_client.zcard(keys.BATCHES) == 0 and not list(real_client.scan_iter("rq:queue:*"))
+    assert real_client.zcard(keys.BATCHES) == 0 and not list(real_client.scan_iter(keys.RQ_QUEUE_PREFIX + "*"))
 
 
 def test_with_no_worker_the_batch_waits_for_one(
@@ -93,7 +95,7 @@ def test_with_no_worker_the_batch_waits_for_one(
             env={**os.environ, "REDIS_URL": redis_url},
         )
         try:
-            wait_until(lambda: real_client.llen("rq:queue:tasks") > 0, 30, "the batch to be enqueued")
+            wait_until(lambda: real_client.llen(keys.rq_queue_key("tasks")) > 0, 30, "the batch to be enqueued")
             assert "wait for a worker" in log.read_text()
             start_worker()
             out, _ = dispatcher.communicate(timeout=120)
@@ -119,7 +121,7 @@ def test_the_executor_enqueues_when_no_worker_is_live_and_the_task_waits(
 ) -> None:
     with RedisExecutor(redis_url) as executor:
         waiting = executor.submit("images.resize", "a.png", 9)  # no live worker: not refused
-        wait_until(lambda: real_client.llen("rq:queue:tasks@images.resize") == 1, 30, "the task to be queued")
+        wait_until(lambda: real_client.llen(keys.rq_queue_key("tasks@images.resize")) == 1, 30, "the task to be queued")
         start_worker("--tasks", "tests.usertasks", env=USER_ENV)
         assert waiting.result(timeout=60) == "a.png@9w"
     with RedisExecutor(redis_url) as executor, pytest.raises(TaskNotOffered):

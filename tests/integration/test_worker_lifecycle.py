@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from common import keys
 from common.routing import BUILTIN_TASKS
 from dispatcher.local import EmbeddedRedis, spawn, stop
+from tests.conftest import current_job
 from tests.reliability.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -54,7 +56,7 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 def registered(url: str, name: str) -> bool:
     client = redis.Redis.from_url(url, password=PASSWORD)
     try:
-        return bool(client.sismember("rq:workers", f"rq:worker:{name}"))
+        return bool(client.sismember(keys.RQ_WORKERS, keys.rq_worker_key(name)))
     except redis.ConnectionError:
         return False
     finally:
@@ -107,7 +109,9 @@ def test_worker_waits_for_redis_that_starts_later(tmp_path: Path) -> None:
         assert worker.poll() is None, log.read_text()
         server.start()
         client = redis.Redis.from_url(server.url)
-        wait_until(lambda: client.sismember("rq:workers", "rq:worker:early"), HANG_GUARD, "the worker to register")
+        wait_until(
+            lambda: client.sismember(keys.RQ_WORKERS, keys.rq_worker_key("early")), HANG_GUARD, "the worker to register"
+        )
         client.close()
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(HANG_GUARD) == 0, log.read_text()
@@ -156,9 +160,11 @@ def test_a_second_signal_is_a_cold_shutdown_and_says_so(secured_redis: EmbeddedR
             check=False,
         )
         assert submitted.returncode == 0, submitted.stderr
-        wait_until(lambda: client.hget("rq:worker:cold", "current_job"), HANG_GUARD, "the worker to take the chunk")
+        wait_until(lambda: current_job(client, "cold"), HANG_GUARD, "the worker to take the chunk")
         worker.send_signal(signal.SIGTERM)
-        wait_until(lambda: client.hget("rq:worker:cold", "shutdown_requested_date"), HANG_GUARD, "the warm stop")
+        wait_until(
+            lambda: client.hget(keys.rq_worker_key("cold"), "shutdown_requested_date"), HANG_GUARD, "the warm stop"
+        )
         time.sleep(1.1)  # RQ takes a repeat within a second for the same request (a pool and a terminal both signal)
         worker.send_signal(signal.SIGTERM)
         worker.wait(HANG_GUARD)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import WorkerFactory, run_cli
+from common import keys
+from tests.conftest import WorkerFactory, current_job, run_cli
 from tests.reliability.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ ADVERTISED_FIELDS = ("dw_host", "dw_pid", "dw_slots", "dw_tasks")
 
 def registration_problems(client: redis.Redis, name: str, queue: str = "tasks") -> list[str]:
     """What is missing from a worker's registration (empty: all of it is there)."""
-    key = f"rq:worker:{name}"
+    key = keys.rq_worker_key(name)
     fields = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}  # type: ignore[union-attr]
     problems = [
         f"{key} has no field {field}"
@@ -46,7 +47,7 @@ def registration_problems(client: redis.Redis, name: str, queue: str = "tasks") 
         problems.append(f"{key} does not advertise add: {fields['dw_tasks']}")
     if "death" in fields:
         problems.append(f"{key} is marked dead")
-    for members in ("rq:workers", f"rq:workers:{queue}"):
+    for members in (keys.RQ_WORKERS, keys.rq_workers_by_queue_key(queue)):
         if not client.sismember(members, key):
             problems.append(f"{key} is not in {members}")
     return problems
@@ -132,7 +133,7 @@ def test_removed_registration_is_restored_within_one_interval(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", redis_url)
     start_worker("--name", "phoenix")
-    key = "rq:worker:phoenix"
+    key = keys.rq_worker_key("phoenix")
     assert_alive(real_client, ["phoenix"], "started")
 
     def restored(how: str) -> None:
@@ -144,7 +145,7 @@ def test_removed_registration_is_restored_within_one_interval(
         )
 
     with real_client.pipeline() as pipe:  # another process's clean-up
-        pipe.delete(key).srem("rq:workers", key).srem("rq:workers:tasks", key).execute()
+        pipe.delete(key).srem(keys.RQ_WORKERS, key).srem(keys.rq_workers_by_queue_key("tasks"), key).execute()
     restored("DEL and SREM")
 
     real_client.flushall()  # a flush, or Redis restarted without persistence
@@ -165,9 +166,9 @@ def test_removed_registration_is_restored_within_one_interval(
         text=True,
     )
     try:
-        wait_until(lambda: real_client.hget(key, "current_job"), 30, "phoenix to take the chunk")
+        wait_until(lambda: current_job(real_client, "phoenix"), 30, "phoenix to take the chunk")
         real_client.delete(key)
-        real_client.srem("rq:workers", key)
+        real_client.srem(keys.RQ_WORKERS, key)
         restored("DEL while busy")
         out, err = dispatcher.communicate(timeout=60)
     finally:

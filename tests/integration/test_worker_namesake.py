@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from common import keys
 from dispatcher.local import spawn, stop
 from tests.conftest import WorkerFactory
 from tests.integration.test_worker_liveness import registration_problems
@@ -26,7 +27,7 @@ HANG_GUARD = 60.0
 
 
 def child_pid(client: redis.Redis, name: str) -> int:
-    return int(client.hget(f"rq:worker:{name}", "dw_pid"))  # type: ignore[arg-type]
+    return int(client.hget(keys.rq_worker_key(name), "dw_pid"))  # type: ignore[arg-type]
 
 
 def kill_worker(client: redis.Redis, supervisor: subprocess.Popen[bytes], name: str) -> int:
@@ -55,7 +56,7 @@ def start_replacement(redis_url: str, tmp_path: Path, name: str) -> tuple[subpro
 
 
 def registered_by_other_than(client: redis.Redis, name: str, old_pid: int) -> bool:
-    raw = client.hget(f"rq:worker:{name}", "dw_pid")
+    raw = client.hget(keys.rq_worker_key(name), "dw_pid")
     return raw is not None and int(raw) != old_pid and not registration_problems(client, name)  # type: ignore[arg-type]
 
 
@@ -65,7 +66,7 @@ def test_replacement_of_a_killed_worker_starts_at_once(
 ) -> None:
     first = start_worker("--name", "phoenix")
     old_pid = kill_worker(real_client, first, "phoenix")
-    key = "rq:worker:phoenix"
+    key = keys.rq_worker_key("phoenix")
     if stripped:  # what an expired record looked like once RQ's next heartbeat wrote into it
         stale = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=30)
         stamp = stale.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -96,7 +97,7 @@ def test_a_live_workers_name_is_never_taken_even_when_its_record_is_stripped(
 ) -> None:
     start_worker("--name", "keeper")
     keeper_pid = child_pid(real_client, "keeper")
-    key = "rq:worker:keeper"
+    key = keys.rq_worker_key("keeper")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with real_client.pipeline() as pipe:
         pipe.delete(key).hset(key, "last_heartbeat", now).expire(key, 90).execute()

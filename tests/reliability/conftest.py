@@ -16,7 +16,11 @@ from typing import Any
 import pytest
 import redis
 
+from common import keys
 from dispatcher.local import EmbeddedRedis, spawn, stop
+from tests.conftest import current_job
+
+__all__ = ["current_job"]  # shared with the tests that import it from here
 
 FAST_RECOVERY = {"DW_HEARTBEAT_INTERVAL": "0.5", "DW_HEARTBEAT_TTL": "2"}
 """Short heartbeats, so tests that do not measure recovery time do not wait for it either."""
@@ -201,13 +205,7 @@ def start_chunk_mid_run(
 
 def live_worker_names(client: redis.Redis) -> set[str]:
     """Names of the workers registered in RQ right now."""
-    return {raw.decode().removeprefix("rq:worker:") for raw in client.smembers("rq:workers")}  # type: ignore[union-attr]
-
-
-def current_job(client: redis.Redis, worker: str) -> str | None:
-    """The job id a worker reports it is running, if any."""
-    raw = client.hget(f"rq:worker:{worker}", "current_job")
-    return raw.decode() if raw else None  # type: ignore[union-attr]
+    return {raw.decode().removeprefix(keys.RQ_WORKER_PREFIX) for raw in client.smembers(keys.RQ_WORKERS)}  # type: ignore[union-attr]
 
 
 def stream_entries(client: redis.Redis, batch_id: str) -> list[tuple[bytes, dict[bytes, bytes]]]:

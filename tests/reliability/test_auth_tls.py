@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from common import keys
 from dispatcher.local import free_port, spawn, stop
 from tests.reliability.conftest import (
     FAST_RECOVERY,
@@ -63,7 +64,7 @@ def test_password_and_acl_user(private_redis: Callable[..., RestartableRedis],
     as_admin = procs_factory(f"redis://:{ADMIN_PASSWORD}@{host}/0", FAST_RECOVERY)
     batch_roundtrip(as_admin, as_admin.url)
     as_admin.stop_all()
-    wait_until(lambda: not admin.smembers("rq:workers"), 30, "the first worker to unregister")
+    wait_until(lambda: not admin.smembers(keys.RQ_WORKERS), 30, "the first worker to unregister")
     as_alice = procs_factory(f"redis://alice:{ALICE_PASSWORD}@{host}/0", FAST_RECOVERY)
     batch_roundtrip(as_alice, as_alice.url)
     for log in as_admin.logs.values():

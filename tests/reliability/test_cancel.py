@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from common import keys
 from tests.reliability.conftest import (
     FAST_RECOVERY,
     Procs,
@@ -32,7 +33,7 @@ def test_cancel_stops_queued_chunks_and_ends_the_wait(
 ) -> None:
     procs = procs_factory(redis_url, FAST_RECOVERY)
     worker = procs.worker("--name", "only")
-    wait_until(lambda: real_client.scard("rq:workers"), 30, "the worker")
+    wait_until(lambda: real_client.scard(keys.RQ_WORKERS), 30, "the worker")
     batch = write_tasks(tmp_path / "batch.txt", [f"rt.nap 0.2 {i}" for i in range(TOTAL)])
     waiting = procs.dispatcher("submit", str(batch), "--json", "--chunk-size", str(CHUNK))
     batch_id = wait_until(lambda: re.search(r"batch (\w+): submitting", procs.log(waiting)), 30, "the id").group(1)
@@ -53,7 +54,7 @@ def test_cancel_stops_queued_chunks_and_ends_the_wait(
     assert set(report["cancelled_tasks"]) <= stopped
     # Only chunks a worker had already taken ran: at most the ones the cancel found off the queue.
     assert len(ran) <= CHUNK * report["chunks_left_running"], (len(ran), report)
-    assert real_client.llen("rq:queue:tasks") == 0
+    assert real_client.llen(keys.rq_queue_key("tasks")) == 0
     assert worker.poll() is None
 
     human = procs.run("cancel", batch_id)  # a second cancel finds nothing left to cancel

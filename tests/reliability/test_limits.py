@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from common import keys
 from tests.reliability.conftest import FAST_RECOVERY, Procs, assert_exactly_once, parse_json_results, write_tasks
 
 pytestmark = pytest.mark.reliability
@@ -50,7 +51,7 @@ def test_batch_size_limit(redis_url: str, real_client: redis.Redis, procs_factor
     refused = procs.run("submit", str(batch), "--no-check", "--max-batch-tasks", "5")
     assert refused.returncode == 2
     assert "batch has 10 tasks, over the limit of 5; nothing was submitted" in refused.stderr
-    assert real_client.llen("rq:queue:tasks") == 0
+    assert real_client.llen(keys.rq_queue_key("tasks")) == 0
 
     # With a fixed chunk size the input is not read ahead: the limit stops it mid-way, and what was
     # already submitted is cancelled rather than left to run.
@@ -58,4 +59,4 @@ def test_batch_size_limit(redis_url: str, real_client: redis.Redis, procs_factor
     stopped = procs.run("submit", str(batch), "--no-check", "--chunk-size", "2", env=env)
     assert stopped.returncode == 2
     assert "more than 5 tasks" in stopped.stderr, stopped.stderr
-    assert real_client.llen("rq:queue:tasks") == 0
+    assert real_client.llen(keys.rq_queue_key("tasks")) == 0

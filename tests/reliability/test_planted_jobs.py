@@ -18,12 +18,13 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from common import keys
 from common.jobs import InertJob
 from tests.reliability.conftest import FAST_RECOVERY, Procs, assert_exactly_once, parse_json_results, wait_until
 
 pytestmark = pytest.mark.reliability
 
-QUEUE = "rq:queue:tasks"
+QUEUE = keys.rq_queue_key("tasks")
 
 
 class Evil:
@@ -47,7 +48,7 @@ def plant(client: redis.Redis, marker: Path) -> dict[str, str]:
         """A well-formed job naming our function, then fields overwritten with hostile values."""
         json_queue.enqueue("worker.chunk.run_chunk", {"v": 1}, job_id=job_id)
         if fields:
-            client.hset(f"rq:job:{job_id}", mapping=fields)
+            client.hset(keys.rq_job_key(job_id), mapping=fields)
         planted[job_id] = what
 
     json_queue.enqueue("os.system", touch, job_id="p-os-system")
@@ -55,7 +56,7 @@ def plant(client: redis.Redis, marker: Path) -> dict[str, str]:
     json_queue.enqueue("builtins.eval", f"__import__('os').system({touch!r})", job_id="p-eval")
     planted["p-eval"] = "names builtins.eval"
     json_queue.enqueue("worker.chunk.run_chunk", {"v": 1}, job_id="p-instance")
-    client.hset("rq:job:p-instance", "data", zlib.compress(json.dumps(
+    client.hset(keys.rq_job_key("p-instance"), "data", zlib.compress(json.dumps(
         ["worker.chunk.run_chunk", {"x": 1}, [{"v": 1}], {}]).encode()))  # fmt: skip
     planted["p-instance"] = "bound to an instance"
     pickle_queue.enqueue("os.system", touch, job_id="p-pickle-queue")
@@ -73,10 +74,12 @@ def plant(client: redis.Redis, marker: Path) -> dict[str, str]:
     ours("p-truncated", "truncated data", data=zlib.compress(b'["worker.chunk.run_chunk", null, [{"v": 1}], {}]')[:12])
     ours("p-not-a-list", "data that is JSON but not a call", data=zlib.compress(b'{"func": "os.system"}'))
     ours("p-bad-payload", "our function, a payload that is not a chunk")
-    client.hset("rq:job:p-no-data", mapping={"status": "queued", "origin": "tasks"})
+    client.hset(keys.rq_job_key("p-no-data"), mapping={"status": "queued", "origin": "tasks"})
     client.rpush(QUEUE, "p-no-data")
     planted["p-no-data"] = "no data field"
-    client.hset("rq:job:p-only-data", "data", zlib.compress(json.dumps(["os.system", None, [touch], {}]).encode()))
+    client.hset(
+        keys.rq_job_key("p-only-data"), "data", zlib.compress(json.dumps(["os.system", None, [touch], {}]).encode())
+    )
     client.rpush(QUEUE, "p-only-data")
     planted["p-only-data"] = "only a data field"
     return planted
@@ -96,7 +99,7 @@ def plant_in_registries(client: redis.Redis, marker: Path) -> None:
         client.lrem(QUEUE, 0, job_id)
         client.hset(job.key, mapping=fields)
     past = time.time() - 3600
-    client.zadd("rq:wip:tasks", {"w-bogus:e1": past, "w-pickle:e2": past})
+    client.zadd(keys.rq_started_key("tasks"), {"w-bogus:e1": past, "w-pickle:e2": past})
     client.rpush(f"{QUEUE}:intermediate", "i-bogus")
     client.set(f"{QUEUE}:intermediate:first_seen:i-bogus", past)
 
@@ -118,17 +121,19 @@ def test_planted_jobs_are_refused_recorded_and_never_run(
     worker = procs.worker("--name", "guard")
 
     def all_failed() -> bool:
-        return all(real_client.hget(f"rq:job:{j}", "status") == b"failed" for j in planted)
+        return all(real_client.hget(keys.rq_job_key(j), "status") == b"failed" for j in planted)
 
     wait_until(all_failed, 60, "every planted job to be failed")
-    failed_registry = {raw.decode() for raw in real_client.zrange("rq:failed:tasks", 0, -1)}
+    failed_registry = {raw.decode() for raw in real_client.zrange(keys.rq_failed_key("tasks"), 0, -1)}
     for job_id, what in planted.items():
         assert job_id in failed_registry, f"{job_id} ({what}) is not in the failed registry"
         reason = failure_reason(real_client, job_id)
         expected = "PayloadError" if job_id == "p-bad-payload" else "refused"
         assert expected in reason, f"{job_id} ({what}): {reason[-300:]}"
     # Maintenance (the worker's, every 5 s; the dispatcher's, below) meets the registry plants.
-    wait_until(lambda: real_client.hget("rq:job:i-bogus", "status") == b"failed", 30, "the intermediate plant")
+    wait_until(
+        lambda: real_client.hget(keys.rq_job_key("i-bogus"), "status") == b"failed", 30, "the intermediate plant"
+    )
 
     # Still serving: a normal batch completes on the same worker, and its dispatcher's registry
     # cleanup met the same planted jobs.
@@ -140,4 +145,4 @@ def test_planted_jobs_are_refused_recorded_and_never_run(
     assert worker.poll() is None, procs.log(worker)
     assert "unhandled exception" not in procs.log(worker)
     assert not marker.exists(), "a planted job ran code"
-    assert not any(real_client.zscore("rq:wip:tasks", m) for m in ("w-bogus:e1", "w-pickle:e2"))
+    assert not any(real_client.zscore(keys.rq_started_key("tasks"), m) for m in ("w-bogus:e1", "w-pickle:e2"))

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.integration.test_worker_liveness import registration_problems
-from tests.reliability.conftest import FAST_RECOVERY, Procs, RestartableRedis, wait_until, write_tasks
+from tests.reliability.conftest import FAST_RECOVERY, Procs, RestartableRedis, current_job, wait_until, write_tasks
 
 pytestmark = pytest.mark.reliability
 
@@ -32,7 +32,7 @@ def test_workers_register_again_after_redis_restarts_empty(
     wait_until(lambda: not any(registration_problems(client, n) for n in names), 30, "both workers")
     batch = write_tasks(tmp_path / "slow.txt", ["sleep 30"])
     procs.run("submit", str(batch), "--no-wait")
-    wait_until(lambda: any(client.hget(f"rq:worker:{n}", "current_job") for n in names), 30, "a worker to be busy")
+    wait_until(lambda: any(current_job(client, n) for n in names), 30, "a worker to be busy")
 
     server.crash()
     time.sleep(1.0)  # an outage, long enough for every worker to notice

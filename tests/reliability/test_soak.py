@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.reliability.conftest import FAST_RECOVERY, Procs, record_figure, wait_until, write_tasks
+from common import keys
+from tests.reliability.conftest import FAST_RECOVERY, Procs, current_job, record_figure, wait_until, write_tasks
 
 pytestmark = pytest.mark.reliability
 
@@ -43,7 +44,7 @@ def child_pids(pid: int) -> list[int]:
 def pick_victim(client: redis.Redis, workers: list[subprocess.Popen[bytes]], rng: random.Random) -> int:
     """Index of a worker to kill: one that is running a chunk if there is one (the harder case)."""
     busy = [i for i, w in enumerate(workers) for child in child_pids(w.pid)
-            if client.hget(f"rq:worker:{socket.gethostname()}-{child}", "current_job")]  # fmt: skip
+            if current_job(client, f"{socket.gethostname()}-{child}")]  # fmt: skip
     return rng.choice(busy) if busy else rng.randrange(len(workers))
 
 
@@ -62,7 +63,7 @@ def test_soak_kill_a_worker_every_two_seconds(
 ) -> None:
     procs = procs_factory(redis_url, {**FAST_RECOVERY, "DW_JOB_RETRIES": "20"})
     workers = [procs.worker() for _ in range(WORKERS)]
-    wait_until(lambda: real_client.scard("rq:workers") >= WORKERS, 30, "the workers")
+    wait_until(lambda: real_client.scard(keys.RQ_WORKERS) >= WORKERS, 30, "the workers")
     # 0.1 ms of sleep per task: a chunk lasts long enough for kills to land inside it, after some of
     # its results were published (the publisher flushes every 0.2 s), so de-duplication is exercised.
     batch = write_tasks(tmp_path / "soak.txt", [f"rt.nap 0.0001 {i}" for i in range(SOAK_TASKS)])

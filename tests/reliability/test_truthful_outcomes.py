@@ -19,6 +19,7 @@ from typing import IO
 import pytest
 import redis
 
+from common import keys
 from dispatcher.local import spawn
 from tests.reliability.conftest import (
     FAST_RECOVERY,
@@ -228,8 +229,8 @@ def test_workers_ride_out_redis_out_of_memory(
     client = redis.Redis.from_url(server.url)
     procs = procs_factory(server.url, FAST_RECOVERY)
     worker = procs.worker("--name", "frugal")
-    wait_until(lambda: client.hget("rq:worker:frugal", "dw_pid"), 30, "the worker to register")
-    pid = client.hget("rq:worker:frugal", "dw_pid")
+    wait_until(lambda: client.hget(keys.rq_worker_key("frugal"), "dw_pid"), 30, "the worker to register")
+    pid = client.hget(keys.rq_worker_key("frugal"), "dw_pid")
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 300_000)  # type: ignore[index]
     total = 400  # each result is a 4,000-digit number: 1.6 MB of results that do not fit
@@ -246,6 +247,6 @@ def test_workers_ride_out_redis_out_of_memory(
     assert fetched.returncode == 0, fetched.stderr
     by_index = assert_exactly_once(parse_json_results(fetched.stdout), total)
     assert all(r["ok"] and r["result"] == 10**3999 for r in by_index.values())
-    assert worker.poll() is None and client.hget("rq:worker:frugal", "dw_pid") == pid  # never restarted
+    assert worker.poll() is None and client.hget(keys.rq_worker_key("frugal"), "dw_pid") == pid  # never restarted
     assert "Traceback" not in procs.log(worker), procs.log(worker)[-3000:]
     client.close()

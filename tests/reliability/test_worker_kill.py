@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from common import keys
 from tests.reliability.conftest import (
     Procs,
     assert_exactly_once,
@@ -33,7 +34,7 @@ HANG_GUARD = 60.0
 
 def worker_pid(client: redis.Redis, name: str) -> int:
     """The pid of the process that runs a worker (under `worker`'s supervisor it is a child process)."""
-    return int(client.hget(f"rq:worker:{name}", "dw_pid"))  # type: ignore[arg-type]
+    return int(client.hget(keys.rq_worker_key(name), "dw_pid"))  # type: ignore[arg-type]
 
 
 def kill_and_time_rerun(client: redis.Redis, victim: subprocess.Popen[bytes], batch_id: str) -> float:

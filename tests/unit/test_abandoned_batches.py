@@ -82,7 +82,7 @@ def test_a_submitter_found_abandoned_takes_no_more(fake_client: fakeredis.FakeRe
     with pytest.raises(BatchIncomplete, match="found abandoned"):
         submitter.flush()
     assert fake_client.hget(keys.batch_key("b4"), "total") == b"2"
-    assert fake_client.llen("rq:queue:tasks") == 2
+    assert fake_client.llen(keys.rq_queue_key("tasks")) == 2
 
 
 def test_results_of_an_abandoned_batch_say_what_was_never_submitted(

@@ -22,7 +22,7 @@ from common.crash import (
     worker_died_message,
 )
 from common.events import TASKS_DIED, TASKS_RETRIED, WORKERS_LOST, count_event, recent_events
-from common.jobs import InertJob
+from common.jobs import ABANDONMENT_HANDLERS, InertJob
 from common.wire import ChunkPayload, TaskSpec, decode_results
 from worker.careful import run_careful, waves
 from worker.deathnote import DeathNotes
@@ -104,8 +104,9 @@ def abandon(client: fakeredis.FakeRedis, retries: int) -> InertJob:
     queue = Queue("tasks", connection=client, serializer=JSONSerializer, job_class=InertJob)
     job = queue.enqueue_call(keys.CHUNK_FUNCTION, args=({"b": 1},), job_id=JOB, retry=Retry(max=retries), ttl=600)
     client.lrem(queue.key, 0, JOB)
+    client.hset(job.key, "status", "started")  # RQ 3's cleanup recovers only jobs still started
     client.zadd(queue.started_job_registry.key, {f"{JOB}:exec1": 1})
-    queue.started_job_registry.cleanup()
+    queue.started_job_registry.cleanup(exception_handlers=ABANDONMENT_HANDLERS)
     restored = InertJob.fetch(JOB, connection=client, serializer=JSONSerializer)
     assert isinstance(restored, InertJob)
     assert job.id == restored.id

@@ -1,4 +1,4 @@
-"""Chunk jobs written from the template are the jobs RQ 2.12's own enqueue writes (fakeredis with Lua)."""
+"""Chunk jobs written from the template are the jobs RQ's own enqueue writes (fakeredis with Lua)."""
 
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ def test_the_job_hash_has_exactly_rqs_fields_and_values(fake_client: fakeredis.F
     tasks = tasks_of(3)
     rq_enqueue(fake_client, settings, "theirs", 0, tasks)
     ours(fake_client, settings, "mine", tasks)
-    theirs: dict[bytes, bytes] = fake_client.hgetall("rq:job:theirs-0")  # type: ignore[assignment]
-    mine: dict[bytes, bytes] = fake_client.hgetall("rq:job:mine-0")  # type: ignore[assignment]
+    theirs: dict[bytes, bytes] = fake_client.hgetall(keys.rq_job_key("theirs-0"))  # type: ignore[assignment]
+    mine: dict[bytes, bytes] = fake_client.hgetall(keys.rq_job_key("mine-0"))  # type: ignore[assignment]
 
     assert set(mine) == set(theirs)
     same = {b"data", b"description", *TIMESTAMPS}
@@ -77,9 +77,9 @@ def test_the_job_hash_has_exactly_rqs_fields_and_values(fake_client: fakeredis.F
     mine_call[2][0]["b"] = their_call[2][0]["b"] = "x"
     mine_call[2][0].pop(ORJSON_MARK, None)  # our payload may say orjson wrote it (common/jobdata.py)
     assert mine_call == their_call
-    assert fake_client.ttl("rq:job:mine-0") == fake_client.ttl("rq:job:theirs-0") == 1234
-    assert fake_client.lrange("rq:queue:q.a:b-c", 0, -1) == [b"theirs-0", b"mine-0"]
-    assert fake_client.smembers("rq:queues") == {b"rq:queue:q.a:b-c"}
+    assert fake_client.ttl(keys.rq_job_key("mine-0")) == fake_client.ttl(keys.rq_job_key("theirs-0")) == 1234
+    assert fake_client.lrange(keys.rq_queue_key("q.a:b-c"), 0, -1) == [b"theirs-0", b"mine-0"]
+    assert fake_client.smembers(keys.RQ_QUEUES) == {keys.rq_queue_key("q.a:b-c").encode()}
 
 
 def test_rq_and_our_workers_load_the_job_as_rq_wrote_it(fake_client: fakeredis.FakeRedis,
@@ -130,7 +130,7 @@ def test_a_big_flush_is_split_into_calls_each_setting_sent_to_what_it_brings(
     writer.send(fake_client, calls)
     assert fake_client.hget(keys.batch_key("big"), "sent") == b"25"
     assert fake_client.lrange(keys.chunks_key("big"), 0, -1) == [f"{c * 3}:{c * 3 + 2}:3".encode() for c in range(5)]
-    assert fake_client.lrange("rq:queue:tasks", 0, -1) == [f"big-{c}".encode() for c in range(5)]
+    assert fake_client.lrange(keys.rq_queue_key("tasks"), 0, -1) == [f"big-{c}".encode() for c in range(5)]
     assert fake_client.get(keys.submitter_key("big")) == b"42"
 
 
@@ -139,7 +139,7 @@ def test_redis_that_lost_the_script_gets_it_again(fake_client: fakeredis.FakeRed
     fake_client.script_flush()
     submitter.add_chunk([TaskSpec(1, "add", [1, 1])])
     submitter.flush()
-    assert submitter.chunks == 2 and fake_client.lrange("rq:queue:tasks", 0, -1) == [b"s1-0", b"s1-1"]
+    assert submitter.chunks == 2 and fake_client.lrange(keys.rq_queue_key("tasks"), 0, -1) == [b"s1-0", b"s1-1"]
     assert fake_client.hget(keys.batch_key("s1"), "sent") == b"2"
 
 
@@ -156,7 +156,7 @@ def test_a_session_call_enqueues_and_reads_on_its_own_connection(
     with Session(fake_client, fake_settings) as session:
         with pytest.raises(Exception, match="no result for task 0"):
             session.call("add", 2, 3, timeout=0.05)  # no worker yet: the job is queued, the read times out
-        assert fake_client.lrange("rq:queue:tasks", 0, -1) == [f"{session.batch_id}-0".encode()]
+        assert fake_client.lrange(keys.rq_queue_key("tasks"), 0, -1) == [f"{session.batch_id}-0".encode()]
 
         def broken(*_args: Any) -> list[Any]:
             raise redis.ConnectionError("connection reset")

@@ -24,7 +24,7 @@ from tests.conftest import builtin_catalogue
 from worker import lean
 from worker import runtime as runtime_module
 from worker.job import SafeJob
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
 
@@ -34,10 +34,10 @@ def settings(fake_settings: Settings) -> Settings:
     return fake_settings.with_overrides(heartbeat_interval=60, heartbeat_ttl=120)
 
 
-def _worker(client: fakeredis.FakeRedis, settings: Settings, name: str = "w") -> ChunkWorker:
+def _worker(client: fakeredis.FakeRedis, settings: Settings, name: str = "w") -> FastChunkWorker:
     runtime = Runtime(settings, builtin_catalogue(), name)  # one queue: the single-list dequeue
     runtime_module.configure(runtime)
-    return ChunkWorker(runtime, client, [settings.queue])
+    return FastChunkWorker(runtime, client, [settings.queue])
 
 
 def _sends_while_working(client: fakeredis.FakeRedis, settings: Settings, jobs: int,
@@ -71,38 +71,12 @@ def test_a_chunk_job_costs_three_round_trips(settings: Settings, monkeypatch: py
     assert many - few == 3 * 10  # dequeue, start script, finish script (with the results)
 
 
-def test_the_quick_path_keeps_rqs_records(fake_client: fakeredis.FakeRedis, settings: Settings) -> None:
-    worker = _worker(fake_client, settings, "rec")
-    seen: dict[str, Any] = {}
-    original = worker.perform_job
-
-    def look_then_perform(job: Job, queue: Queue) -> bool:
-        # What rq info, rq-dashboard and crash recovery read while the chunk runs.
-        seen["state"] = fake_client.hget(worker.key, "state")
-        seen["current_job"] = fake_client.hget(worker.key, "current_job")
-        seen["started"] = StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
-        seen["status"] = fake_client.hget(job.key, "status")
-        seen["ttl"] = fake_client.ttl(job.key)
-        seen["executions"] = fake_client.zcard(f"rq:executions:{job.id}")
-        return original(job, queue)
-
-    worker.perform_job = look_then_perform  # type: ignore[method-assign]
-    with Session(fake_client, settings) as session:
-        index = session.submit("add", [2, 3])
-        worker.work(burst=True)
-        assert session.result(index, timeout=5).value == 5
-    job_id = keys.chunk_job_id(session.batch_id, 0)
-    assert seen == {"state": b"busy", "current_job": job_id.encode(), "started": [job_id], "status": b"started",
-                    "ttl": -1, "executions": 1}  # fmt: skip
-    assert not fake_client.keys("rq:job:*") and not fake_client.keys("rq:execution*")
-
-
 @pytest.mark.parametrize("form", ["as written", "zlib", "json, unmarked"])
 def test_job_data_in_every_form_runs(fake_client: fakeredis.FakeRedis, settings: Settings, form: str) -> None:
     """The dispatcher writes orjson-marked JSON; RQ's own enqueue writes zlib'd JSON; both must run."""
     with Session(fake_client, settings) as session:
         index = session.submit("add", [20, 22])
-        job_key = f"rq:job:{keys.chunk_job_id(session.batch_id, 0)}"
+        job_key = keys.rq_job_key(keys.chunk_job_id(session.batch_id, 0))
         raw: bytes = fake_client.hget(job_key, "data")  # type: ignore[assignment]
         call = json.loads(raw)
         if form == "zlib":
@@ -145,7 +119,7 @@ def test_a_failing_chunk_job_goes_through_rqs_failure_path_and_retry(
 def _dispatcher_hash(client: fakeredis.FakeRedis, settings: Settings) -> dict[bytes, bytes]:
     with Session(client, settings, batch_id="h1") as session:
         session.submit("add", [1, 2])
-    fields: dict[bytes, bytes] = client.hgetall("rq:job:h1-0")  # type: ignore[assignment]
+    fields: dict[bytes, bytes] = client.hgetall(keys.rq_job_key("h1-0"))  # type: ignore[assignment]
     return fields
 
 
@@ -197,7 +171,7 @@ def test_the_publisher_hands_a_fast_chunks_last_rows_to_the_success_step(fake_cl
     assert fake_client.xlen(keys.results_key("p1")) == 0
     publisher.finish()
     assert [w.counters for w in handed] == [
-        ((keys.batch_key("p1"), "done", 1, True), ("rq:worker:w", "dw_tasks_done", 1, False))
+        ((keys.batch_key("p1"), "done", 1, True), (keys.rq_worker_key("w"), "dw_tasks_done", 1, False))
     ]
     assert json.loads(handed[0].fields["r"])[0][6] == 2
 

@@ -6,25 +6,17 @@ from typing import Any
 
 import fakeredis
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from common import default_catalogue
+from common import default_catalogue, keys
 from common.settings import Settings
 from dispatcher.session import Session
 from worker import runtime as runtime_module
 from worker.job import SafeJob
-from worker.lean import LeanBookkeeping
-from worker.runner import ChunkWorker
+from worker.runner import ChunkWorker, FastChunkWorker
 from worker.runtime import Runtime
-
-LEAN_METHODS = [
-    name for name in vars(LeanBookkeeping) if not name.startswith("_") and callable(vars(LeanBookkeeping)[name])
-]
-PlainChunkWorker: Any = type(
-    "PlainChunkWorker", (ChunkWorker,), {name: getattr(SimpleWorker, name) for name in LEAN_METHODS}
-)
 
 
 def _keys(client: fakeredis.FakeRedis) -> set[str]:
@@ -59,14 +51,14 @@ def settings(fake_settings: Settings) -> Settings:
 
 def test_lean_and_plain_bookkeeping_leave_the_same_keys(settings: Settings) -> None:
     lean_client, plain_client = fakeredis.FakeRedis(), fakeredis.FakeRedis()
-    lean_results, lean_keys, lean_stats = _run(ChunkWorker, lean_client, settings)
-    plain_results, plain_keys, plain_stats = _run(PlainChunkWorker, plain_client, settings)
+    lean_results, lean_keys, lean_stats = _run(FastChunkWorker, lean_client, settings)
+    plain_results, plain_keys, plain_stats = _run(ChunkWorker, plain_client, settings)
 
     assert [(r.ok, r.value) for r in lean_results] == [(True, 0), (True, 2), (True, 4), (False, None)]
     assert [(r.ok, r.value) for r in plain_results] == [(r.ok, r.value) for r in lean_results]
     assert lean_results[3].error_type == "ZeroDivisionError"
     assert lean_keys == plain_keys
-    assert not any(key.startswith(("rq:job:", "rq:execution")) for key in lean_keys)
+    assert not any(key.startswith((keys.RQ_JOB_PREFIX, keys.RQ_PREFIX + "execution")) for key in lean_keys)
     for stats in (lean_stats, plain_stats):
         assert stats["successful_job_count"] == "4"
         assert stats["state"] == "idle"
@@ -82,7 +74,7 @@ def test_a_refused_job_still_fails_through_rqs_own_path(fake_client: fakeredis.F
     runtime_module.configure(runtime)
     with Session(fake_client, settings) as session:
         index = session.submit("add", [1, 2])
-        ChunkWorker(runtime, fake_client, [settings.queue]).work(burst=True)
+        FastChunkWorker(runtime, fake_client, [settings.queue]).work(burst=True)
         assert session.result(index, timeout=5).value == 3
     assert FailedJobRegistry(queue=queue).get_job_ids() == [planted.id]
     assert StartedJobRegistry(queue=queue).get_job_ids() == []

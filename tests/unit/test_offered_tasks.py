@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
-from common import Settings
+from common import Settings, keys
 from common.errors import TaskNotOffered
 from common.wire import TaskResult, TaskSpec
 from dispatcher.batch import SubmitOptions, refuse_bad_input, submit_batch
@@ -17,10 +17,10 @@ from dispatcher.offered import NotOffered, OfferedFilter, OfferedTasks
 
 
 def advertise(client: fakeredis.FakeRedis, name: str, tasks: list[str], queue: str = "tasks") -> None:
-    """Register a worker the way RQ and our ChunkWorker do (RQ's hash plus our dw_ fields)."""
-    key = f"rq:worker:{name}"
-    client.sadd("rq:workers", key)
-    client.sadd(f"rq:workers:{queue}", key)
+    """Register a worker the way RQ and our FastChunkWorker do (RQ's hash plus our dw_ fields)."""
+    key = keys.rq_worker_key(name)
+    client.sadd(keys.RQ_WORKERS, key)
+    client.sadd(keys.rq_workers_by_queue_key(queue), key)
     client.hset(key, mapping={"state": "idle", "queues": queue, "dw_tasks": json.dumps(tasks), "dw_slots": "2"})
 
 
@@ -42,7 +42,7 @@ def test_union_of_what_live_workers_offer(fake_client: fakeredis.FakeRedis, fake
 def test_with_no_live_worker_nothing_is_refused(fake_client: fakeredis.FakeRedis, fake_settings: Settings) -> None:
     # Behaviour changed: with no live worker the tasks wait for one (they used to be refused).
     advertise(fake_client, "w1", ["add"])
-    fake_client.delete("rq:worker:w1")  # what RQ's TTL does to a worker that stopped heartbeating
+    fake_client.delete(keys.rq_worker_key("w1"))  # what RQ's TTL does to a worker that stopped heartbeating
     offered = OfferedTasks(fake_client, fake_settings)
     assert not offered.refuses("add") and not offered.refuses("anything.else")
     assert offered.workers == 0
@@ -92,8 +92,8 @@ def test_an_unoffered_task_fails_alone_and_the_batch_runs(
     assert summary.total == 6 and "'nope' (1 task)" in summary.not_offered
     record = fake_client.hgetall("dw:batch:b1")
     assert record[b"state"] == b"submitted" and record[b"total"] == b"6" and record[b"failed"] == b"1"
-    assert fake_client.llen("rq:queue:tasks") == 3  # chunks [0,1] [2,3] [5]; the unoffered task never
-    assert not fake_client.exists("rq:queue:tasks@nope")
+    assert fake_client.llen(keys.rq_queue_key("tasks")) == 3  # chunks [0,1] [2,3] [5]; the unoffered task never
+    assert not fake_client.exists(keys.rq_queue_key("tasks@nope"))
     entries = fake_client.xrange("dw:batch:b1:results")
     rows = [row for _id, fields in entries for row in json.loads(fields[b"r"])]
     assert len(rows) == 1 and rows[0][:5] == [4, "x", "nope", [7], {}] and rows[0][6][0] == "TaskNotOffered"
@@ -117,4 +117,6 @@ def test_not_offered_result_keeps_the_task(fake_client: fakeredis.FakeRedis, fak
 def test_without_the_check_anything_is_enqueued(fake_client: fakeredis.FakeRedis, fake_settings: Settings) -> None:
     items = [TaskSpec(0, "nope", [])]
     summary = submit_batch(fake_client, fake_settings, items, SubmitOptions(chunk_size=1, wait=False), print)
-    assert summary.total == 1 and fake_client.llen("rq:queue:tasks@nope") == 1  # waits for a worker offering it
+    assert (
+        summary.total == 1 and fake_client.llen(keys.rq_queue_key("tasks@nope")) == 1
+    )  # waits for a worker offering it

@@ -18,13 +18,13 @@ from dispatcher.batch import SubmitOptions, await_batch, submit_batch
 from dispatcher.reader import BadInput, read_tasks
 from dispatcher.watch import BatchWatcher
 from worker import runtime
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
 
 def run_worker(client: fakeredis.FakeRedis, settings: Settings, name: str = "w1") -> None:
     runtime.configure(Runtime(settings, default_catalogue, name))
-    ChunkWorker(runtime.current(), client, [settings.queue]).work(burst=True, logging_level="WARNING")
+    FastChunkWorker(runtime.current(), client, [settings.queue]).work(burst=True, logging_level="WARNING")
 
 
 def submit(client: fakeredis.FakeRedis, settings: Settings, lines: list[str], chunk_size: int | None = None) -> str:
@@ -64,7 +64,7 @@ def test_chunks_are_rq_jobs_with_deterministic_ids_and_json_payloads(
     batch_id = submit(fake_client, fake_settings, ["add 1 2", "add 3 4", "add 5 6"], chunk_size=2)
     queue = Queue(fake_settings.queue, connection=fake_client)
     assert queue.job_ids == [f"{batch_id}-0", f"{batch_id}-1"]
-    data = fake_client.hget(f"rq:job:{batch_id}-0", "data")
+    data = fake_client.hget(keys.rq_job_key(f"{batch_id}-0"), "data")
     assert data is not None
     func, instance, args, kwargs = json.loads(data)  # plain JSON: RQ's restore reads data that is not zlib
     assert func == keys.CHUNK_FUNCTION and instance is None and kwargs == {}
@@ -76,7 +76,7 @@ def test_a_chunk_that_runs_twice_yields_each_result_once(
 ) -> None:
     batch_id = submit(fake_client, fake_settings, [f"add {i} 1" for i in range(10)], chunk_size=5)
     queue = Queue(fake_settings.queue, connection=fake_client, serializer=JSONSerializer)
-    payload = json.loads(fake_client.hget(f"rq:job:{batch_id}-0", "data") or b"")[2][0]
+    payload = json.loads(fake_client.hget(keys.rq_job_key(f"{batch_id}-0"), "data") or b"")[2][0]
     run_worker(fake_client, fake_settings)
     # Re-run the first chunk, as after a crash between publishing and acknowledging.
     queue.enqueue(keys.CHUNK_FUNCTION, payload, job_id=f"{batch_id}-0")
@@ -91,9 +91,9 @@ def test_a_failed_chunk_resolves_its_tasks_instead_of_hanging(
 ) -> None:
     batch_id = submit(fake_client, fake_settings, ["add 1 1", "add 2 2", "add 3 3"], chunk_size=2)
     # Chunk 0 is given up by RQ (for example retries exhausted); chunk 1 vanishes (Redis lost it).
-    fake_client.hset(f"rq:job:{batch_id}-0", "status", JobStatus.FAILED.value)
-    fake_client.delete(f"rq:job:{batch_id}-1")
-    fake_client.delete(f"rq:queue:{fake_settings.queue}")
+    fake_client.hset(keys.rq_job_key(f"{batch_id}-0"), "status", JobStatus.FAILED.value)
+    fake_client.delete(keys.rq_job_key(f"{batch_id}-1"))
+    fake_client.delete(keys.rq_queue_key(fake_settings.queue))
     results = {r.index: r for r in collect(fake_client, fake_settings, batch_id)}
     assert [results[i].error_type for i in range(3)] == ["ChunkFailed", "ChunkFailed", "TaskLost"]
     assert results[0].task == "add" and results[0].args == [1, 1]
@@ -160,7 +160,7 @@ def test_failure_sweeps_are_bounded_and_reach_every_chunk(
 
     monkeypatch.setattr(watch, "STATUS_CHECKS_PER_SWEEP", 3)
     batch_id = submit(fake_client, fake_settings, [f"add {i} 0" for i in range(10)], chunk_size=1)
-    fake_client.delete(*[f"rq:job:{batch_id}-{n}" for n in range(10)])  # every chunk vanished
+    fake_client.delete(*[keys.rq_job_key(f"{batch_id}-{n}") for n in range(10)])  # every chunk vanished
     watcher = BatchWatcher(fake_client, fake_settings, batch_id)
     watcher.load()
     resolved: list[int] = []

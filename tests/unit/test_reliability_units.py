@@ -24,7 +24,7 @@ from dispatcher.cancel import cancel_batch
 from dispatcher.outage import OutageGuard
 from dispatcher.reader import BadInput, TaskSpec, read_tasks
 from worker import runtime
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
 
@@ -39,8 +39,8 @@ def test_cancel_takes_queued_chunks_and_resolves_their_tasks(fake_client: fakere
     report = cancel_batch(fake_client, fake_settings, batch_id)
     assert report.cancelled_chunks == [0, 1, 2, 3] and report.left_chunks == 0
     assert sorted(r.index for r in report.cancelled) == list(range(10))
-    assert fake_client.llen(f"rq:queue:{fake_settings.queue}") == 0
-    assert fake_client.hget(f"rq:job:{keys.chunk_job_id(batch_id, 0)}", "status") == b"canceled"
+    assert fake_client.llen(keys.rq_queue_key(fake_settings.queue)) == 0
+    assert fake_client.hget(keys.rq_job_key(keys.chunk_job_id(batch_id, 0)), "status") == b"canceled"
     results: list[TaskResult] = []
     summary = await_batch(fake_client, fake_settings, batch_id, results.append, timeout=10)
     assert summary.failed == 10 and {r.error_type for r in results} == {"Cancelled"}
@@ -52,7 +52,7 @@ def test_a_worker_answers_a_cancelled_batch_without_running_it(fake_client: fake
     batch_id = _submit(fake_client, fake_settings, 4, 2)
     fake_client.hset(keys.batch_key(batch_id), "cancelled", "1")  # the mark only: chunks stay queued
     runtime.configure(Runtime(fake_settings, default_catalogue, "w"))
-    ChunkWorker(runtime.current(), fake_client, [fake_settings.queue]).work(burst=True, logging_level="WARNING")
+    FastChunkWorker(runtime.current(), fake_client, [fake_settings.queue]).work(burst=True, logging_level="WARNING")
     results: list[TaskResult] = []
     await_batch(fake_client, fake_settings, batch_id, results.append, timeout=10)
     assert [(r.error_type, r.worker) for r in results] == [("Cancelled", "w")] * 4
@@ -62,8 +62,8 @@ def test_watcher_resolves_a_chunk_marked_canceled(fake_client: fakeredis.FakeRed
     # A cancel that died after taking the chunk off the queue, before publishing its results.
     batch_id = _submit(fake_client, fake_settings, 2, 2)
     job_id = keys.chunk_job_id(batch_id, 0)
-    fake_client.lrem(f"rq:queue:{fake_settings.queue}", 0, job_id)
-    fake_client.hset(f"rq:job:{job_id}", "status", "canceled")
+    fake_client.lrem(keys.rq_queue_key(fake_settings.queue), 0, job_id)
+    fake_client.hset(keys.rq_job_key(job_id), "status", "canceled")
     results: list[TaskResult] = []
     await_batch(fake_client, fake_settings, batch_id, results.append, timeout=10)
     assert [r.error_type for r in results] == ["Cancelled", "Cancelled"]

@@ -22,7 +22,7 @@ from dispatcher.statusview import render
 from tests.conftest import builtin_catalogue
 from tests.unit.test_enqueue import TIMESTAMPS, ours, rq_enqueue
 from worker import runtime
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
 
@@ -58,14 +58,14 @@ def test_a_batch_goes_to_one_queue_per_route_in_chunk_order(
     assert summary.total == 9
     spans = [span.decode() for span in fake_client.lrange(keys.chunks_key("b"), 0, -1)]
     assert spans == ["0:2:3", "3:4:2", "5:5:1", "6:6:1", "7:8:2"]
-    assert fake_client.lrange("rq:queue:tasks", 0, -1) == [b"b-0", b"b-2", b"b-4"]
-    assert fake_client.lrange("rq:queue:tasks@images.resize", 0, -1) == [b"b-1"]
-    assert fake_client.lrange("rq:queue:tasks@usertasks.double", 0, -1) == [b"b-3"]
-    assert fake_client.hget("rq:job:b-1", "origin") == b"tasks@images.resize"
-    assert fake_client.smembers("rq:queues") == {
-        b"rq:queue:tasks",
-        b"rq:queue:tasks@images.resize",
-        b"rq:queue:tasks@usertasks.double",
+    assert fake_client.lrange(keys.rq_queue_key("tasks"), 0, -1) == [b"b-0", b"b-2", b"b-4"]
+    assert fake_client.lrange(keys.rq_queue_key("tasks@images.resize"), 0, -1) == [b"b-1"]
+    assert fake_client.lrange(keys.rq_queue_key("tasks@usertasks.double"), 0, -1) == [b"b-3"]
+    assert fake_client.hget(keys.rq_job_key("b-1"), "origin") == b"tasks@images.resize"
+    assert fake_client.smembers(keys.RQ_QUEUES) == {
+        keys.rq_queue_key("tasks").encode(),
+        keys.rq_queue_key("tasks@images.resize").encode(),
+        keys.rq_queue_key("tasks@usertasks.double").encode(),
     }
     assert fake_client.hget(keys.batch_key("b"), "sent") == b"9"
 
@@ -77,18 +77,18 @@ def test_a_routed_job_hash_is_what_rq_writes_for_that_queue(
     routed = dataclasses.replace(fake_settings, queue="tasks@images.resize")  # RQ's own enqueue into that queue
     rq_enqueue(fake_client, routed, "theirs", 0, tasks)
     ours(fake_client, fake_settings, "mine", tasks)
-    theirs = fake_client.hgetall("rq:job:theirs-0")
-    mine = fake_client.hgetall("rq:job:mine-0")
+    theirs = fake_client.hgetall(keys.rq_job_key("theirs-0"))
+    mine = fake_client.hgetall(keys.rq_job_key("mine-0"))
     assert set(mine) == set(theirs)
     same = {b"data", b"description", *TIMESTAMPS}
     assert {k: v for k, v in mine.items() if k not in same} == {k: v for k, v in theirs.items() if k not in same}
-    assert fake_client.lrange("rq:queue:tasks@images.resize", 0, -1) == [b"theirs-0", b"mine-0"]
-    assert fake_client.llen("rq:queue:tasks") == 0
+    assert fake_client.lrange(keys.rq_queue_key("tasks@images.resize"), 0, -1) == [b"theirs-0", b"mine-0"]
+    assert fake_client.llen(keys.rq_queue_key("tasks")) == 0
 
 
-def _worker(client: fakeredis.FakeRedis, settings: Settings, catalogue: Catalogue, name: str) -> ChunkWorker:
+def _worker(client: fakeredis.FakeRedis, settings: Settings, catalogue: Catalogue, name: str) -> FastChunkWorker:
     runtime.configure(Runtime(settings, catalogue, name))
-    return ChunkWorker(runtime.current(), client, [settings.queue])
+    return FastChunkWorker(runtime.current(), client, [settings.queue])
 
 
 def test_only_a_worker_that_offers_a_user_task_takes_its_chunks(
@@ -101,7 +101,10 @@ def test_only_a_worker_that_offers_a_user_task_takes_its_chunks(
     plain = _worker(fake_client, fake_settings, builtin_catalogue(), "plain")
     assert plain.queue_names() == ["tasks"]
     plain.work(burst=True, logging_level="WARNING")
-    assert fake_client.llen("rq:queue:tasks") == 0 and fake_client.llen("rq:queue:tasks@images.resize") == 2
+    assert (
+        fake_client.llen(keys.rq_queue_key("tasks")) == 0
+        and fake_client.llen(keys.rq_queue_key("tasks@images.resize")) == 2
+    )
 
     offering = builtin_catalogue()
     offering.register(lambda path, width: f"{path}@{width}w", name="images.resize")
@@ -117,9 +120,9 @@ def test_only_a_worker_that_offers_a_user_task_takes_its_chunks(
 
 def test_status_shows_routes_and_who_offers_what(fake_client: fakeredis.FakeRedis, fake_settings: Settings) -> None:
     for name, tasks in (("plain", ["add", "fib"]), ("offering", ["add", "images.resize", "x.y"])):
-        key = f"rq:worker:{name}"
-        fake_client.sadd("rq:workers", key)
-        fake_client.sadd("rq:workers:tasks", key)
+        key = keys.rq_worker_key(name)
+        fake_client.sadd(keys.RQ_WORKERS, key)
+        fake_client.sadd(keys.rq_workers_by_queue_key("tasks"), key)
         fake_client.hset(key, mapping={"state": "idle", "queues": "tasks", "dw_tasks": json.dumps(tasks)})
     items = [TaskSpec(0, "thumbnails.make", ["a"]), TaskSpec(1, "images.resize", ["a", 1])]
     submit_batch(fake_client, fake_settings, items, SubmitOptions(chunk_size=1, wait=False), print, batch_id="b")

@@ -8,7 +8,7 @@ from typing import Any
 
 import fakeredis
 
-from common import Settings
+from common import Settings, keys
 from common.events import TASKS_DIED, TASKS_RETRIED, WORKERS_LOST, count_event
 from common.wire import TaskResult
 from dispatcher.status import collect_status
@@ -57,20 +57,20 @@ def test_watch_redraws_count_times_and_clears_only_a_terminal() -> None:
 
 
 def test_publisher_counts_tasks_done_in_the_worker_hash(fake_client: fakeredis.FakeRedis) -> None:
-    fake_client.hset("rq:worker:w1", "state", "busy")
+    fake_client.hset(keys.rq_worker_key("w1"), "state", "busy")
     publisher = ResultPublisher(fake_client, "b1", 0, 60, "w1")
     for index in range(5):
         publisher.add(TaskResult(index, "add", [1, 1], {}, None, True, 2, None, None, "w1", 0.1))
     publisher.flush()
     publisher.flush()
-    assert fake_client.hget("rq:worker:w1", "dw_tasks_done") == b"5"
+    assert fake_client.hget(keys.rq_worker_key("w1"), "dw_tasks_done") == b"5"
 
 
 def test_status_snapshot_has_tasks_done_and_current_batch(fake_client: fakeredis.FakeRedis,
                                                           fake_settings: Settings) -> None:  # fmt: skip
-    key = "rq:worker:w1"
-    fake_client.sadd("rq:workers", key)
-    fake_client.sadd("rq:workers:tasks", key)
+    key = keys.rq_worker_key("w1")
+    fake_client.sadd(keys.RQ_WORKERS, key)
+    fake_client.sadd(keys.rq_workers_by_queue_key("tasks"), key)
     fake_client.hset(key, mapping={"state": "busy", "current_job": "abc123-4", "dw_tasks_done": "42",
                                    "dw_tasks": json.dumps(["add"])})  # fmt: skip
     worker = collect_status(fake_client, fake_settings)["workers"][0]

@@ -11,7 +11,7 @@ import pytest
 
 from common import Settings, default_catalogue
 from worker import runner
-from worker.runner import ChunkWorker, defer_stop_signals
+from worker.runner import FastChunkWorker, defer_stop_signals
 from worker.runtime import Runtime
 
 
@@ -28,7 +28,7 @@ def restore_handlers() -> Iterator[None]:
 def test_sigterm_before_rq_handlers_becomes_a_warm_stop(fake_client: fakeredis.FakeRedis) -> None:
     defer_stop_signals()
     os.kill(os.getpid(), signal.SIGTERM)  # what the supervisor forwards during RQ's bootstrap
-    worker = ChunkWorker(Runtime(Settings.from_env({}), default_catalogue, "early"), fake_client, ["tasks"])
+    worker = FastChunkWorker(Runtime(Settings.from_env({}), default_catalogue, "early"), fake_client, ["tasks"])
     assert not worker._stop_requested
     worker._install_signal_handlers()
     assert worker._stop_requested
@@ -37,6 +37,6 @@ def test_sigterm_before_rq_handlers_becomes_a_warm_stop(fake_client: fakeredis.F
 @pytest.mark.usefixtures("restore_handlers")
 def test_without_an_early_signal_the_worker_runs(fake_client: fakeredis.FakeRedis) -> None:
     defer_stop_signals()
-    worker = ChunkWorker(Runtime(Settings.from_env({}), default_catalogue, "calm"), fake_client, ["tasks"])
+    worker = FastChunkWorker(Runtime(Settings.from_env({}), default_catalogue, "calm"), fake_client, ["tasks"])
     worker._install_signal_handlers()
     assert not worker._stop_requested

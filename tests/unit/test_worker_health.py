@@ -21,15 +21,15 @@ from worker.health import (
     heartbeat_max_age,
     registered_workers,
 )
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
 UTC = datetime.timezone.utc
 
 
-def register(client: fakeredis.FakeRedis, settings: Settings, name: str) -> ChunkWorker:
+def register(client: fakeredis.FakeRedis, settings: Settings, name: str) -> FastChunkWorker:
     """A worker registered exactly as a real one registers itself at start."""
-    worker = ChunkWorker(Runtime(settings, default_catalogue, name), client, [settings.queue])
+    worker = FastChunkWorker(Runtime(settings, default_catalogue, name), client, [settings.queue])
     worker.register_birth()
     worker.stop_heartbeat()  # these tests write the heartbeats themselves
     return worker

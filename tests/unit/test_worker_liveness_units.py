@@ -15,10 +15,10 @@ import time
 import fakeredis
 from rq.utils import utcformat
 
-from common import default_catalogue
+from common import default_catalogue, keys
 from common.settings import Settings
 from worker.liveness import dead_namesake, process_alive
-from worker.runner import ChunkWorker
+from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 from worker.stopreason import StopReason
 
@@ -26,18 +26,18 @@ UTC = datetime.timezone.utc
 HOST = socket.gethostname()
 
 
-def registered(client: fakeredis.FakeRedis, settings: Settings, queues: list[str]) -> ChunkWorker:
-    worker = ChunkWorker(Runtime(settings, default_catalogue, "w"), client, queues)
+def registered(client: fakeredis.FakeRedis, settings: Settings, queues: list[str]) -> FastChunkWorker:
+    worker = FastChunkWorker(Runtime(settings, default_catalogue, "w"), client, queues)
     worker.register_birth()
     worker.stop_heartbeat()  # beats are sent by hand below
     worker.set_state("idle")
     return worker
 
 
-def snapshot(client: fakeredis.FakeRedis, worker: ChunkWorker) -> tuple[dict[bytes, bytes], list[set[bytes]]]:
+def snapshot(client: fakeredis.FakeRedis, worker: FastChunkWorker) -> tuple[dict[bytes, bytes], list[set[bytes]]]:
     fields: dict[bytes, bytes] = client.hgetall(worker.key)  # type: ignore[assignment]
     fields.pop(b"last_heartbeat")
-    sets = [client.smembers(key) for key in sorted(k.decode() for k in client.keys("rq:workers*"))]
+    sets = [client.smembers(key) for key in sorted(k.decode() for k in client.keys(keys.RQ_WORKERS + "*"))]
     return fields, sets  # type: ignore[return-value]
 
 
