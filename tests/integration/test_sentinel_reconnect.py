@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from common.connection import connect
+from common.direct import DirectConnection
 from common.settings import Settings
 from dispatcher.local import EmbeddedRedis
-from worker.lean import Link
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_a_retried_command_reconnects_to_the_new_master(two_servers: tuple[Embed
 def test_the_workers_held_link_reconnects_to_the_new_master(two_servers: tuple[EmbeddedRedis, EmbeddedRedis]) -> None:
     old, new = two_servers
     client, answer = _client_pointing_at(old)
-    link = Link(client)
+    link = DirectConnection(client)
     assert link.call("SET", "where", "old") == b"OK"
     answer[0] = new.port
     old.stop()  # the master dies under the held connection
