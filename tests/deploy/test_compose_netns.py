@@ -210,7 +210,9 @@ def test_compose_up_scale_5_then_down_mid_batch_loses_nothing(compose: ComposeNe
     # `docker compose down` while a batch is in flight: SIGTERM to every worker at once.
     in_flight = tmp_path / "in-flight.txt"
     in_flight.write_text("sleep 0.2\n" * IN_FLIGHT_TASKS)
-    submitted = compose.run(dispatcher, ["submit", "--no-wait", str(in_flight)])
+    # Small chunks: a warm stop finishes the chunk it runs, and the automatic size would make one
+    # chunk per worker here (dispatcher/chunking.py), leaving nothing in flight at the stop.
+    submitted = compose.run(dispatcher, ["submit", "--no-wait", "--chunk-size", "2", str(in_flight)])
     assert submitted.returncode == 0, submitted.stderr
     batch_id = submitted.stdout.strip()
     deadline = time.monotonic() + 120

@@ -206,6 +206,9 @@ def _run_one_way(
     worker.dequeue_job_and_maintain_ttl = look_then_dequeue  # type: ignore[method-assign]
     # No command channel: it writes no key, and its thread would hold the burst's end for a minute.
     worker.subscribe = lambda: None  # type: ignore[method-assign]
+    # No heartbeat thread: it is the same on both paths, and its ticks (the pulse, the registration's
+    # renewal) come on its own clock, so whether a snapshot catches one would be timing, not a path.
+    worker._start_heartbeat_thread = lambda: None  # type: ignore[method-assign]
     worker.work(burst=True)
     check()
     return moments
