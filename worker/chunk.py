@@ -10,7 +10,7 @@ from common.cancel import cancelled_result
 from common.crash import CRASHED_META
 from common.durability import ReplicaWait
 from common.wire import TaskSpec, decode_chunk
-from worker import runtime
+from worker import running, runtime
 from worker.cancel import batch_cancelled
 from worker.careful import run_careful
 from worker.execute import Watchdog
@@ -39,6 +39,7 @@ def run_chunk(payload: object) -> int:
         publisher.finish()
         return 0
     pool = state.pool()
+    running.begin(job.id, max(1, state.threads) + state.async_slots)  # see worker.running
     if state.log_tasks:
         for spec in chunk.tasks:
             _log_task(state.name, spec)
