@@ -43,13 +43,19 @@ def run_chunk(payload: object) -> int:
     if state.log_tasks:
         for spec in chunk.tasks:
             _log_task(state.name, spec)
-    if isinstance(job.meta, dict) and job.meta.get(CRASHED_META):
-        run_careful(job.id, chunk, state, publisher, job.connection)
-    elif pool is None:
-        with Watchdog(state.settings.task_timeout) as watchdog:
-            run_serial(chunk.rows, state.catalogue, state.settings, state.name, watchdog, publisher)
-    else:
-        pool.run(chunk.tasks, state, publisher)
+    try:
+        if isinstance(job.meta, dict) and job.meta.get(CRASHED_META):
+            run_careful(job.id, chunk, state, publisher, job.connection)
+        elif pool is None:
+            with Watchdog(state.settings.task_timeout) as watchdog:
+                run_serial(chunk.rows, state.catalogue, state.settings, state.name, watchdog, publisher)
+        else:
+            pool.run(chunk.tasks, state, publisher)
+    except BaseException:
+        # Stopped, not killed (RQ fails the chunk and runs it again): no task of it is to blame should
+        # this process die before its next chunk (worker.careful clears its marker for the same reason).
+        running.idle()
+        raise
     publisher.finish()
     return len(chunk.rows)
 

@@ -14,6 +14,7 @@ thread pool); pool thread k is slot k; async slot k is slot max(1, threads) + k.
 from __future__ import annotations
 
 import mmap
+from array import array
 from dataclasses import dataclass
 
 IDLE = -1
@@ -42,18 +43,22 @@ class Board:
         self.tasks = words[1 : 1 + self.slots]
         """The slots, written directly by the loops that run tasks (`tasks[slot] = index`)."""
         self._job_at = _WORD * (self.slots + 1)
+        self._idle = memoryview(array("q", [IDLE]) * self.slots)
         self.begin("")
 
     def begin(self, job_id: str) -> None:
         """A new chunk: record its job id, every slot idle."""
-        for slot in range(self.slots):
-            self.tasks[slot] = IDLE
+        self.idle()
         raw = job_id.encode()
         if len(raw) > JOB_ID_BYTES:
             raw = b""
         self._length[0] = 0  # a reader never sees a half-written id with a whole length
         self._map[self._job_at : self._job_at + len(raw)] = raw
         self._length[0] = len(raw)
+
+    def idle(self) -> None:
+        """Every slot idle (one copy, however many slots)."""
+        self.tasks[:] = self._idle
 
     def read(self) -> Running | None:
         """The job id and running tasks (for the supervisor, once the child is dead); None if none ran."""
@@ -78,6 +83,12 @@ def begin(job_id: str, slots: int) -> None:
     tasks(slots)
     assert _board is not None
     _board.begin(job_id)
+
+
+def idle() -> None:
+    """Every slot idle: a chunk stopped by an exception (a cold shutdown) blames none of its tasks."""
+    if _board is not None:
+        _board.idle()
 
 
 def tasks(slots: int = 1) -> memoryview:

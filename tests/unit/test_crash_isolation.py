@@ -26,8 +26,9 @@ from common.crash import (
 )
 from common.events import TASKS_DIED, TASKS_RETRIED, WORKERS_LOST, count_event, recent_events
 from common.jobs import ABANDONMENT_HANDLERS, InertJob
-from common.wire import ChunkPayload, TaskRow, TaskSpec, decode_results
+from common.wire import ChunkPayload, TaskRow, TaskSpec, decode_results, encode_chunk
 from worker import running
+from worker import runtime as runtime_module
 from worker.careful import run_careful, waves
 from worker.deathnote import DeathNotes
 from worker.execute import Watchdog
@@ -364,4 +365,23 @@ def test_thread_and_async_slots_record_their_running_tasks(
     assert set().union(*map(set, seen)) == set(range(8))
     if async_slots:
         assert max(len(now) for now in seen) > 1  # the slots ran side by side, each in its own place
+    assert all(i == IDLE for i in running.tasks())
+
+
+def test_a_chunk_stopped_by_a_shutdown_leaves_no_running_task(fake_client: fakeredis.FakeRedis) -> None:
+    catalogue = Catalogue()
+
+    @catalogue.register
+    def stopped(n: int) -> int:
+        raise SystemExit(1)  # what RQ's cold shutdown raises in the running task
+
+    queue = Queue("tasks", connection=fake_client, serializer=JSONSerializer, job_class=InertJob)
+    payload = encode_chunk("b1", 0, 60, [TaskSpec(0, "stopped", [], {"n": 5}, None)])
+    job = queue.enqueue_call(keys.CHUNK_FUNCTION, args=(payload,), job_id=JOB)
+    runtime_module.configure(Runtime(Settings.from_env({}), catalogue, "wc"))
+    try:
+        with pytest.raises(SystemExit):
+            job.perform()
+    finally:
+        runtime_module._current = None
     assert all(i == IDLE for i in running.tasks())
