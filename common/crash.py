@@ -155,7 +155,8 @@ def note_abandoned(client: Any, job_id: str, ttl: int) -> bool:
 
     Returns True if the death blamed a task or added suspects: progress toward isolating the crash,
     which the caller lets cost the chunk none of its retries (each task can be blamed only so often,
-    so this cannot loop forever). A death in an ordinary run, which marks nothing, returns False.
+    so this cannot loop forever). A death that no marker names (an ordinary run whose supervisor died
+    with it, or a death between tasks) returns False.
     """
     key = keys.crash_key(job_id)
     raw: bytes | None = client.hget(key, RUNNING_FIELD)
