@@ -5,8 +5,13 @@ a dispatcher: both load jobs as common.jobs.InertJob, which calls `note_abandone
 runs again in careful mode (worker.careful): before each small wave of its tasks, the worker marks
 the wave's indices as running in the chunk's crash record, in the round trip that publishes the
 previous wave's results. A death during a wave of one task blames that task; a death during a wave
-of several makes them all suspects, and suspects run one at a time from then on. The first death
-of a chunk, in its ordinary run, blames nobody: that run marks nothing, so that no task pays for it.
+of several makes them all suspects, and suspects run one at a time from then on.
+
+An ordinary run writes no marker to Redis, so that no task pays a round trip for it: it records its
+running tasks in memory shared with its supervisor (worker.running), and the supervisor, seeing the
+process die, writes them as the marker (`note_running`) before it hands the chunk back. So the first
+death of a supervised process already blames its task (or names its suspects); a process that died
+with its supervisor (a whole process group killed) leaves no marker, and its first death blames nobody.
 
 Crash record (keys.crash_key(job id)), a hash:
   running      the marker {"tasks": [indices], "worker", "host", "pid"} while a careful wave runs
@@ -103,6 +108,22 @@ def running_marker(indices: list[int], worker: str, host: str, pid: int) -> str:
     return json.dumps({"tasks": indices, "worker": worker, "host": host, "pid": pid}, separators=(",", ":"))
 
 
+# KEYS: the crash record. ARGV: the marker, the record's TTL if it has none yet. A marker already there
+# is a careful wave's, written by the process itself: it stays (the recovery blames that wave).
+_NOTE_RUNNING = """
+if redis.call('HSETNX', KEYS[1], 'running', ARGV[1]) == 1 and redis.call('TTL', KEYS[1]) < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+"""
+
+
+def note_running(client: Any, job_id: str, indices: list[int], worker: str, host: str, pid: int, ttl: int) -> None:
+    """Mark tasks `indices` as running in chunk `job_id` when its process died, for `note_abandoned`
+    (written by the dead process's supervisor, from worker.running's record, before the recovery)."""
+    marker = running_marker(sorted(indices), worker, host, pid)
+    client.register_script(_NOTE_RUNNING)(keys=[keys.crash_key(job_id)], args=[marker, ttl])
+
+
 def describe_exit(code: int) -> str:
     """A process's exit status as a WorkerDied message names it: "signal 11 SIGSEGV", "exit code 3"."""
     if code >= 0:
@@ -134,7 +155,8 @@ def note_abandoned(client: Any, job_id: str, ttl: int) -> bool:
 
     Returns True if the death blamed a task or added suspects: progress toward isolating the crash,
     which the caller lets cost the chunk none of its retries (each task can be blamed only so often,
-    so this cannot loop forever). A death in an ordinary run, which marks nothing, returns False.
+    so this cannot loop forever). A death that no marker names (an ordinary run whose supervisor died
+    with it, or a death between tasks) returns False.
     """
     key = keys.crash_key(job_id)
     raw: bytes | None = client.hget(key, RUNNING_FIELD)

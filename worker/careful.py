@@ -23,8 +23,10 @@ from common import keys
 from common.crash import RUNNING_FIELD, CrashRecord, running_marker, worker_died_result
 from common.events import TASKS_DIED, TASKS_RETRIED, count_event
 from common.wire import ChunkPayload, TaskResult, TaskSpec
+from worker import running
 from worker.execute import PendingRetry, Watchdog, execute_task
 from worker.publish import ResultPublisher
+from worker.running import IDLE
 from worker.runtime import Runtime
 
 
@@ -83,12 +85,17 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
 
 def _run_alone(spec: TaskSpec, state: Runtime, watchdog: Watchdog) -> TaskResult:
     """Every attempt of one task, its retries included (a careful wave holds its task until the end)."""
-    result = execute_task(spec, state.catalogue, state.settings, state.name, watchdog)
-    while type(result) is PendingRetry:
-        time.sleep(result.delay)
-        attempt = result.attempts + 1
-        result = execute_task(spec, state.catalogue, state.settings, state.name, watchdog, attempt, result.delay)
-    return result
+    slot = running.tasks()  # the main thread: slot 0
+    slot[0] = spec.index
+    try:
+        result = execute_task(spec, state.catalogue, state.settings, state.name, watchdog)
+        while type(result) is PendingRetry:
+            time.sleep(result.delay)
+            attempt = result.attempts + 1
+            result = execute_task(spec, state.catalogue, state.settings, state.name, watchdog, attempt, result.delay)
+        return result
+    finally:
+        slot[0] = IDLE
 
 
 def waves(specs: list[TaskSpec], suspects: set[int], width: int) -> Iterator[list[TaskSpec]]:

@@ -10,7 +10,7 @@ from common.cancel import cancelled_result
 from common.crash import CRASHED_META
 from common.durability import ReplicaWait
 from common.wire import TaskSpec, decode_chunk
-from worker import runtime
+from worker import running, runtime
 from worker.cancel import batch_cancelled
 from worker.careful import run_careful
 from worker.execute import Watchdog
@@ -39,16 +39,23 @@ def run_chunk(payload: object) -> int:
         publisher.finish()
         return 0
     pool = state.pool()
+    running.begin(job.id, max(1, state.threads) + state.async_slots)  # see worker.running
     if state.log_tasks:
         for spec in chunk.tasks:
             _log_task(state.name, spec)
-    if isinstance(job.meta, dict) and job.meta.get(CRASHED_META):
-        run_careful(job.id, chunk, state, publisher, job.connection)
-    elif pool is None:
-        with Watchdog(state.settings.task_timeout) as watchdog:
-            run_serial(chunk.rows, state.catalogue, state.settings, state.name, watchdog, publisher)
-    else:
-        pool.run(chunk.tasks, state, publisher)
+    try:
+        if isinstance(job.meta, dict) and job.meta.get(CRASHED_META):
+            run_careful(job.id, chunk, state, publisher, job.connection)
+        elif pool is None:
+            with Watchdog(state.settings.task_timeout) as watchdog:
+                run_serial(chunk.rows, state.catalogue, state.settings, state.name, watchdog, publisher)
+        else:
+            pool.run(chunk.tasks, state, publisher)
+    except BaseException:
+        # Stopped, not killed (RQ fails the chunk and runs it again): no task of it is to blame should
+        # this process die before its next chunk (worker.careful clears its marker for the same reason).
+        running.idle()
+        raise
     publisher.finish()
     return len(chunk.rows)
 

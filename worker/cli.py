@@ -195,9 +195,9 @@ def main(
     death_notes = DeathNotes(settings)
 
     def hand_back(index: int, pid: int, code: int, stopping: bool) -> None:
-        if not stopping:  # first, so the recovery finds how the process died (common.crash)
-            death_notes(pid, code)
         worker_name = _worker_name(name, index, concurrency, pid)
+        if not stopping:  # first, so the recovery finds how the process died and what it ran (common.crash)
+            death_notes(pid, code, worker_name, supervisor.running(index))
         client = connect(settings)
         try:
             count = hand_back_worker(client, worker_name, SafeJob, ChunkJobSerializer)
@@ -208,7 +208,9 @@ def main(
                 "worker %s (pid %d) exited with %d: its chunk was handed back to the queue", worker_name, pid, code
             )
 
-    sys.exit(Supervisor(concurrency, serve, respawn=not burst, on_exit=hand_back).run())
+    board_slots = max(1, threads) + async_slots  # see worker.running
+    supervisor = Supervisor(concurrency, serve, respawn=not burst, on_exit=hand_back, board_slots=board_slots)
+    sys.exit(supervisor.run())
 
 
 def _queue_names(queues: tuple[str, ...], settings: Settings) -> list[str]:

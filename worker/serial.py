@@ -19,9 +19,11 @@ from typing import Any
 from common.catalogue import Catalogue
 from common.settings import Settings
 from common.wire import ResultRow, TaskRow, TaskSpec, result_row
+from worker import running
 from worker.execute import PendingRetry, Watchdog, check_result_size, execute_task, format_task_traceback
 from worker.publish import FLUSH_EVERY_RESULTS, FLUSH_EVERY_SECONDS, ResultPublisher
 from worker.retrying import Backlog
+from worker.running import IDLE
 
 SMALL_INT_BITS = 64
 """Integers up to this size need no size check before they travel."""
@@ -43,6 +45,7 @@ def run_serial(
     backlog = Backlog()
     failed = 0
     clock = time.perf_counter
+    slot = running.tasks()  # slot 0: the task running now, for the supervisor if this process dies
     last_flush = before = clock()
     for row in rows:
         index, task_id, name, args, kwargs = row
@@ -57,7 +60,9 @@ def run_serial(
                     func = None
                     break
         if func is None:
+            slot[0] = index
             result = execute_task(TaskSpec(index, name, args, kwargs, task_id), catalogue, settings, worker, watchdog)
+            slot[0] = IDLE
             if type(result) is PendingRetry:
                 backlog.add(result)
             else:
@@ -69,6 +74,7 @@ def run_serial(
             before = clock()
         else:
             watchdog.task_started = before
+            slot[0] = index
             error: BaseException | None = None
             try:
                 value = func(*args)
@@ -77,6 +83,7 @@ def run_serial(
                 tracebacks[index] = format_task_traceback(exc)
             finally:
                 watchdog.task_started = None
+                slot[0] = IDLE
             if error is None and (type(value) is not int or value.bit_length() > SMALL_INT_BITS):
                 try:
                     check_result_size(value, limit)
@@ -108,9 +115,12 @@ def run_backlog(
     publisher: ResultPublisher,
 ) -> None:
     """Run each retry when it is due, in turn, until none is left; publish each final result."""
+    slot = running.tasks()  # run on the main thread: slot 0
     while backlog:
         retry = backlog.take_next()
+        slot[0] = retry.spec.index
         result = execute_task(retry.spec, catalogue, settings, worker, watchdog, retry.attempt, retry.previous_delay)
+        slot[0] = IDLE
         if type(result) is PendingRetry:
             backlog.add(result)
             continue

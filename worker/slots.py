@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING
 
 from common.catalogue import Catalogue, TaskDefinition
 from common.errors import UnknownTask
+from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
+from worker import running
 from worker.aio import AwaitedWork, Deadlines, execute_coroutine_task, new_event_loop
 from worker.execute import PendingRetry, Watchdog, execute_task
 from worker.publish import ResultPublisher
 from worker.retrying import Backlog, Retry
+from worker.running import IDLE
 from worker.serial import run_backlog
 
 if TYPE_CHECKING:
@@ -49,12 +54,16 @@ class Slots:
         submitted again once due (threads), or sleeps on the event loop outside the slots (async).
         """
         awaited, blocking = _split(tasks, runtime.catalogue) if self.async_slots > 0 else ([], tasks)
+        running.tasks(max(1, self.threads) + self.async_slots)  # as many slots as this (worker.running)
         futures = self._submit(blocking, runtime)
         backlog = Backlog()
         if self.pool is None and blocking:
+            slot = running.tasks()  # the main thread: slot 0
             with Watchdog(runtime.settings.task_timeout) as watchdog:
                 for spec in blocking:
+                    slot[0] = spec.index
                     result = execute_task(spec, runtime.catalogue, runtime.settings, runtime.name, watchdog)
+                    slot[0] = IDLE
                     if type(result) is PendingRetry:
                         backlog.add(result)
                     else:
@@ -104,7 +113,7 @@ class Slots:
         assert self.pool is not None
         settings, catalogue, name = runtime.settings, runtime.catalogue, runtime.name
         return self.pool.submit(
-            execute_task, retry.spec, catalogue, settings, name, None, retry.attempt, retry.previous_delay
+            _execute_in_slot, retry.spec, catalogue, settings, name, retry.attempt, retry.previous_delay
         )
 
     def _submit(self, specs: list[TaskSpec], runtime: Runtime) -> list[Future[TaskResult]]:
@@ -114,7 +123,8 @@ class Slots:
         if self.pool is None or not specs:
             return []
         return [
-            self.pool.submit(execute_task, spec, runtime.catalogue, runtime.settings, runtime.name) for spec in specs
+            self.pool.submit(_execute_in_slot, spec, runtime.catalogue, runtime.settings, runtime.name)
+            for spec in specs
         ]
 
     def _run_awaited(
@@ -123,8 +133,10 @@ class Slots:
         loop = self.loop()
         settings, name = runtime.settings, runtime.name
         work = AwaitedWork(pairs)
+        board = running.tasks()
+        first = max(1, self.threads)  # see worker.running for the slot numbers
 
-        async def slot(deadlines: Deadlines) -> None:
+        async def slot(deadlines: Deadlines, number: int) -> None:
             while True:  # the slots share the work: whoever is free takes the next task
                 item = work.take()
                 if item is None:
@@ -132,14 +144,21 @@ class Slots:
                     if item is None:
                         return
                 spec, definition, attempt, previous = item
-                result = await execute_coroutine_task(spec, definition, settings, name, deadlines, attempt, previous)
+                board[number] = spec.index
+                try:
+                    result = await execute_coroutine_task(
+                        spec, definition, settings, name, deadlines, attempt, previous
+                    )
+                finally:
+                    board[number] = IDLE
                 if type(result) is PendingRetry:
                     work.retry_later(result, definition)  # backs off outside the slots
                 else:
                     publisher.add(result)
 
         with Deadlines(loop, settings.task_timeout) as deadlines:
-            slots = [loop.create_task(slot(deadlines)) for _ in range(min(self.async_slots, len(pairs)))]
+            count = min(self.async_slots, len(pairs))
+            slots = [loop.create_task(slot(deadlines, first + k)) for k in range(count)]
             try:
                 loop.run_until_complete(asyncio.gather(*slots))
             except BaseException:
@@ -181,10 +200,32 @@ def _split(tasks: list[TaskSpec], catalogue: Catalogue) -> tuple[list[tuple[Task
     return awaited, blocking
 
 
+_thread_slot = threading.local()
+
+
+def _number_thread(numbers: Iterator[int]) -> None:
+    """A pool thread's initializer: its slot number (worker.running)."""
+    _thread_slot.number = next(numbers)
+
+
+def _execute_in_slot(
+    spec: TaskSpec, catalogue: Catalogue, settings: Settings, worker: str, attempt: int = 1, previous: float = 0.0
+) -> TaskResult:
+    """execute_task on a pool thread, the task's index in the thread's slot while it runs."""
+    board, number = running.tasks(), _thread_slot.number
+    board[number] = spec.index
+    try:
+        return execute_task(spec, catalogue, settings, worker, None, attempt, previous)
+    finally:
+        board[number] = IDLE
+
+
 def _started_pool(threads: int) -> ThreadPoolExecutor:
     """A thread pool whose threads all exist already: ThreadPoolExecutor starts them one per submit,
     which made a worker's first chunk of slow tasks start its slots one by one (~0.1 ms each)."""
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="task")
+    pool = ThreadPoolExecutor(
+        threads, thread_name_prefix="task", initializer=_number_thread, initargs=(itertools.count(),)
+    )
     barrier = threading.Barrier(threads + 1)
     for _ in range(threads):
         pool.submit(barrier.wait)

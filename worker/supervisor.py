@@ -16,6 +16,9 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from worker import running
+from worker.running import Board, Running
+
 log = logging.getLogger("worker")
 
 ExitHook = Callable[[int, int, int, bool], None]
@@ -37,9 +40,17 @@ class Supervisor:
     """
 
     def __init__(
-        self, count: int, target: Callable[[int], None], respawn: bool, on_exit: ExitHook | None = None
+        self,
+        count: int,
+        target: Callable[[int], None],
+        respawn: bool,
+        on_exit: ExitHook | None = None,
+        board_slots: int = 0,
     ) -> None:
         self.count = count
+        self.board_slots = board_slots
+        """Task slots of each child's shared record of its running tasks (worker.running); 0: none."""
+        self._boards: dict[int, Board] = {}
         self.target = target
         self.respawn = respawn
         self.on_exit = on_exit
@@ -103,7 +114,14 @@ class Supervisor:
         except Exception as exc:  # the heartbeat TTL recovers the chunk anyway
             log.warning("worker process %d: could not hand its chunk back at once: %s", index, exc)
 
+    def running(self, index: int) -> Running | None:
+        """What child `index` was running when it exited (for the exit hook), if it recorded it."""
+        board = self._boards.get(index)
+        return None if board is None else board.read()
+
     def _start(self, index: int) -> None:
+        if self.board_slots:  # mapped before the fork, so that it is shared with the child
+            self._boards[index] = Board(self.board_slots)
         process = self._context.Process(target=self._child, args=(index,), name=f"worker-{index}")
         process.start()
         self.children[index] = process
@@ -111,6 +129,8 @@ class Supervisor:
 
     def _child(self, index: int) -> None:
         _stop_with_parent(self._pid)
+        if index in self._boards:
+            running.install(self._boards[index])
         self.target(index)
 
     def _restart_later(self, index: int, code: int) -> None:

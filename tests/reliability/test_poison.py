@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from common.events import WORKERS_LOST, recent_events
 from tests.reliability.conftest import (
     FAST_RECOVERY,
     Procs,
@@ -92,3 +93,25 @@ def test_a_task_that_kills_its_process_fails_alone(
         first_crash_to_end_seconds=round(after_crash, 2),
         heartbeat_ttl=FAST_RECOVERY["DW_HEARTBEAT_TTL"],
     )
+
+
+def test_the_first_death_of_a_supervised_worker_already_blames_its_task(
+    redis_url: str, real_client: redis.Redis, procs_factory: Callable[..., Procs], tmp_path: Path
+) -> None:
+    """With DW_CRASH_LIMIT=1, each culprit fails after the one death it causes: its supervisor read
+    which task its process was running (worker.running). Without that record, the first death of a
+    chunk blamed nobody, and each culprit killed a second process in the careful re-run."""
+    procs = procs_factory(redis_url, env={**FAST_RECOVERY, "DW_CRASH_LIMIT": "1"})
+    workers = [procs.worker("--name", name) for name in ("wa", "wb")]
+    wait_until(lambda: live_worker_names(real_client) == {"wa", "wb"}, 30, "both workers")
+    batch = write_tasks(tmp_path / "poison.txt", poison_lines(awaited=False))
+
+    dispatcher = procs.dispatcher("submit", str(batch), "--json")
+    assert dispatcher.wait(HANG_GUARD) == 1, procs.log(dispatcher)
+
+    by_index = assert_exactly_once(parse_json_results(procs.output(dispatcher)), TOTAL)
+    assert all(r["ok"] and r["result"] == i for i, r in by_index.items() if i not in (SEGV_AT, EXIT_AT))
+    assert "signal 11" in by_index[SEGV_AT]["error"]["message"], by_index[SEGV_AT]
+    assert f"exit code {EXIT_CODE}" in by_index[EXIT_AT]["error"]["message"], by_index[EXIT_AT]
+    assert recent_events(real_client)[WORKERS_LOST] == 2, [procs.log(w) for w in workers]
+    assert sum(procs.log(worker).count("starting a new one") for worker in workers) == 2

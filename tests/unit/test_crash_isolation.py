@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import socket
 
 import fakeredis
@@ -18,16 +20,23 @@ from common.crash import (
     Death,
     describe_exit,
     note_abandoned,
+    note_running,
     running_marker,
     worker_died_message,
 )
 from common.events import TASKS_DIED, TASKS_RETRIED, WORKERS_LOST, count_event, recent_events
 from common.jobs import ABANDONMENT_HANDLERS, InertJob
-from common.wire import ChunkPayload, TaskSpec, decode_results
+from common.wire import ChunkPayload, TaskRow, TaskSpec, decode_results, encode_chunk
+from worker import running
+from worker import runtime as runtime_module
 from worker.careful import run_careful, waves
 from worker.deathnote import DeathNotes
+from worker.execute import Watchdog
 from worker.publish import ResultPublisher
+from worker.running import IDLE, JOB_ID_BYTES, Board, Running
 from worker.runtime import Runtime
+from worker.serial import run_serial
+from worker.supervisor import Supervisor
 
 JOB = "b1-0"
 
@@ -38,7 +47,8 @@ def mark(client: fakeredis.FakeRedis, indices: list[int], worker: str = "wa", pi
     return marker
 
 
-def test_a_death_in_an_ordinary_run_blames_nobody(fake_client: fakeredis.FakeRedis) -> None:
+def test_a_death_that_nobody_saw_blames_nobody(fake_client: fakeredis.FakeRedis) -> None:
+    """An ordinary run writes no marker: without its supervisor's (killed with it), nothing is blamed."""
     assert note_abandoned(fake_client, JOB, 60) is False
     record = CrashRecord.load(fake_client, JOB)
     assert (record.deaths, record.blame, record.suspects) == (1, {}, set())
@@ -239,3 +249,139 @@ def test_a_careful_run_retries_a_task_that_declares_retries(fake_client: fakered
     (_id, fields), *_ = fake_client.xrange(keys.results_key("b1"))
     (only,) = decode_results(fields)[1]
     assert (only.ok, only.value, only.attempts, len(calls)) == (True, 5, 2, 2)
+
+
+def test_the_first_death_of_a_supervised_process_blames_the_task_it_was_running(
+    fake_client: fakeredis.FakeRedis,
+) -> None:
+    notes = DeathNotes(Settings.from_env({}))
+    notes._client = fake_client
+    notes(4242, -11, "wa", Running(JOB, [7]))  # what the supervisor read from the child's board
+    assert 0 < fake_client.ttl(keys.crash_key(JOB)) <= keys.DEATH_NOTE_TTL
+    assert note_abandoned(fake_client, JOB, 60) is True
+    record = CrashRecord.load(fake_client, JOB)
+    assert record.blame == {7: [Death("wa", "signal 11 SIGSEGV")]} and record.deaths == 1
+    assert record.judged(7, 1) and 0 < fake_client.ttl(keys.crash_key(JOB)) <= 60
+
+
+def test_the_first_death_with_several_tasks_running_names_them_suspects(fake_client: fakeredis.FakeRedis) -> None:
+    note_running(fake_client, JOB, [9, 2], "wa", "host-a", 4242, 60)
+    assert note_abandoned(fake_client, JOB, 60) is True
+    record = CrashRecord.load(fake_client, JOB)
+    assert record.suspects == {2, 9} and record.blame == {}
+
+
+def test_a_careful_waves_marker_is_kept_over_the_supervisors(fake_client: fakeredis.FakeRedis) -> None:
+    wave = mark(fake_client, [1, 2, 3])
+    fake_client.expire(keys.crash_key(JOB), 600)
+    note_running(fake_client, JOB, [2], "wa", "host-a", 4242, 60)
+    assert fake_client.hget(keys.crash_key(JOB), RUNNING_FIELD) == wave.encode()
+    assert fake_client.ttl(keys.crash_key(JOB)) > 60  # the record's own TTL is left alone
+
+
+def test_a_death_between_tasks_or_without_a_board_marks_nothing(fake_client: fakeredis.FakeRedis) -> None:
+    notes = DeathNotes(Settings.from_env({}))
+    notes._client = fake_client
+    notes(4242, 3, "wa", None)
+    assert not fake_client.exists(keys.crash_key(JOB))
+    board = Board(2)
+    board.begin(JOB)
+    assert board.read() is None  # every slot idle: nothing to blame
+    board.tasks[1] = 5
+    assert board.read() == Running(JOB, [5])
+    board.begin("x" * (JOB_ID_BYTES + 1))
+    board.tasks[0] = 5
+    assert board.read() is None  # an id too long to hold: blame nobody rather than a wrong chunk
+
+
+def _dies_running(index: int) -> None:
+    running.begin(f"chunk-{index}", 3)
+    board = running.tasks()
+    board[0], board[2] = 4, 11
+    os._exit(1)
+
+
+def test_the_supervisor_reads_what_its_dead_child_was_running() -> None:
+    seen: list[Running | None] = []
+    supervisor: Supervisor
+
+    def hook(index: int, _pid: int, _code: int, _stopping: bool) -> None:
+        seen.append(supervisor.running(index))
+
+    supervisor = Supervisor(1, _dies_running, respawn=False, on_exit=hook, board_slots=3)
+    assert supervisor.run() == 1
+    assert seen == [Running("chunk-0", [4, 11])]
+
+
+def _board_catalogue(seen: list[list[int]]) -> Catalogue:
+    catalogue = Catalogue()
+
+    @catalogue.register
+    def peek(n: int) -> int:
+        seen.append([i for i in running.tasks() if i != IDLE])
+        return n
+
+    @catalogue.register
+    async def apeek(n: int) -> int:
+        await asyncio.sleep(0.01)  # so that the async slots overlap
+        seen.append([i for i in running.tasks() if i != IDLE])
+        return n
+
+    return catalogue
+
+
+def test_the_serial_loop_records_each_task_while_it_runs(fake_client: fakeredis.FakeRedis) -> None:
+    seen: list[list[int]] = []
+    catalogue = _board_catalogue(seen)
+    publisher = ResultPublisher(fake_client, "b1", 0, 60, "wc")
+    running.begin(JOB, 1)
+    rows: list[TaskRow] = [
+        [0, None, "peek", [0], {}],
+        [1, None, "peek", [], {"n": 1}],
+        [2, None, "peek", [2], {}],
+    ]
+    with Watchdog(60) as watchdog:
+        run_serial(rows, catalogue, Settings.from_env({}), "wc", watchdog, publisher)
+    assert seen == [[0], [1], [2]]  # the fast path, the long way (execute_task), the fast path again
+    assert all(i == IDLE for i in running.tasks())
+
+
+@pytest.mark.parametrize("threads, async_slots", [(3, 0), (1, 4)])
+def test_thread_and_async_slots_record_their_running_tasks(
+    fake_client: fakeredis.FakeRedis, threads: int, async_slots: int
+) -> None:
+    seen: list[list[int]] = []
+    catalogue = _board_catalogue(seen)
+    task = "apeek" if async_slots else "peek"
+    runtime = Runtime(Settings.from_env({}), catalogue, "wc", threads=threads, async_slots=async_slots)
+    specs = [TaskSpec(i, task, [i], {}, None) for i in range(8)]
+    try:
+        pool = runtime.pool()
+        assert pool is not None
+        pool.run(specs, runtime, ResultPublisher(fake_client, "b1", 0, 60, "wc"))
+    finally:
+        pool.close()
+    assert len(seen) == 8 and all(1 <= len(now) <= max(threads, async_slots) for now in seen)
+    assert set().union(*map(set, seen)) == set(range(8))
+    if async_slots:
+        assert max(len(now) for now in seen) > 1  # the slots ran side by side, each in its own place
+    assert all(i == IDLE for i in running.tasks())
+
+
+def test_a_chunk_stopped_by_a_shutdown_leaves_no_running_task(fake_client: fakeredis.FakeRedis) -> None:
+    catalogue = Catalogue()
+
+    @catalogue.register
+    def stopped(n: int) -> int:
+        raise SystemExit(1)  # what RQ's cold shutdown raises in the running task
+
+    queue = Queue("tasks", connection=fake_client, serializer=JSONSerializer, job_class=InertJob)
+    payload = encode_chunk("b1", 0, 60, [TaskSpec(0, "stopped", [], {"n": 5}, None)])
+    job = queue.enqueue_call(keys.CHUNK_FUNCTION, args=(payload,), job_id=JOB)
+    runtime_module.configure(Runtime(Settings.from_env({}), catalogue, "wc"))
+    try:
+        with pytest.raises(SystemExit):
+            job.perform()
+    finally:
+        runtime_module._current = None
+    assert all(i == IDLE for i in running.tasks())
