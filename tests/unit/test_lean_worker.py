@@ -39,6 +39,8 @@ def _run(
             original()
 
         worker.register_death = record_then_die
+        # No heartbeat thread: its ticks (pulse, sweeper lease) come on its own clock, on both paths.
+        worker._start_heartbeat_thread = lambda: None
         worker.work(burst=True)
         results = [session.result(index, timeout=5) for index in indexes]
     return results, _keys(client), stats
