@@ -87,13 +87,22 @@ class SentinelCluster:
         return time.monotonic()
 
     def promoted(self) -> bool:
-        """True once the replica is a master."""
+        """True once the replica is a master and every sentinel names it: the old master's host may
+        come back only then (it restarts empty), or a sentinel still on the old configuration could
+        make the new master a replica of it, which would wipe the new master's data."""
         assert self.replica is not None
         try:
             with redis.Redis(port=self.replica.port, socket_timeout=2) as client:
-                return client.info("replication").get("role") == "master"
+                if client.info("replication").get("role") != "master":
+                    return False
+            for port in self.sentinel_ports:
+                with redis.Redis(port=port, socket_timeout=2) as sentinel:
+                    address = sentinel.sentinel_get_master_addr_by_name(MASTER_NAME)
+                    if address is None or int(address[1]) != self.replica.port:
+                        return False
         except redis.RedisError:
             return False
+        return True
 
     def stop(self) -> None:
         for process in self.sentinels:
