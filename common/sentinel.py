@@ -125,9 +125,11 @@ class _FollowTheMaster:
         return super()._connect()  # type: ignore[misc]
 
     def _connect_retry(self) -> None:
-        if self.connection_pool.is_master:  # the address is looked up in _connect: once, not twice
+        # The address is looked up in _connect: once, not twice. redis-py before 5.3 has no
+        # connect_check_health: its own _connect_retry goes through connect(), hence _connect, anyway.
+        if self.connection_pool.is_master and hasattr(self, "connect_check_health"):
             check = self.connection_pool.check_connection
-            self.connect_check_health(check_health=check, retry_socket_connect=False)  # type: ignore[attr-defined]
+            self.connect_check_health(check_health=check, retry_socket_connect=False)  # type: ignore[attr-defined,unused-ignore]
         else:
             super()._connect_retry()  # type: ignore[misc]
 

@@ -43,6 +43,16 @@ RECURRENCE_WINDOW = 60.0
 """Seconds after an outage ended within which a new one counts as the same trouble coming back."""
 
 
+def stop_pubsub_thread(thread: Any, wait: float) -> None:
+    """Stop RQ's command-channel listener, waiting at most `wait` seconds: redis-py 8's stop() joins
+    the thread (which may sleep in a long read); before redis-py 6 stop() takes no timeout and never
+    waits."""
+    try:
+        thread.stop(timeout=wait)
+    except TypeError:
+        thread.stop()
+
+
 def is_outage(exc: BaseException) -> bool:
     """True if `exc` means Redis cannot take our writes for now: unreachable, restarting, or out of memory."""
     return isinstance(exc, OUTAGE_ERRORS) or is_out_of_memory(exc)
@@ -154,7 +164,7 @@ class ResilientLoop:
         self._state = WorkerStatus.IDLE
         thread = getattr(self, "pubsub_thread", None)
         if thread is not None:
-            thread.stop(timeout=0)  # no wait: its blocking read ends on its own; a new one starts on re-entry
+            stop_pubsub_thread(thread, 0)  # no wait: its blocking read ends on its own; a new one starts on re-entry
             self.pubsub_thread = None
 
     def teardown(self) -> None:

@@ -30,7 +30,7 @@ from worker.cancel import cancel_probe
 from worker.job import SafeJob
 from worker.lean import LeanBookkeeping
 from worker.liveness import LivenessBeat, TickReply, dead_namesake
-from worker.resilience import ResilientLoop, outage_exits
+from worker.resilience import ResilientLoop, outage_exits, stop_pubsub_thread
 from worker.runtime import Runtime
 from worker.stopreason import StopReason
 from worker.sweeper import LEASE_TTL, PULSE_INTERVAL, PULSE_TTL, SWEEP_INTERVAL, Sweeper, client_name
@@ -375,7 +375,7 @@ class ChunkWorker(ResilientLoop, SimpleWorker):
         if thread is not None and self.pubsub is not None:
             self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
             self.pubsub.unsubscribe()  # type: ignore[no-untyped-call]
-            thread.stop(timeout=1)
+            stop_pubsub_thread(thread, 1)
             self.pubsub.close()
 
     def teardown(self) -> None:

@@ -37,7 +37,10 @@ def test_a_retried_command_reconnects_to_the_new_master(two_servers: tuple[Embed
     old, new = two_servers
     client, answer = _client_pointing_at(old)
     client.set("where", "old")
-    connection = client.connection_pool.get_connection()
+    try:
+        connection = client.connection_pool.get_connection()
+    except TypeError:  # redis-py before 5.3 wants a command name
+        connection = client.connection_pool.get_connection("GET")  # type: ignore[call-arg,unused-ignore]
     answer[0] = new.port  # the failover: the sentinels now name the other server
     connection.disconnect()  # the old master's socket is gone; redis-py reconnects by itself on send
     connection.send_command("GET", "where")

@@ -18,7 +18,7 @@ from worker.runtime import Runtime
 from worker.sweeper import Started, Sweeper, abandoned, client_name, hand_back, hand_back_worker
 
 QUEUE = "tasks"
-WIP = f"rq:wip:{QUEUE}"
+WIP = keys.rq_started_key(QUEUE)
 
 
 def started(worker: str, entry: str = "job-0:e1") -> Started:
@@ -51,21 +51,21 @@ def _start_chunk(client: fakeredis.FakeRedis, settings: Settings, worker: str) -
     items = read_tasks(["add 1 2", "add 3 4"], "text", settings.max_arg_bytes)
     batch = submit_batch(client, settings, items, SubmitOptions(2, wait=False), lambda r: None).batch_id
     job_id = keys.chunk_job_id(batch, 0)
-    assert client.lpop(f"rq:queue:{QUEUE}") == job_id.encode()
+    assert client.lpop(keys.rq_queue_key(QUEUE)) == job_id.encode()
     entry = f"{job_id}:exec1"
     client.zadd(WIP, {entry: time.time() + settings.heartbeat_ttl})
-    client.hset(f"rq:execution:{entry}", mapping={"worker_name": worker})
-    client.hset(f"rq:job:{job_id}", mapping={"status": "started", "worker_name": worker})
+    client.hset(keys.rq_execution_key_of_entry(entry), mapping={"worker_name": worker})
+    client.hset(keys.rq_job_key(job_id), mapping={"status": "started", "worker_name": worker})
     return job_id, entry
 
 
 def test_hand_back_requeues_through_rq_once(fake_client: fakeredis.FakeRedis, fake_settings: Settings) -> None:
     job_id, entry = _start_chunk(fake_client, fake_settings, "dead")
     assert hand_back(fake_client, QUEUE, [entry], SafeJob, ChunkJobSerializer) == 1
-    assert fake_client.lrange(f"rq:queue:{QUEUE}", 0, -1) == [job_id.encode()]
+    assert fake_client.lrange(keys.rq_queue_key(QUEUE), 0, -1) == [job_id.encode()]
     assert fake_client.zcard(WIP) == 0
     assert hand_back(fake_client, QUEUE, [entry], SafeJob, ChunkJobSerializer) == 0  # gone: nothing to do
-    assert fake_client.llen(f"rq:queue:{QUEUE}") == 1
+    assert fake_client.llen(keys.rq_queue_key(QUEUE)) == 1
 
 
 def test_a_claimed_entry_is_handed_back_by_one_process_only(
@@ -82,11 +82,13 @@ def test_hand_back_worker_finds_the_chunks_of_one_worker(
 ) -> None:
     job_id, _entry = _start_chunk(fake_client, fake_settings, "dead")
     _start_chunk(fake_client, fake_settings, "alive")
-    fake_client.hset("rq:worker:dead", mapping={"birth": "2026-01-01T00:00:00Z"})
-    fake_client.sadd("rq:workers", "rq:worker:dead")
+    fake_client.hset(keys.rq_worker_key("dead"), mapping={"birth": "2026-01-01T00:00:00Z"})
+    fake_client.sadd(keys.RQ_WORKERS, keys.rq_worker_key("dead"))
     assert hand_back_worker(fake_client, "dead", SafeJob, ChunkJobSerializer) == 1
-    assert not fake_client.exists("rq:worker:dead") and not fake_client.sismember("rq:workers", "rq:worker:dead")
-    assert fake_client.lrange(f"rq:queue:{QUEUE}", 0, -1) == [job_id.encode()]
+    assert not fake_client.exists(keys.rq_worker_key("dead")) and not fake_client.sismember(
+        keys.RQ_WORKERS, keys.rq_worker_key("dead")
+    )
+    assert fake_client.lrange(keys.rq_queue_key(QUEUE), 0, -1) == [job_id.encode()]
     assert fake_client.zcard(WIP) == 1  # the live worker's chunk stays started
 
 
@@ -100,7 +102,7 @@ def test_the_sweep_hands_back_an_expired_heartbeat_and_keeps_a_live_one(
     fake_client.set(keys.pulse_key("busy"), 1)
     sweeper = Sweeper(fake_client, "sweeper", SafeJob, ChunkJobSerializer)
     assert sweeper.sweep() == 1
-    assert fake_client.lrange(f"rq:queue:{QUEUE}", 0, -1) == [expired.encode()]
+    assert fake_client.lrange(keys.rq_queue_key(QUEUE), 0, -1) == [expired.encode()]
     assert fake_client.zrange(WIP, 0, -1) == [live_entry.encode()]
 
 
@@ -112,11 +114,11 @@ def test_the_sweep_hands_back_a_worker_with_no_connection_and_no_pulse(
     fake_client.set(keys.pulse_key("killed"), 1)
     sweeper = Sweeper(fake_client, "sweeper", SafeJob, ChunkJobSerializer)
     sweeper.sweep()  # it pulses (a dropped connection): kept
-    assert fake_client.zcard(WIP) == 1 and fake_client.llen(f"rq:queue:{QUEUE}") == 0
+    assert fake_client.zcard(WIP) == 1 and fake_client.llen(keys.rq_queue_key(QUEUE)) == 0
     fake_client.delete(keys.pulse_key("killed"))  # and now its pulse stopped too
     sweeper.sweep()
     assert fake_client.zcard(WIP) == 0
-    assert fake_client.lrange(f"rq:queue:{QUEUE}", 0, -1) == [job_id.encode()]
+    assert fake_client.lrange(keys.rq_queue_key(QUEUE), 0, -1) == [job_id.encode()]
     assert fake_client.exists(keys.RQ_WORKER_PREFIX + "killed") == 0  # unregistered
 
 
@@ -147,7 +149,7 @@ def test_a_tick_counts_started_chunks_and_workers(fake_client: fakeredis.FakeRed
     assert reply is not None and (reply.started, reply.workers) == (1, 2)
     quick = worker.beat(renew=False)  # a pulse-only tick does not count workers
     assert quick is not None and (quick.started, quick.workers) == (1, 0)
-    fake_client.delete("rq:wip:tasks")
+    fake_client.delete(keys.rq_started_key("tasks"))
     calm = worker.beat()  # nor does a tick while nothing is started
     assert calm is not None and (calm.started, calm.workers) == (0, 0)
 
@@ -162,7 +164,7 @@ def test_registry_maintenance_runs_once_per_interval_for_the_fleet(
     second.clean_registries()
     first.clean_registries()
     assert sorted(runs) == sorted(first.queue_names())  # each queue once, by the first worker only
-    lock = f"rq:clean_registries:{QUEUE}"
+    lock = keys.RQ_PREFIX + f"clean_registries:{QUEUE}"
     assert 0 < fake_client.ttl(lock) <= first.maintenance_interval  # held for the interval, not released
 
 
