@@ -24,6 +24,7 @@ from pathlib import Path
 from bench.ours import _cluster, _stop
 from bench.procs import PeakRSS, cpu_seconds
 from bench.spec import Sizes
+from common import keys
 
 ROOT = Path(__file__).resolve().parent.parent
 Runs = list[dict[str, float]]
@@ -161,7 +162,7 @@ def startup(reps: int, workdir: Path) -> Runs:
             process = subprocess.Popen([*_command("worker"), "--redis-url", server.url, "--name", name, "--quiet"],
                                        env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL)  # fmt: skip
             try:
-                while not client.sismember("rq:workers", f"rq:worker:{name}"):
+                while not client.sismember(keys.RQ_WORKERS, keys.rq_worker_key(name)):
                     if process.poll() is not None:
                         raise RuntimeError(f"worker exited {process.returncode} before it was ready")
                     if time.perf_counter() - started > 30:

@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 
+from common import keys
 from dispatcher.local import EmbeddedRedis, spawn, stop
 
 SETTLE = 15.0
@@ -72,7 +73,7 @@ class TopLevelCounter:
 
 def registered(client: redis.Redis) -> int:
     """Workers registered in RQ's worker set."""
-    return int(client.scard("rq:workers"))
+    return int(client.scard(keys.RQ_WORKERS))
 
 
 def measure(workers: int, window: float, settle: float = SETTLE, source: str | None = None) -> dict[str, Any]:

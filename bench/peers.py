@@ -18,6 +18,7 @@ import redis
 from bench import peer_tasks
 from bench.procs import PeakRSS
 from bench.spec import SLEEP, Sizes, efficiency, percentile
+from common import keys
 from dispatcher.local import EmbeddedRedis, spawn, stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +52,7 @@ def _rq(count: int) -> Iterator[tuple[Any, redis.Redis, list[int]]]:
 
     with EmbeddedRedis() as server, _processes(_rq_workers(server.url, count), server.url) as procs:
         client = redis.Redis.from_url(server.url, socket_timeout=120)
-        while client.scard("rq:workers") < count:
+        while client.scard(keys.RQ_WORKERS) < count:
             time.sleep(0.05)
         yield Queue("bench", connection=client, serializer=JSONSerializer), client, [p.pid for p in procs]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import redis
 
+from common import keys
 from dispatcher.local import EmbeddedRedis, spawn, stop
 
 SLOTS = {"serial": [], "threads": ["--threads", "4"], "async": ["--async-slots", "8"]}
@@ -43,7 +44,7 @@ def one_run(url: str, slots: str, env: dict[str, str], tmp: Path) -> dict[str, o
         for name in ("wa", "wb")
     ]  # fmt: skip
     try:
-        while client.scard("rq:workers") < 2:
+        while client.scard(keys.RQ_WORKERS) < 2:
             time.sleep(0.05)
         batch = tmp / "poison.txt"
         batch.write_text(lines(slots == "async"))

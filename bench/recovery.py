@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 
+from common import keys
 from dispatcher.local import EmbeddedRedis, spawn
 
 CHUNK = 40
@@ -63,7 +64,7 @@ class Trial:
         return process
 
     def registered(self, name: str) -> bool:
-        return bool(self.client.exists(f"rq:worker:{name}"))
+        return bool(self.client.exists(keys.rq_worker_key(name)))
 
     def submit(self) -> str:
         env = {**os.environ, "REDIS_URL": self.url}
@@ -74,8 +75,8 @@ class Trial:
         return f"{done.stdout.strip()}-0"
 
     def runner_of(self, job_id: str) -> tuple[str, str] | None:
-        name, started = self.client.hmget(f"rq:job:{job_id}", ["worker_name", "started_at"])  # type: ignore[misc]
-        status = self.client.hget(f"rq:job:{job_id}", "status")
+        name, started = self.client.hmget(keys.rq_job_key(job_id), ["worker_name", "started_at"])  # type: ignore[misc]
+        status = self.client.hget(keys.rq_job_key(job_id), "status")
         if status != b"started" or not name or not started:
             return None
         return name.decode(), started.decode()
@@ -128,7 +129,7 @@ def supervised(url: str, client: redis.Redis, index: int) -> dict[str, float]:
         time.sleep(1.0)
         job_id = trial.submit()
         first = _wait(lambda: trial.runner_of(job_id), 30, "a process to start the chunk")
-        pid = int(client.hget(f"rq:worker:{first[0]}", "dw_pid"))  # type: ignore[arg-type]
+        pid = int(client.hget(keys.rq_worker_key(first[0]), "dw_pid"))  # type: ignore[arg-type]
         return _measure(trial, job_id, first, lambda: os.kill(pid, signal.SIGKILL))
     finally:
         trial.end()
