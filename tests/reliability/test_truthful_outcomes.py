@@ -144,7 +144,8 @@ def test_the_lease_holds_while_the_output_is_blocked(
     assert dispatcher.stdout is not None
     # Its stdout pipe holds tens of KB nobody read (a pipe takes 64 KB, in page-sized pieces) while
     # about 400 KB are due: the dispatcher is blocked writing to it.
-    assert unread_bytes(dispatcher.stdout) >= 32_768
+    stdout = dispatcher.stdout
+    wait_until(lambda: unread_bytes(stdout) >= 32_768, 60, "the dispatcher's output to fill its pipe")
 
     out = (tmp_path / "reader.out").open("wb")
     reader = subprocess.Popen([sys.executable, "-m", "dispatcher", "results", batch_id, "--json", "--timeout", "120"],
