@@ -134,6 +134,8 @@ def test_removed_registration_is_restored_within_one_interval(
     monkeypatch.setenv("REDIS_URL", redis_url)
     start_worker("--name", "phoenix")
     key = keys.rq_worker_key("phoenix")
+    # Registered is not yet whole: RQ writes the worker's state just after its birth record.
+    wait_until(lambda: not registration_problems(real_client, "phoenix"), 30, "phoenix's whole registration")
     assert_alive(real_client, ["phoenix"], "started")
 
     def restored(how: str) -> None:
