@@ -26,9 +26,10 @@ from common.wire import TaskResult, TaskSpec
 from dispatcher.cancel import cancel_batch
 from dispatcher.chunking import LOOKAHEAD, auto_chunk_size, peek_total
 from dispatcher.lease import BatchRecord
+from dispatcher.lines import InputIdle
 from dispatcher.offered import NotOffered, OfferedFilter, OfferedTasks
 from dispatcher.outage import OutageGuard
-from dispatcher.reader import BadInput, Item
+from dispatcher.reader import BadInput, Item, LiveItem
 from dispatcher.status import live_capacity
 from dispatcher.submit import BatchSubmitter, new_batch_id
 from dispatcher.watch import BatchWatcher, ChunkSpan
@@ -77,7 +78,7 @@ class BatchSummary:
 def submit_batch(
     client: redis.Redis,
     settings: Settings,
-    items: Iterable[Item],
+    items: Iterable[LiveItem],
     options: SubmitOptions,
     sink: ResultSink,
     progress: Progress | None = None,
@@ -85,7 +86,7 @@ def submit_batch(
 ) -> BatchSummary:
     """Submit every item as a batch and (unless options.wait is False) deliver each result to `sink`."""
     screen: OfferedFilter | None = None
-    screened: Iterable[Item | NotOffered] = items
+    screened: Iterable[LiveItem | NotOffered] = items
     if options.check_tasks:
         offered = OfferedTasks(client, settings)
         offered.refresh()
@@ -96,7 +97,7 @@ def submit_batch(
     if options.chunk_size:
         chunk_size, stream = options.chunk_size, iter(screened)
     else:
-        total_hint, stream = peek_total(screened)  # type: ignore[assignment]
+        total_hint, stream = peek_total(screened, live=options.streaming)  # type: ignore[assignment]
         processes, slots = live_capacity(client, settings)
         chunk_size = auto_chunk_size(total_hint, processes, slots)
     if total_hint is not None and total_hint > settings.max_batch_tasks:
@@ -200,7 +201,7 @@ def _in_flight(exc: BaseException, settings: Settings, note: str) -> BaseExcepti
 def _submit_all(
     submitter: BatchSubmitter,
     watcher: BatchWatcher,
-    stream: Iterable[Item | NotOffered],
+    stream: Iterable[LiveItem | NotOffered],
     chunk_size: int,
     options: SubmitOptions,
     drain: Callable[[int | None], None],
@@ -212,6 +213,15 @@ def _submit_all(
     for item in stream:
         if submitter.tasks >= limit:
             raise LimitExceeded(f"batch has more than {limit} tasks (the limit); the rest was not submitted")
+        if isinstance(item, InputIdle):  # a live input waits for its producer: send what is read, deliver results
+            if chunk:
+                _send_chunk(submitter, watcher, chunk, options, drain)
+                chunk = []
+            else:
+                submitter.flush()
+                if options.wait:
+                    drain(None)
+            continue
         if not isinstance(item, TaskSpec):  # a malformed line or a task no live worker offers: its result
             submitter.add_bad(item.to_result())
             continue

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from common.routing import route_of
 from common.wire import TaskSpec
+from dispatcher.lines import InputIdle
 
 MAX_CHUNK_SIZE = 1000
 """Largest automatic chunk: big enough that RQ's per-job cost vanishes, small enough to spread work."""
@@ -47,13 +48,25 @@ def auto_chunk_size(total: int | None, processes: int, slots: int) -> int:
     return max(1, min(MAX_CHUNK_SIZE, max(per_process * waves, floor)))
 
 
-def peek_total(items: Iterable[object], limit: int = LOOKAHEAD) -> tuple[int | None, Iterator[object]]:
-    """Read up to `limit` items ahead: (their count if the input ended there, else None; all the items)."""
+def peek_total(
+    items: Iterable[object], limit: int = LOOKAHEAD, live: bool = False
+) -> tuple[int | None, Iterator[object]]:
+    """Read up to `limit` items ahead: (their count if the input ended there, else None; all the items).
+
+    On a `live` input, an INPUT_IDLE ends the look-ahead: the total is not known yet, and what the
+    producer sent so far must not wait for more."""
     iterator = iter(items)
-    head = list(itertools.islice(iterator, limit))
-    if len(head) < limit:
-        return len(head), iter(head)
-    return None, itertools.chain(head, iterator)
+    if not live:
+        head = list(itertools.islice(iterator, limit))
+        if len(head) < limit:
+            return len(head), iter(head)
+        return None, itertools.chain(head, iterator)
+    head = []
+    for item in iterator:
+        head.append(item)
+        if len(head) >= limit or isinstance(item, InputIdle):
+            return None, itertools.chain(head, iterator)
+    return len(head), iter(head)
 
 
 def cut_by_route(tasks: list[TaskSpec], size: int) -> Iterator[list[TaskSpec]]:

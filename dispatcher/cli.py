@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from dispatcher.batch import BatchSummary, SubmitOptions
     from dispatcher.offered import OfferedTasks
     from dispatcher.output import ProgressLine
-    from dispatcher.reader import Item
+    from dispatcher.reader import LiveItem
 
 # Only click is imported at start: `dispatcher --help` and usage errors need nothing else, and
 # redis, rq and the task catalogue are most of a command's start-up time. Each command imports
@@ -204,7 +204,7 @@ def submit(source: TextIO, fmt: str, strict: bool, chunk_size: int | None, resul
     options = SubmitOptions(chunk_size, not no_wait, timeout, source=source.name, streaming=streaming,
                             check_tasks=not no_check)  # fmt: skip
     offered = None if no_check else _offered(client, settings)
-    items = _items(source, fmt, strict, settings, offered)
+    items = _items(source, fmt, strict, settings, offered, live=streaming)
     summary = _run_and_report(client, settings, items, options, as_json, ordered, progress)
     sys.exit(_exit_code(summary))
 
@@ -423,12 +423,17 @@ def _offered(client: redis.Redis, settings: Settings) -> OfferedTasks:
     return offered
 
 
-def _items(source: TextIO, fmt: str, strict: bool, settings: Settings, offered: OfferedTasks | None) -> Iterator[Item]:
+def _items(source: TextIO, fmt: str, strict: bool, settings: Settings, offered: OfferedTasks | None,
+           live: bool = False) -> Iterator[LiveItem]:  # fmt: skip
+    """The tasks of SOURCE; from a `live` producer (stdin), with INPUT_IDLE markers while it waits."""
     from dispatcher.batch import refuse_bad_input
-    from dispatcher.reader import detect_format, read_stream
+    from dispatcher.lines import LIVE_INPUT_IDLE_SECONDS
+    from dispatcher.reader import detect_format, read_live_stream, read_stream
 
     kind = detect_format(getattr(source, "name", None), fmt)
     stream = source.buffer  # bytes: each line is decoded on its own
+    if not strict and live:
+        return read_live_stream(stream, kind, settings.max_arg_bytes, LIVE_INPUT_IDLE_SECONDS)
     if not strict:
         return read_stream(stream, kind, settings.max_arg_bytes)
     if stream.seekable():
@@ -447,7 +452,7 @@ def _progress(enabled: bool | None) -> ProgressLine | None:
     return ProgressLine() if show else None
 
 
-def _run_and_report(client: redis.Redis, settings: Settings, items: Iterator[Item], options: SubmitOptions,
+def _run_and_report(client: redis.Redis, settings: Settings, items: Iterator[LiveItem], options: SubmitOptions,
                     as_json: bool, ordered: bool, progress: bool | None,
                     reattachable: bool = True) -> BatchSummary:  # fmt: skip
     import json

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-import itertools
+import os
+import select
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -11,8 +12,25 @@ from typing import BinaryIO
 BLOCK_BYTES = 1 << 18
 """Bytes asked of the stream per read: big enough to split and decode many lines per call."""
 
+LIVE_INPUT_IDLE_SECONDS = 0.1
+"""How long a live input (stdin) may have nothing to read before what was read is sent and the
+results that came meanwhile are written."""
+
 LINE_ALLOWANCE_BYTES = 4096
 """Room on an input line beyond the argument limit, for the task name, an id and JSON keys."""
+
+
+class InputIdle:
+    """The marker a live input yields while it has nothing to read: its reader can deliver results and
+    send a partly filled chunk meanwhile, instead of holding them until the next line comes."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "INPUT_IDLE"
+
+
+INPUT_IDLE = InputIdle()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +50,22 @@ def max_line_bytes(max_arg_bytes: int) -> int:
     return max_arg_bytes + LINE_ALLOWANCE_BYTES
 
 
-def stream_blocks(stream: BinaryIO, max_bytes: int, block_size: int = BLOCK_BYTES) -> Iterator[list[Line]]:
+def stream_blocks(
+    stream: BinaryIO, max_bytes: int, block_size: int = BLOCK_BYTES, idle_after: float | None = None
+) -> Iterator[list[Line] | InputIdle]:
     """Every physical line of `stream`, blank ones included, in blocks of consecutive lines.
 
     Lines end at LF, CRLF or a lone CR. A line longer than `max_bytes` is counted, not kept: memory
-    stays within a few blocks and one line, whatever the input.
+    stays within a few blocks and one line, whatever the input. With `idle_after` (seconds), the
+    stream is read through its file descriptor and INPUT_IDLE is yielded each time it has had
+    nothing to read for that long (a pipe from a live producer); without it, no marker is yielded.
     """
-    read = getattr(stream, "read1", None) or stream.read  # read1: a pipe's lines are not held back
     splitter = _Splitter(max_bytes)
     carry = b""
-    for data in itertools.chain([_without_bom(read, block_size)], iter(functools.partial(read, block_size), b"")):
+    for data in _pieces(stream, block_size, idle_after):
+        if isinstance(data, InputIdle):
+            yield data
+            continue
         if carry:
             data, carry = carry + data, b""
         if not data:
@@ -56,6 +80,25 @@ def stream_blocks(stream: BinaryIO, max_bytes: int, block_size: int = BLOCK_BYTE
     last = splitter.end(carry == b"\r")
     if last:
         yield last
+
+
+def _pieces(stream: BinaryIO, block_size: int, idle_after: float | None) -> Iterator[bytes | InputIdle]:
+    """The stream's bytes as they are read; with `idle_after`, INPUT_IDLE while none come."""
+    if idle_after is None:
+        read = getattr(stream, "read1", None) or stream.read  # read1: a pipe's lines are not held back
+        yield _without_bom(read, block_size)
+        yield from iter(functools.partial(read, block_size), b"")
+        return
+    fd = stream.fileno()  # unbuffered: select() then sees every byte not yet taken
+    yield _without_bom(functools.partial(os.read, fd), block_size)  # nothing to deliver before a first line
+    while True:
+        if not select.select([fd], [], [], idle_after)[0]:
+            yield INPUT_IDLE
+            continue
+        data = os.read(fd, block_size)
+        if not data:
+            return
+        yield data
 
 
 def _without_bom(read: Callable[[int], bytes], block_size: int) -> bytes:

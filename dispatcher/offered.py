@@ -11,7 +11,7 @@ import redis
 from common.errors import TaskNotOffered
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
-from dispatcher.reader import Item
+from dispatcher.reader import LiveItem
 from dispatcher.status import live_workers
 
 REFRESH_SECONDS = 1.0
@@ -106,7 +106,7 @@ class OfferedFilter:
         """Each refused name, with how many tasks named it."""
         self._accepted: set[str] = set()
 
-    def __call__(self, items: Iterable[Item]) -> Iterator[Item | NotOffered]:
+    def __call__(self, items: Iterable[LiveItem]) -> Iterator[LiveItem | NotOffered]:
         accepted, offered = self._accepted, self.offered
         for item in items:
             if isinstance(item, TaskSpec) and item.task not in accepted:

@@ -8,12 +8,12 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 from common.catalogue import TASK_NAME_PATTERN
 from common.wire import MAX_NESTING_DEPTH, TaskResult, TaskSpec
 from dispatcher.linejson import loads_array, loads_line, size_over, too_deep
-from dispatcher.lines import BLOCK_BYTES, Line, check_line, max_line_bytes, stream_blocks
+from dispatcher.lines import BLOCK_BYTES, InputIdle, Line, check_line, max_line_bytes, stream_blocks
 
 Format = Literal["text", "jsonl"]
 InputFormat = Literal["text", "jsonl", "auto"]
@@ -41,6 +41,9 @@ class BadInput:
 
 Item = TaskSpec | BadInput
 
+LiveItem = Item | InputIdle
+"""What a live input yields: items, and INPUT_IDLE while it has nothing to read."""
+
 
 def detect_format(filename: str | None, explicit: str | None) -> InputFormat:
     """The input format: explicit if given, else from the file extension (.jsonl/.ndjson/.json), else
@@ -67,21 +70,31 @@ def read_stream(
     Any line, of any size or bytes, is one item, found in time linear in its length: a line too
     long for the argument limit is refused unparsed, and bytes that are not UTF-8 fail their line alone.
     """
-    return _read(stream_blocks(stream, max_line_bytes(max_arg_bytes), block_size), fmt, max_arg_bytes)
+    items = _read(stream_blocks(stream, max_line_bytes(max_arg_bytes), block_size), fmt, max_arg_bytes)
+    return cast(Iterator[Item], items)  # without idle_after, stream_blocks yields no INPUT_IDLE
+
+
+def read_live_stream(stream: BinaryIO, fmt: InputFormat, max_arg_bytes: int, idle_after: float) -> Iterator[LiveItem]:
+    """read_stream for a live producer (a pipe): also yields INPUT_IDLE while it has had nothing to read
+    for `idle_after` seconds, so that results keep flowing while the input waits."""
+    return _read(stream_blocks(stream, max_line_bytes(max_arg_bytes), idle_after=idle_after), fmt, max_arg_bytes)
 
 
 def read_tasks(lines: Iterable[str] | Iterable[bytes], fmt: InputFormat, max_arg_bytes: int) -> Iterator[Item]:
     """read_stream for lines given one by one (each element is one line, with or without its end)."""
     limit = max_line_bytes(max_arg_bytes)
-    return _read(([check_line(line, limit)] for line in lines), fmt, max_arg_bytes)
+    return cast(Iterator[Item], _read(([check_line(line, limit)] for line in lines), fmt, max_arg_bytes))
 
 
-def _read(blocks: Iterable[list[Line]], fmt: InputFormat, max_arg_bytes: int) -> Iterator[Item]:
+def _read(blocks: Iterable[list[Line] | InputIdle], fmt: InputFormat, max_arg_bytes: int) -> Iterator[LiveItem]:
     parse = _PARSERS.get(fmt)  # None until the first task line shows the format
     integer_line = None if fmt == "jsonl" else _INTEGER_LINE.fullmatch
     short = max_arg_bytes // 6  # integers and ASCII: a line this short cannot exceed the limit
     index = line_no = 0
     for block in blocks:
+        if isinstance(block, InputIdle):
+            yield block
+            continue
         if integer_line is not None and len(block) > 1 and (found := _integer_block(block, short)) is not None:
             name, rows = found
             yield from map(TaskSpec, range(index, index + len(rows)), itertools.repeat(name), rows)

@@ -135,6 +135,9 @@ class Procs:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes:
             stop(process, grace=10)
+            for pipe in (process.stdin, process.stdout, process.stderr):  # a failed test may leave them open
+                if pipe is not None:
+                    pipe.close()
 
 
 @pytest.fixture

@@ -454,3 +454,29 @@ def test_a_long_integer_line_in_a_block_is_still_size_checked() -> None:
     items = list(read_stream(io.BytesIO(data), "auto", 100))
     assert [type(i).__name__ for i in items] == ["TaskSpec", "BadInput", "TaskSpec"]
     assert isinstance(items[1], BadInput) and items[1].error_type == "LimitExceeded"
+
+
+def test_a_live_stream_says_when_it_waits() -> None:
+    from dispatcher.lines import INPUT_IDLE
+    from dispatcher.reader import read_live_stream
+
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb", buffering=0) as stream:
+        os.write(write_end, b"add 1 2\nadd 3")  # a whole line, then part of one
+        items = read_live_stream(stream, "text", LIMIT, idle_after=0.01)  # type: ignore[arg-type]
+        assert next(items) == TaskSpec(0, "add", [1, 2], {}, None)
+        assert next(items) is INPUT_IDLE  # the producer waits: nothing is held back
+        assert next(items) is INPUT_IDLE
+        os.write(write_end, b" 4\n")
+        os.close(write_end)
+        assert [item for item in items if item is not INPUT_IDLE] == [TaskSpec(1, "add", [3, 4], {}, None)]
+
+
+def test_the_look_ahead_of_a_live_input_ends_when_it_waits() -> None:
+    from dispatcher.chunking import peek_total
+    from dispatcher.lines import INPUT_IDLE
+
+    total, items = peek_total(iter(["a", "b", INPUT_IDLE, "c"]), limit=10, live=True)
+    assert total is None and list(items) == ["a", "b", INPUT_IDLE, "c"]
+    total, items = peek_total(iter(["a", "b"]), limit=10, live=True)
+    assert total == 2 and list(items) == ["a", "b"]
