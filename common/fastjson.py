@@ -23,6 +23,7 @@ LEGACY_RESULT_MARK = "n64"
 """The mark result entries carried before it was unified with ORJSON_MARK; still read, so entries
 written by workers of the previous version decode with orjson too (see docs/architecture.md)."""
 
+
 def dumps(value: Any) -> bytes | None:
     """orjson's compact JSON of `value`; None when orjson is missing or refuses it (an integer
     beyond 64 bits, a non-string key, a lone surrogate): the caller then writes plain JSON, unmarked."""
