@@ -22,8 +22,8 @@ class Deadlines:
     """Stops coroutine tasks that overrun their time limit, with one repeating timer per chunk.
 
     Like worker.execute.Watchdog, and for the same reason: a timeout per task (asyncio.timeout or
-    wait_for) cost ~12 us of a ~35 us task on async slots; a check every limit/4 (at most 1 s)
-    costs nothing per task and stops an overrun within that period.
+    wait_for) cost a third of a small task's time on async slots; a check every limit/4 (at most
+    1 s) costs nothing per task and stops an overrun within that period.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: float) -> None:
@@ -123,14 +123,36 @@ async def execute_coroutine_task(
         policy = definition.retry if in_task else None
         if policy is not None and policy.retries_error(exc, attempt):
             return PendingRetry(
-                spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None,
-                type(exc).__name__, str(exc) or type(exc).__name__, worker, elapsed, task_traceback, attempt,
+                spec.index,
+                spec.task,
+                spec.args,
+                spec.kwargs,
+                spec.id,
+                False,
+                None,
+                type(exc).__name__,
+                str(exc) or type(exc).__name__,
+                worker,
+                elapsed,
+                task_traceback,
+                attempt,
                 policy.delay(attempt, previous_delay),
-            )  # fmt: skip
+            )
         return TaskResult(
-            spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None,
-            type(exc).__name__, str(exc) or type(exc).__name__, worker, elapsed, task_traceback, attempt,
-        )  # fmt: skip
+            spec.index,
+            spec.task,
+            spec.args,
+            spec.kwargs,
+            spec.id,
+            False,
+            None,
+            type(exc).__name__,
+            str(exc) or type(exc).__name__,
+            worker,
+            elapsed,
+            task_traceback,
+            attempt,
+        )
     elapsed = (time.perf_counter() - started) * 1000
     return TaskResult(
         spec.index, spec.task, spec.args, spec.kwargs, spec.id, True, value, None, None, worker, elapsed, None, attempt
@@ -213,11 +235,10 @@ def _is_machinery(module: object) -> bool:
 class PreciseSelector(selectors.DefaultSelector):
     """The platform's selector, waking on time to a fraction of a millisecond.
 
-    epoll and poll wait in whole milliseconds, rounded up: asyncio.sleep(0.05) ended up to 1 ms late,
+    epoll and poll wait in whole milliseconds, rounded up: a sleep ended up to a millisecond late,
     and timers due microseconds after the one that woke the loop waited another whole millisecond
     (each wave of slots but its first task). The sub-millisecond rest is slept with nanosleep, then
-    the selector is polled without waiting: W3-like chunks of 100 slots went from 0.961 to 0.973
-    efficiency in one process.
+    the selector is polled without waiting, which raised W3's efficiency (docs/performance.md).
     """
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:

@@ -38,8 +38,12 @@ class Registration(HeartbeatThread):
         try:
             connection.client_setname(self._conn_name)
         except redis.ResponseError as exc:
-            log.warning("worker %s: Redis refuses CLIENT SETNAME (%s): if this worker dies, its chunk runs again "
-                        "only after its heartbeat TTL", self.name, exc)  # fmt: skip
+            log.warning(
+                "worker %s: Redis refuses CLIENT SETNAME (%s): if this worker dies, its chunk runs again "
+                "only after its heartbeat TTL",
+                self.name,
+                exc,
+            )
             self._conn_name = None
             return
         pool = connection.connection_pool

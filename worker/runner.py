@@ -87,8 +87,9 @@ class ChunkWorker(ResilientLoop, Registration):
 
     def __init__(self, runtime: Runtime, connection: redis.Redis, queue_names: list[str], **kwargs: Any) -> None:
         served = served_queues(queue_names, runtime.catalogue.names())  # a user task's chunks have a queue of their own
-        queues = [Queue(name, connection=connection, job_class=SafeJob, serializer=ChunkJobSerializer)
-                  for name in served]  # fmt: skip
+        queues = [
+            Queue(name, connection=connection, job_class=SafeJob, serializer=ChunkJobSerializer) for name in served
+        ]
         super().__init__(
             queues,
             name=runtime.name,
@@ -176,8 +177,8 @@ class ChunkWorker(ResilientLoop, Registration):
     def execute_job(self, job: Job, queue: Queue) -> None:
         """SimpleWorker.execute_job, with the heartbeat thread beating for this job while it runs.
 
-        One thread for the worker's life: starting a thread per job cost ~0.1 ms per chunk, which
-        is a sixth of a whole round trip at chunk size 1.
+        One thread for the worker's life: starting a thread per job was a large share of a whole
+        round trip at chunk size 1 (docs/performance.md).
         """
         if not job.origin:  # a planted hash without one: file its failure under the queue it came from
             job.origin = queue.name
