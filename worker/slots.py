@@ -16,7 +16,8 @@ from common.errors import UnknownTask
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
 from worker import running
-from worker.aio import AwaitedWork, Deadlines, execute_coroutine_task, new_event_loop
+from worker.aio import AwaitedWork, Deadlines, execute_coroutine_task
+from worker.eventloop import new_event_loop
 from worker.execute import PendingRetry, Watchdog, execute_task
 from worker.publish import ResultPublisher
 from worker.retrying import Backlog, Retry
