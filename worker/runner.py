@@ -198,13 +198,16 @@ class ChunkWorker(ResilientLoop, Registration):
         """Replaces BaseWorker.unsubscribe: the same, with the wait for RQ's pub/sub thread bounded.
         redis-py 8's PubSubWorkerThread.stop() joins the thread, which waits up to RQ's 60 s sleep
         for a subscription confirmation that a worker stopping right after it started may never
-        get: a burst worker, or one stopped just after it registered, hung that long."""
+        get: a burst worker, or one stopped just after it registered, hung that long. The pub/sub is
+        closed here only once the thread has ended: PubSub.reset() is not thread-safe, and two closes
+        at once raised AttributeError out of the worker's teardown."""
         thread = self.pubsub_thread
         if thread is not None and self.pubsub is not None:
             self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
             self.pubsub.unsubscribe()  # type: ignore[no-untyped-call]
             stop_pubsub_thread(thread, 1)
-            self.pubsub.close()
+            if not thread.is_alive():  # else its own loop closes the pub/sub as it ends: never both at once
+                self.pubsub.close()
 
     def teardown(self) -> None:
         """RQ's teardown, after stopping the heartbeat thread (kept through a Redis outage, after
