@@ -9,9 +9,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import pytest
+from tests.support import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -21,13 +21,6 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Skip locally; under CI=true a missing prerequisite is a failure, never a silent skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: this check must run)")
-    pytest.skip(reason)
-
-
 def tool(name: str) -> str:
     """A command-line tool from this virtualenv (the deploy-check extra), else from PATH."""
     beside = Path(sys.executable).parent / name
@@ -35,7 +28,7 @@ def tool(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        unavailable(f"{name} is not installed (pip install -e '.[deploy-check]')")
+        skip_or_fail(f"{name} is not installed (pip install -e '.[deploy-check]')")
     return found
 
 

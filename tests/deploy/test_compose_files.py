@@ -26,9 +26,9 @@ from tests.deploy.compose import (
     resolved_model,
     run_tool,
     tool,
-    unavailable,
     unescape,
 )
+from tests.support import skip_or_fail
 
 pytestmark = pytest.mark.deploy
 
@@ -195,7 +195,7 @@ def extra_scripts(extra: str) -> dict[str, click.Command]:
         try:
             dist = importlib.metadata.distribution(requirement.name)
         except importlib.metadata.PackageNotFoundError:
-            unavailable(f"{requirement.name} is not installed (pip install -e '.[deploy-check]')")
+            skip_or_fail(f"{requirement.name} is not installed (pip install -e '.[deploy-check]')")
         for entry in dist.entry_points:
             if entry.group != "console_scripts":
                 continue

@@ -5,7 +5,6 @@ workers and the dispatcher, which know only the Sentinels, carry on through the 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from tests.deploy.compose import HA_COMPOSE_FILE, resolved_model
 from tests.deploy.netns import ComposeNet, Replica, remove_stale_namespaces
 from tests.deploy.test_compose_netns import assert_healthy, example_tasks, expected_value, logs, redis_bin_dir
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.deploy, pytest.mark.netns, pytest.mark.timeout(600)]
 
@@ -50,14 +50,6 @@ def role(net: ComposeNet, server: Replica) -> str:
     return answer.stdout.split()[0] if answer.stdout.split() else ""
 
 
-def wait_for(condition: object, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def run_example(net: ComposeNet, dispatcher: Replica) -> None:
     """`docker compose run --rm dispatcher submit examples/tasks.txt --json`: every task right, once."""
     done = net.run(dispatcher, ["submit", "examples/tasks.txt", "--json", "--timeout", "180"])
@@ -86,7 +78,7 @@ def test_ha_compose_up_then_the_master_dies_and_work_goes_on(compose: ComposeNet
         views = [sentinel_view(compose, s) for s in sentinels]
         return all(v.get("num-slaves") == "1" and v.get("num-other-sentinels") == "2" for v in views)
 
-    wait_for(sentinels_ready, "three Sentinels that know the replica and each other")
+    wait_until(sentinels_ready, 120, "three Sentinels that know the replica and each other", interval=0.2)
     for worker in workers:
         compose.start(worker)
     for worker in workers:
@@ -98,9 +90,9 @@ def test_ha_compose_up_then_the_master_dies_and_work_goes_on(compose: ComposeNet
     assert master.process is not None
     master.process.kill()
     master.process.wait()
-    wait_for(lambda: role(compose, replica) == "master", "the replica's promotion")
+    wait_until(lambda: role(compose, replica) == "master", 120, "the replica's promotion", interval=0.2)
     compose.start(master)  # `restart: unless-stopped` brings the old master back, as a replica
-    wait_for(lambda: role(compose, master) == "slave", "the old master to rejoin as a replica")
+    wait_until(lambda: role(compose, master) == "slave", 120, "the old master to rejoin as a replica", interval=0.2)
     run_example(compose, dispatcher)
     for worker in workers:
         assert worker.process is not None and worker.process.poll() is None, logs(compose)

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,6 +19,7 @@ from common.errors import RemoteTaskError, RemoteTraceback, TaskNotOffered
 from dispatcher import RedisExecutor
 from tests import usertasks
 from tests.conftest import ROOT, WorkerFactory, run_cli
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -28,14 +28,12 @@ USER_ENV = {"PYTHONPATH": str(ROOT)}
 
 def wait_offered(client: redis.Redis, name: str, workers: int = 1, timeout: float = 30) -> None:
     """Until `workers` live workers advertise `name` (their advertisement follows RQ's registration)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def offered() -> bool:
         members = client.smembers(keys.RQ_WORKERS)
-        offered = [k for k in members if name in json.loads(client.hget(k, "dw_tasks") or b"[]")]
-        if len(offered) >= workers:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no worker advertised {name!r}")
+        return len([k for k in members if name in json.loads(client.hget(k, "dw_tasks") or b"[]")]) >= workers
+
+    wait_until(offered, timeout, f"{workers} worker(s) to advertise {name!r}")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import redis
 
 from common import keys
 from tests.conftest import ROOT, WorkerFactory, run_cli
-from tests.reliability.conftest import wait_until
+from tests.support import in_ci, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -107,7 +106,7 @@ def _get_json(url: str) -> Any:
 def test_rq_dashboard_through_dispatcher_dashboard(
     redis_url: str, real_client: redis.Redis, start_worker: WorkerFactory, tmp_path: Path
 ) -> None:
-    if os.environ.get("CI") != "true":
+    if not in_ci():
         pytest.importorskip("rq_dashboard", reason="rq-dashboard is not installed (pip install -e '.[monitoring]')")
     batch_id = submit(redis_url, "sleep 3\nadd 1 2\n", "--chunk-size", "1")
     start_worker("--name", "on-the-dashboard")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,15 +14,8 @@ import redis
 
 from common import keys
 from dispatcher.local import free_port, spawn, stop
-from tests.reliability.conftest import (
-    FAST_RECOVERY,
-    Procs,
-    RestartableRedis,
-    assert_exactly_once,
-    parse_json_results,
-    skip_or_fail,
-    wait_until,
-)
+from tests.reliability.conftest import FAST_RECOVERY, Procs, RestartableRedis, assert_exactly_once, parse_json_results
+from tests.support import skip_or_fail, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -130,16 +122,20 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     with (tmp_path / "redis-tls.log").open("wb") as log:
         process = spawn(argv, stdout=log, stderr=subprocess.STDOUT)
     client = redis.Redis(port=port, ssl=True, ssl_ca_certs=str(cert), socket_connect_timeout=1)
-    deadline = time.monotonic() + 15
-    while True:
+
+    def answers() -> bool:
         try:
-            client.ping()
-            break
+            return bool(client.ping())
         except redis.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop(process)
-                pytest.fail("TLS redis-server did not start: " + (tmp_path / "redis-tls.log").read_text()[-2000:])
-            time.sleep(0.05)
+            if process.poll() is not None:
+                pytest.fail("TLS redis-server exited: " + (tmp_path / "redis-tls.log").read_text()[-2000:])
+            return False
+
+    try:
+        wait_until(answers, 15, "the TLS redis-server to answer")
+    except BaseException:
+        stop(process)
+        raise
     client.close()
     yield port, cert
     stop(process)

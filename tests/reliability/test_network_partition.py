@@ -25,10 +25,9 @@ from tests.reliability.conftest import (
     current_job,
     live_worker_names,
     parse_json_results,
-    skip_or_fail,
-    wait_until,
     write_tasks,
 )
+from tests.support import skip_or_fail, wait_until
 
 pytestmark = pytest.mark.reliability
 

@@ -20,7 +20,8 @@ from rq.serializers import JSONSerializer
 
 from common import keys
 from common.jobs import InertJob
-from tests.reliability.conftest import FAST_RECOVERY, Procs, assert_exactly_once, parse_json_results, wait_until
+from tests.reliability.conftest import FAST_RECOVERY, Procs, assert_exactly_once, parse_json_results
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 

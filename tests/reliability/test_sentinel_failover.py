@@ -25,10 +25,10 @@ from tests.reliability.conftest import (
     assert_exactly_once,
     parse_json_results,
     record_figure,
-    wait_until,
     write_tasks,
 )
 from tests.reliability.sentinels import SentinelCluster
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 

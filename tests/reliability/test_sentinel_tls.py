@@ -12,8 +12,9 @@ import pytest
 import redis
 
 from dispatcher.local import free_port, spawn, stop
-from tests.reliability.conftest import FAST_RECOVERY, Procs, wait_until
+from tests.reliability.conftest import FAST_RECOVERY, Procs
 from tests.reliability.test_auth_tls import batch_roundtrip, make_certificate, tls_server_binary
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 

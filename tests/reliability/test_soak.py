@@ -21,7 +21,8 @@ import pytest
 import redis
 
 from common import keys
-from tests.reliability.conftest import FAST_RECOVERY, Procs, current_job, record_figure, wait_until, write_tasks
+from tests.reliability.conftest import FAST_RECOVERY, Procs, current_job, record_figure, write_tasks
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 

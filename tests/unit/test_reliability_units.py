@@ -92,9 +92,13 @@ def test_outage_guard_retries_then_gives_up_with_exit_3() -> None:
     assert "dispatcher results b1" in message and "hunter2" not in message and "redis://:***@db:6379/0" in message
 
 
+GOOD_META = {"kept": 1}
+"""The meta every test job is enqueued with: a broken field elsewhere must not lose it."""
+
+
 def _job_hash(fake_client: fakeredis.FakeRedis, **fields: object) -> InertJob:
     queue = Queue("tasks", connection=fake_client, serializer=JSONSerializer)
-    job = queue.enqueue("worker.chunk.run_chunk", {"v": 1}, job_id="j1")
+    job = queue.enqueue("worker.chunk.run_chunk", {"v": 1}, job_id="j1", meta=GOOD_META)
     if fields:
         fake_client.hset(job.key, mapping=fields)  # type: ignore[arg-type]
     return InertJob.fetch("j1", connection=fake_client, serializer=JSONSerializer)
@@ -109,12 +113,14 @@ def test_inert_job_loads_a_broken_hash_as_refused(fake_client: fakeredis.FakeRed
     job = _job_hash(fake_client, **fields)
     assert isinstance(job.func_name, str) and isinstance(job.args, (list, tuple)) and job.kwargs is not None
     assert job.refusal and "refused" in job.refusal  # data is read lazily, on first use
-    assert job.meta == {} or "meta" not in fields
+    # A pickled meta is dropped unread; any other broken field leaves the readable meta as it was.
+    assert job.meta == ({} if "meta" in fields else GOOD_META)
 
 
 def test_inert_job_loads_a_good_hash_unchanged(fake_client: fakeredis.FakeRedis) -> None:
     job = _job_hash(fake_client)
     assert job.refusal is None and job.func_name == "worker.chunk.run_chunk" and job.args == [{"v": 1}]
+    assert job.meta == GOOD_META
 
 
 def test_results_with_nan_arguments_still_encode() -> None:
