@@ -53,7 +53,9 @@ def test_watch_redraws_count_times_and_clears_only_a_terminal() -> None:
     watch(lambda: next(frames), out, interval=0.01, count=2)
     text = out.getvalue()
     assert text.count("workers: 1 live") == 2 and CLEAR not in text
-    assert "10" in text.splitlines()[-1] or "10" in text
+    first, second = (line.split() for line in text.splitlines() if line.strip().startswith("w1"))
+    assert first[4:6] == ["0", "-"]  # TASKS DONE, TASKS/S: no rate from one frame
+    assert second[4:6] == ["10", "10"]  # ten more tasks in one second
 
 
 def test_publisher_counts_tasks_done_in_the_worker_hash(fake_client: fakeredis.FakeRedis) -> None:
