@@ -34,8 +34,9 @@ def tool(name: str) -> str:
 
 def run_tool(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a checker in the repository root and capture its output."""
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env={**os.environ, **(env or {})}
+    )
 
 
 def resolved_model(
@@ -50,8 +51,15 @@ def resolved_model(
     for profile in profiles:
         argv += ["--profile", profile]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k not in _compose_vars(file)}
-    result = subprocess.run([*argv, "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120, check=False, env={**clean, **(env or {})})  # fmt: skip
+    result = subprocess.run(
+        [*argv, "config", "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**clean, **(env or {})},
+    )
     assert result.returncode == 0, result.stderr
     model: dict[str, Any] = json.loads(result.stdout)
     return model
@@ -129,8 +137,11 @@ def image_workdir() -> str:
 def built_from_our_dockerfile(service: dict[str, Any]) -> bool:
     """Whether a service runs the image this repository's Dockerfile builds."""
     build = service.get("build")
-    return bool(build) and Path(build["context"]).resolve() == ROOT and build.get("dockerfile", "Dockerfile") \
-        == "Dockerfile"  # fmt: skip
+    return (
+        bool(build)
+        and Path(build["context"]).resolve() == ROOT
+        and build.get("dockerfile", "Dockerfile") == "Dockerfile"
+    )
 
 
 def duration_seconds(text: str) -> float:

@@ -25,8 +25,12 @@ WORKERS = 2
 @pytest.fixture
 def compose(tmp_path: Path) -> Iterator[ComposeNet]:
     bin_dir = redis_bin_dir()
-    env = {"REDIS_PASSWORD": PASSWORD, "SENTINEL_PASSWORD": SENTINEL_PASSWORD, "SENTINEL_DOWN_AFTER_MS": "1000",
-           "DW_MIN_REPLICAS": "1"}  # fmt: skip
+    env = {
+        "REDIS_PASSWORD": PASSWORD,
+        "SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        "SENTINEL_DOWN_AFTER_MS": "1000",
+        "DW_MIN_REPLICAS": "1",
+    }
     model = resolved_model(env, profiles=(), file=HA_COMPOSE_FILE)
     remove_stale_namespaces()
     net = ComposeNet(model, tmp_path, bin_dir)
@@ -39,8 +43,11 @@ def compose(tmp_path: Path) -> Iterator[ComposeNet]:
 
 def sentinel_view(net: ComposeNet, sentinel: Replica) -> dict[str, str]:
     """`SENTINEL MASTER dwmaster` as one Sentinel answers it."""
-    answer = net.exec(sentinel, ["redis-cli", "-p", "26379", "--no-auth-warning", "-a", SENTINEL_PASSWORD,
-                                 "sentinel", "master", "dwmaster"], timeout=30)  # fmt: skip
+    answer = net.exec(
+        sentinel,
+        ["redis-cli", "-p", "26379", "--no-auth-warning", "-a", SENTINEL_PASSWORD, "sentinel", "master", "dwmaster"],
+        timeout=30,
+    )
     words = answer.stdout.split()
     return dict(zip(words[::2], words[1::2], strict=False))
 

@@ -178,8 +178,9 @@ def assert_each_task_once_and_correct(records: list[dict[str, Any]], tasks: list
 # --- the test ------------------------------------------------------------------------------------------
 
 
-def test_compose_up_scale_5_then_down_mid_batch_loses_nothing(compose: ComposeNet, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_compose_up_scale_5_then_down_mid_batch_loses_nothing(
+    compose: ComposeNet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     started = time.monotonic()
     redis = compose.add_replica("redis", 1)
     workers = [compose.add_replica("worker", i) for i in range(1, SCALE + 1)]

@@ -77,8 +77,9 @@ def test_wait_and_as_completed(redis_url: str, user_workers: Callable[[int], Non
         more = {executor.submit("usertasks.double", i): i for i in range(40, 60)}
         seen = {more[f]: f.result() for f in cf.as_completed(more, timeout=60)}
         assert seen == {i: 2 * i for i in range(40, 60)}
-        first_error = cf.wait([executor.submit(divide, 1, 0), executor.submit(add, 1, 1)],
-                              timeout=60, return_when=cf.FIRST_EXCEPTION)  # fmt: skip
+        first_error = cf.wait(
+            [executor.submit(divide, 1, 0), executor.submit(add, 1, 1)], timeout=60, return_when=cf.FIRST_EXCEPTION
+        )
         assert first_error.done
 
 
@@ -141,8 +142,9 @@ def _batch(redis_url: str, batch_id: str) -> dict[str, object]:
     return batches[batch_id]  # type: ignore[no-any-return]
 
 
-def test_refuses_a_task_no_live_worker_offers(redis_url: str, real_client: redis.Redis,
-                                              user_workers: Callable[[int], None]) -> None:  # fmt: skip
+def test_refuses_a_task_no_live_worker_offers(
+    redis_url: str, real_client: redis.Redis, user_workers: Callable[[int], None]
+) -> None:
     user_workers(1)
     with RedisExecutor(redis_url) as executor:
         with pytest.raises(TaskNotOffered) as info:
@@ -206,8 +208,15 @@ def test_a_script_that_never_shuts_down_still_finishes_its_batch(redis_url: str,
         "executor.submit('add', 1, 2)\n"
         "print(executor.batch_id)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, "REDIS_URL": redis_url}, cwd=ROOT)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "REDIS_URL": redis_url},
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     record = real_client.hgetall(f"dw:batch:{done.stdout.strip()}")
     assert record[b"state"] == b"submitted" and record[b"total"] == b"1"

@@ -71,8 +71,12 @@ def test_run_local_completes_a_batch_and_stops_everything(tmp_path: Path, subrea
 def test_ctrl_c_during_run_local_leaves_no_process_behind(tmp_path: Path, subreaper: set[int]) -> None:
     batch = tmp_path / "tasks.txt"
     batch.write_text("".join("sleep 0.05\n" for _ in range(400)))
-    process = subprocess.Popen([sys.executable, "-m", "dispatcher", "run", str(batch), "--local", "2", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", "run", str(batch), "--local", "2", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     process.stdout.readline()  # the batch is running: a first result arrived
     process.send_signal(signal.SIGINT)

@@ -28,8 +28,9 @@ class Touch:
         return os.system, (f"touch {self.path}",)
 
 
-def test_planted_jobs_never_run_and_the_worker_keeps_serving(redis_url: str, start_worker: WorkerFactory,
-                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_planted_jobs_never_run_and_the_worker_keeps_serving(
+    redis_url: str, start_worker: WorkerFactory, tmp_path: Path
+) -> None:
     marker = tmp_path / "pwned"
     client = redis.Redis.from_url(redis_url)
     pickled = Queue("tasks", connection=client)  # RQ's default serializer: pickle

@@ -37,10 +37,13 @@ def dashboard(redis_url: str) -> Iterator[Any]:
     web.Worker = saved_worker
 
 
-def test_dashboard_lists_our_queue_jobs_and_workers(dashboard: Any, redis_url: str, start_worker: WorkerFactory,
-                                                    real_client: redis.Redis) -> None:  # fmt: skip
-    queued = run_cli("submit", "-", "--no-wait", "--no-check", "--chunk-size", "2",
-                     stdin="sleep 3\nadd 1 2\nadd 3 4\nfib 10\n", env={"REDIS_URL": redis_url})  # fmt: skip
+def test_dashboard_lists_our_queue_jobs_and_workers(
+    dashboard: Any, redis_url: str, start_worker: WorkerFactory, real_client: redis.Redis
+) -> None:
+    lines = "sleep 3\nadd 1 2\nadd 3 4\nfib 10\n"
+    queued = run_cli(
+        "submit", "-", "--no-wait", "--no-check", "--chunk-size", "2", stdin=lines, env={"REDIS_URL": redis_url}
+    )
     assert queued.returncode == 0, queued.stderr
     batch_id = queued.stdout.strip()
 

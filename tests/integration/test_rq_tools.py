@@ -33,8 +33,9 @@ def rq(redis_url: str, *args: str) -> str:
 
 
 def submit(redis_url: str, lines: str, *options: str, queue: str = "tasks") -> str:
-    queued = run_cli("submit", "-", "--no-wait", "--no-check", *options, stdin=lines,
-                     env={"REDIS_URL": redis_url, "DW_QUEUE": queue})  # fmt: skip
+    queued = run_cli(
+        "submit", "-", "--no-wait", "--no-check", *options, stdin=lines, env={"REDIS_URL": redis_url, "DW_QUEUE": queue}
+    )
     assert queued.returncode == 0, queued.stderr
     return queued.stdout.strip()
 
@@ -112,11 +113,9 @@ def test_rq_dashboard_through_dispatcher_dashboard(
     start_worker("--name", "on-the-dashboard")
     port = _free_port()
     with (tmp_path / "dashboard.log").open("wb") as log:
-        dashboard = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", "dashboard", "--json", "--bind", "127.0.0.1", "--port", str(port),
-             "--redis-url", redis_url],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
+        options = ["--json", "--bind", "127.0.0.1", "--port", str(port), "--redis-url", redis_url]
+        argv = [sys.executable, "-m", "dispatcher", "dashboard", *options]
+        dashboard = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         base = f"http://127.0.0.1:{port}/0/data"
         workers = wait_until(lambda: _get_json(f"{base}/workers.json"), 60, "the dashboard to answer")

@@ -78,8 +78,14 @@ class Procs:
     logs: dict[int, Path] = field(default_factory=dict)
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
-        return {**os.environ, "REDIS_URL": self.url, "PYTHONUNBUFFERED": "1", "DW_TASK_MODULES": TASK_MODULE,
-                **self.env, **(extra or {})}  # fmt: skip
+        return {
+            **os.environ,
+            "REDIS_URL": self.url,
+            "PYTHONUNBUFFERED": "1",
+            "DW_TASK_MODULES": TASK_MODULE,
+            **self.env,
+            **(extra or {}),
+        }
 
     def worker(
         self, *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
@@ -98,8 +104,9 @@ class Procs:
         index = len(self.processes)
         out, err = self.tmp / f"dispatcher-{index}.out", self.tmp / f"dispatcher-{index}.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
-            process = spawn([sys.executable, "-m", "dispatcher", *args], env=self._env(env), stdout=stdout,
-                            stderr=stderr)  # fmt: skip
+            process = spawn(
+                [sys.executable, "-m", "dispatcher", *args], env=self._env(env), stdout=stdout, stderr=stderr
+            )
         self.processes.append(process)
         self.logs[process.pid] = err
         return process
@@ -108,8 +115,15 @@ class Procs:
         self, *args: str, env: dict[str, str] | None = None, input_text: str | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run `python -m dispatcher ARGS` to completion."""
-        return subprocess.run([sys.executable, "-m", "dispatcher", *args], env=self._env(env), input=input_text,
-                              capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "dispatcher", *args],
+            env=self._env(env),
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def output(self, process: subprocess.Popen[bytes]) -> str:
         return (self.tmp / f"dispatcher-{self.processes.index(process)}.out").read_text()

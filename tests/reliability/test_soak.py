@@ -44,8 +44,12 @@ def child_pids(pid: int) -> list[int]:
 
 def pick_victim(client: redis.Redis, workers: list[subprocess.Popen[bytes]], rng: random.Random) -> int:
     """Index of a worker to kill: one that is running a chunk if there is one (the harder case)."""
-    busy = [i for i, w in enumerate(workers) for child in child_pids(w.pid)
-            if current_job(client, f"{socket.gethostname()}-{child}")]  # fmt: skip
+    busy = [
+        i
+        for i, w in enumerate(workers)
+        for child in child_pids(w.pid)
+        if current_job(client, f"{socket.gethostname()}-{child}")
+    ]
     return rng.choice(busy) if busy else rng.randrange(len(workers))
 
 
@@ -98,8 +102,15 @@ def test_soak_kill_a_worker_every_two_seconds(
     published = sum(len(json.loads(f[b"r"])) for _id, f in real_client.xrange(f"dw:batch:{batch_id}:results"))
     lost = SOAK_TASKS - len(counts.keys() & set(range(SOAK_TASKS)))
     duplicated = sum(n - 1 for n in counts.values())
-    record_figure("soak", tasks=SOAK_TASKS, kills=kills, lost=lost, duplicated=duplicated, wrong=wrong,
-                  results_published_again=published - SOAK_TASKS,
-                  seconds=round(elapsed, 1))  # fmt: skip
+    record_figure(
+        "soak",
+        tasks=SOAK_TASKS,
+        kills=kills,
+        lost=lost,
+        duplicated=duplicated,
+        wrong=wrong,
+        results_published_again=published - SOAK_TASKS,
+        seconds=round(elapsed, 1),
+    )
     assert kills >= 1, "the batch ended before any kill: raise DW_SOAK_TASKS"
     assert (lost, duplicated, wrong) == (0, 0, 0)

@@ -33,8 +33,9 @@ def _submit(client: fakeredis.FakeRedis, settings: Settings, count: int, chunk_s
     return submit_batch(client, settings, items, SubmitOptions(chunk_size, wait=False), lambda r: None).batch_id
 
 
-def test_cancel_takes_queued_chunks_and_resolves_their_tasks(fake_client: fakeredis.FakeRedis,
-                                                             fake_settings: Settings) -> None:  # fmt: skip
+def test_cancel_takes_queued_chunks_and_resolves_their_tasks(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
     batch_id = _submit(fake_client, fake_settings, 10, 3)
     report = cancel_batch(fake_client, fake_settings, batch_id)
     assert report.cancelled_chunks == [0, 1, 2, 3] and report.left_chunks == 0
@@ -47,8 +48,9 @@ def test_cancel_takes_queued_chunks_and_resolves_their_tasks(fake_client: fakere
     assert cancel_batch(fake_client, fake_settings, batch_id).cancelled == []  # nothing left to cancel
 
 
-def test_a_worker_answers_a_cancelled_batch_without_running_it(fake_client: fakeredis.FakeRedis,
-                                                               fake_settings: Settings) -> None:  # fmt: skip
+def test_a_worker_answers_a_cancelled_batch_without_running_it(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
     batch_id = _submit(fake_client, fake_settings, 4, 2)
     fake_client.hset(keys.batch_key(batch_id), "cancelled", "1")  # the mark only: chunks stay queued
     runtime.configure(Runtime(fake_settings, default_catalogue, "w"))
@@ -104,11 +106,20 @@ def _job_hash(fake_client: fakeredis.FakeRedis, **fields: object) -> InertJob:
     return InertJob.fetch("j1", connection=fake_client, serializer=JSONSerializer)
 
 
-@pytest.mark.parametrize("fields", [
-    {"status": "bogus"}, {"timeout": "abc"}, {"created_at": "yesterday"}, {"retries_left": "x"},
-    {"data": zlib.compress(pickle.dumps(("os.system", None, ["true"], {})))}, {"data": b"\x78\x9c\x01"},
-    {"meta": pickle.dumps({"a": 1})}, {"result": pickle.dumps(1)}, {"failure_callback_name": "os.system"},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "bogus"},
+        {"timeout": "abc"},
+        {"created_at": "yesterday"},
+        {"retries_left": "x"},
+        {"data": zlib.compress(pickle.dumps(("os.system", None, ["true"], {})))},
+        {"data": b"\x78\x9c\x01"},
+        {"meta": pickle.dumps({"a": 1})},
+        {"result": pickle.dumps(1)},
+        {"failure_callback_name": "os.system"},
+    ],
+)
 def test_inert_job_loads_a_broken_hash_as_refused(fake_client: fakeredis.FakeRedis, fields: dict[str, object]) -> None:
     job = _job_hash(fake_client, **fields)
     assert isinstance(job.func_name, str) and isinstance(job.args, (list, tuple)) and job.kwargs is not None
