@@ -1,6 +1,6 @@
 """Guarantee 1, soak variant: a big batch while a worker is SIGKILLed every 2 s and replaced.
 
-DW_SOAK_TASKS sets the batch size (default 200,000: about 20 s on two cores).
+DW_SOAK_TASKS sets the batch size (default 200,000; how long that takes is in docs/reliability.md).
 """
 
 from __future__ import annotations
