@@ -36,6 +36,7 @@ def _outcome(parse: Any, line: str) -> str:
         return f"error: {exc}"
 
 
+# A table of inputs, several to a line: it reads at a glance, one per line it does not.
 WORDS = st.sampled_from([
     "0", "00", "-0", "-01", "7", "-42", "1.5", "1e3", "true", "null", "NaN", "-Infinity", "abc", "-", "--",
     "12345678901234567890", "x_y", "²", "٣", "-٣", "é", "'a b'", '"q r"', "\x0b",
@@ -49,6 +50,7 @@ def test_text_fast_path_parses_like_shlex(words: list[tuple[str, str]], name: st
     assert _outcome(lambda text: reader._parse_text(text, 0), line) == _outcome(_shlex_parse, line)
 
 
+# A table of inputs, several to a line: it reads at a glance, one per line it does not.
 INTEGER_WORDS = st.sampled_from(["0", "00", "-0", "-01", "7", "-42", "123456789012345678", "1234567890123456789",
                                  "-999999999999999999", "1e3", "1_0", "+5", "٣", "0x1"])  # fmt: skip
 PADDING = st.sampled_from(["", " ", "\t", "\n", " \r\n", "\x0b", "\xa0"])
@@ -76,17 +78,23 @@ def test_integer_line_fast_path_reads_like_the_general_parser(
 
 
 VALUES = st.one_of(
-    st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(), st.text(max_size=3),
-    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
-)  # fmt: skip
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+)
 
 
 def _full_check(name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     definition = default_catalogue.get(name)
     try:
         # the general path: what check_arguments does when the fast path does not apply
-        type(definition).check_arguments(definition.__class__(definition.name, definition.func,
-                                         definition.signature, definition.hints), args, kwargs)  # fmt: skip
+        type(definition).check_arguments(
+            definition.__class__(definition.name, definition.func, definition.signature, definition.hints), args, kwargs
+        )
     except InvalidArguments as exc:
         return str(exc)
     return "ok"
@@ -100,8 +108,11 @@ def _check(name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     return "ok"
 
 
-@given(st.sampled_from(["add", "divide", "sleep", "fib", "sha256", "echo"]), st.lists(VALUES, max_size=3),
-       st.dictionaries(st.sampled_from(["a", "b", "n"]), VALUES, max_size=1))  # fmt: skip
+@given(
+    st.sampled_from(["add", "divide", "sleep", "fib", "sha256", "echo"]),
+    st.lists(VALUES, max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b", "n"]), VALUES, max_size=1),
+)
 def test_argument_fast_path_agrees_with_full_check(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
     assert _check(name, args, kwargs) == _full_check(name, args, kwargs)
 
