@@ -1,0 +1,118 @@
+"""The click options both CLIs share, built from the table of settings (common.settings.SETTINGS).
+
+Each option takes its environment variable, default and help from the table, and click shows the
+default and the variable in `--help`. An option for a setting stores its value in the click
+context, where `settings_from_options` finds it, so that commands do not pass settings around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from common.settings import SETTINGS
+
+if TYPE_CHECKING:
+    from common.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+"""The context settings of every command of both CLIs."""
+
+_GIVEN = "settings"
+"""Where the options of settings keep their values in the click context's `meta`."""
+_REDIS_URL = "redis_url"
+"""Where the Redis URL in use is kept in `meta`, for error messages (common.cli_edge)."""
+
+TASK_MODULES_ENV = "DW_TASK_MODULES"
+"""Modules of user tasks, space-separated (not a field of Settings: only the processes that run
+tasks import them)."""
+
+
+def setting_option(
+    name: str,
+    *flags: str,
+    type: click.ParamType[Any] | None = None,
+    help: str | None = None,
+    dest: str | None = None,
+    multiple: bool = False,
+    metavar: str | None = None,
+) -> Callable[[F], F]:
+    """The option of setting `name` (flags default to --name-with-dashes); its environment variable,
+    default and help come from the table. With `dest`, the value is passed to the command under that
+    name; otherwise `settings_from_options` applies it."""
+    row = SETTINGS[name]
+    flags = flags or (f"--{name.replace('_', '-')}",)
+    exposed: dict[str, Any] = {} if dest is not None else {"expose_value": False, "callback": _remember}
+    return click.option(
+        *flags,
+        dest or name,
+        type=type,
+        envvar=row.env,
+        show_envvar=True,
+        default=(row.default,) if multiple else row.default,
+        show_default=True,
+        multiple=multiple,
+        metavar=metavar,
+        help=help or row.help,
+        **exposed,
+    )
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None and param.name is not None:
+        ctx.meta.setdefault(_GIVEN, {})[param.name] = value
+
+
+def given(name: str) -> Any:
+    """The value of setting `name` as the options gave it (None when the command has no such option)."""
+    return click.get_current_context().meta.get(_GIVEN, {}).get(name)
+
+
+def settings_from_options(**overrides: Any) -> Settings:
+    """Settings from the environment, the command's options and `overrides` (which win); remembers
+    the Redis URL for error messages."""
+    from common.settings import Settings
+
+    context = click.get_current_context()
+    settings = Settings.from_env(**{**context.meta.get(_GIVEN, {}), **overrides})
+    context.meta[_REDIS_URL] = settings.redis_url
+    return settings
+
+
+def redis_url_in_use() -> str:
+    """The Redis URL of the current command, once its settings are built ("" before, or outside click)."""
+    context = click.get_current_context(silent=True)
+    return "" if context is None else str(context.meta.get(_REDIS_URL, ""))
+
+
+def connection_options(*, many_queues: bool = False) -> Callable[[F], F]:
+    """--redis-url and --queue; with `many_queues` (the worker), --queue is repeatable and its
+    values are passed to the command as `queues`."""
+    if many_queues:
+        help = "Queue to serve; repeat for several, in priority order."
+        queue = setting_option("queue", "--queue", "-q", dest="queues", multiple=True, help=help)
+    else:
+        queue = setting_option("queue", "--queue", "-q")
+    url = setting_option("redis_url", "--redis-url")
+
+    def apply(func: F) -> F:
+        return url(queue(func))
+
+    return apply
+
+
+def task_modules_option(who_serves: str) -> Callable[[F], F]:
+    """--tasks MODULE (repeatable, or DW_TASK_MODULES): modules of @task functions, which `who_serves`
+    ("the worker serves")."""
+    return click.option(
+        "--tasks",
+        "task_modules",
+        multiple=True,
+        envvar=TASK_MODULES_ENV,
+        show_envvar=True,
+        help=f"Python module whose @task functions {who_serves}; repeatable (the variable: space-separated).",
+    )
