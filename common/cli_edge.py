@@ -16,13 +16,15 @@ from typing import Any
 
 import click
 
+# common.errors is imported when a command runs, not at start: `--help` needs none of it.
 from common.cli_options import redis_url_in_use
-from common.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, BatchInterrupted, DispatchError
 
 
 @contextlib.contextmanager
 def error_edge(prog: str) -> Iterator[None]:
     """Turn what escapes the block into `prog: message` on stderr and its exit code (SystemExit)."""
+    from common.errors import EXIT_INTERRUPTED, BatchInterrupted, DispatchError
+
     try:
         yield
     except BrokenPipeError:
@@ -76,4 +78,6 @@ def _end_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     with contextlib.suppress(OSError, ValueError):
         os.dup2(devnull, sys.stdout.fileno())
+    from common.errors import EXIT_BROKEN_PIPE
+
     sys.exit(EXIT_BROKEN_PIPE)

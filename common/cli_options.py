@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from common.settings import SETTINGS
+from common.settings_table import SETTINGS
 
 if TYPE_CHECKING:
     from common.settings import Settings

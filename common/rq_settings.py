@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from common.sentinel import is_sentinel_url, parse_sentinel_url
-from common.settings import SETTINGS
+from common.settings_table import SETTINGS
 
 
 def rq_settings(url: str, sentinel_password: str = "") -> dict[str, Any]:

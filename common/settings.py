@@ -1,9 +1,4 @@
-"""Settings shared by both sides: read from the environment, overridable by CLI options, frozen.
-
-The fields of `Settings` are the one table of settings: each names its environment variable, its
-default and its help, and both `Settings.from_env` and the CLIs' options (common.cli_options) are
-built from them.
-"""
+"""Settings shared by both sides: read from the environment, overridable by CLI options, frozen."""
 
 from __future__ import annotations
 
@@ -11,76 +6,43 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from common.errors import ConfigurationError
+from common.settings_table import DEFAULT_REDIS_URL, SETTINGS, Setting
 
-T = TypeVar("T")
-
-DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+__all__ = ["DEFAULT_REDIS_URL", "SETTINGS", "Setting", "Settings"]
 
 
-def _setting(env: str, default: T, help: str, *, shown: bool = True) -> T:
-    """A field of Settings: its environment variable, default and one-line help (the CLI's too).
-
-    `shown=False` keeps it out of repr (a password)."""
-    return dataclasses.field(default=default, repr=shown, metadata={"env": env, "help": help})
+def _default(name: str) -> Any:
+    return SETTINGS[name].default
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every connection setting and limit, in one immutable object."""
+    """Every connection setting and limit, in one immutable object.
 
-    redis_url: str = _setting(
-        "REDIS_URL",
-        DEFAULT_REDIS_URL,
-        "Redis URL (redis://, rediss:// for TLS, unix://, redis+sentinel:// for a master under Sentinel).",
-    )
-    sentinel_password: str = _setting(
-        "DW_SENTINEL_PASSWORD",
-        "",
-        "Password of the sentinels (a redis+sentinel URL's sentinel_password query parameter wins).",
-        shown=False,
-    )
-    min_replicas: int = _setting(
-        "DW_MIN_REPLICAS", 0, "Replicas that must confirm each enqueue and result write (Redis WAIT)."
-    )
-    min_replicas_timeout: float = _setting(
-        "DW_MIN_REPLICAS_TIMEOUT", 5.0, "Seconds a write waits for those replicas before it goes on with a warning."
-    )
-    queue: str = _setting("DW_QUEUE", "tasks", "RQ queue that chunks go to.")
-    result_ttl: int = _setting("DW_RESULT_TTL", 86_400, "Seconds a batch's results stay in Redis.")
-    task_timeout: float = _setting("DW_TASK_TIMEOUT", 60.0, "Seconds a task may run before it is stopped.")
-    heartbeat_interval: float = _setting("DW_HEARTBEAT_INTERVAL", 2.0, "Seconds between a busy worker's heartbeats.")
-    heartbeat_ttl: int = _setting(
-        "DW_HEARTBEAT_TTL", 10, "Seconds without a heartbeat after which a chunk counts as abandoned and runs again."
-    )
-    job_retries: int = _setting("DW_JOB_RETRIES", 3, "Times a chunk is re-run after its worker died or its job failed.")
-    crash_limit: int = _setting(
-        "DW_CRASH_LIMIT",
-        2,
-        "Deaths of a worker process while a task was running alone, after which that task fails with "
-        "WorkerDied instead of running again; judged by the worker that re-runs the chunk.",
-    )
-    max_arg_bytes: int = _setting("DW_MAX_ARG_BYTES", 1_000_000, "Largest JSON size of one task's arguments, in bytes.")
-    max_result_bytes: int = _setting(
-        "DW_MAX_RESULT_BYTES", 1_000_000, "Largest JSON size of one task's result; a larger one fails that task."
-    )
-    max_batch_tasks: int = _setting("DW_MAX_BATCH_TASKS", 10_000_000, "Most tasks in one batch.")
-    outage_grace: float = _setting(
-        "DW_OUTAGE_GRACE", 120.0, "Seconds a waiting dispatcher retries while Redis is unreachable, then exits 3."
-    )
-    wait_for_redis: float = _setting(
-        "DW_WAIT_FOR_REDIS",
-        30.0,
-        "At start, wait up to S seconds for an unreachable Redis, then exit 3; 0 fails at once.",
-    )
-    submitter_lease: int = _setting(
-        "DW_SUBMITTER_LEASE",
-        30,
-        "Seconds a submitting dispatcher's lease lives unless renewed; a reader that cannot check the "
-        "submitter's process (another host) waits this long before it calls a batch abandoned.",
-    )
+    A field for each row of the table of settings (common.settings_table: its variable, default and
+    help), in its order.
+    """
+
+    redis_url: str = _default("redis_url")
+    sentinel_password: str = dataclasses.field(default=_default("sentinel_password"), repr=False)
+    min_replicas: int = _default("min_replicas")
+    min_replicas_timeout: float = _default("min_replicas_timeout")
+    queue: str = _default("queue")
+    result_ttl: int = _default("result_ttl")
+    task_timeout: float = _default("task_timeout")
+    heartbeat_interval: float = _default("heartbeat_interval")
+    heartbeat_ttl: int = _default("heartbeat_ttl")
+    job_retries: int = _default("job_retries")
+    crash_limit: int = _default("crash_limit")
+    max_arg_bytes: int = _default("max_arg_bytes")
+    max_result_bytes: int = _default("max_result_bytes")
+    max_batch_tasks: int = _default("max_batch_tasks")
+    outage_grace: float = _default("outage_grace")
+    wait_for_redis: float = _default("wait_for_redis")
+    submitter_lease: int = _default("submitter_lease")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -133,28 +95,3 @@ class Settings:
         for name in not_negative:
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must not be negative, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One row of the table of settings, as the CLIs and `Settings.from_env` read it."""
-
-    name: str
-    env: str
-    default: Any
-    help: str
-    kind: type
-
-    def parse(self, raw: str) -> Any:
-        """The value of the environment variable's text; ConfigurationError if it is not one."""
-        try:
-            return self.kind(raw)
-        except ValueError:
-            raise ConfigurationError(f"{self.env}={raw!r} is not a valid {self.kind.__name__}") from None
-
-
-SETTINGS: dict[str, Setting] = {
-    field.name: Setting(field.name, field.metadata["env"], field.default, field.metadata["help"], type(field.default))
-    for field in dataclasses.fields(Settings)
-}
-"""The table of settings, by field name, read off the fields of Settings."""

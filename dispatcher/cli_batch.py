@@ -9,7 +9,6 @@ import click
 
 from common.cli_options import CONTEXT, connection_options, settings_from_options, task_modules_option
 from dispatcher.cli_options import limit_options, open_redis, output_options, submit_options
-from dispatcher.cli_report import exit_code, offered_tasks, progress_line, read_items, run_and_report, summarize
 
 
 @click.command(context_settings=CONTEXT)
@@ -48,6 +47,7 @@ def submit(
     --no-check enqueues every name (each waits for a worker that offers it).
     """
     from dispatcher.batch import SubmitOptions
+    from dispatcher.cli_report import exit_code, offered_tasks, read_items, run_and_report
 
     settings = settings_from_options()
     client = open_redis(settings)
@@ -72,6 +72,7 @@ def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, 
     summary says how many lines were never submitted, when that is known.
     """
     from dispatcher.batch import await_batch
+    from dispatcher.cli_report import exit_code, progress_line, summarize
     from dispatcher.output import ResultWriter
 
     settings = settings_from_options()
@@ -127,6 +128,7 @@ def run(
     The batch lives only as long as this command: interrupted or timed out, it ends here.
     """
     from dispatcher.batch import SubmitOptions
+    from dispatcher.cli_report import exit_code, offered_tasks, read_items, run_and_report
     from dispatcher.local import EmbeddedRedis, LocalWorkers, task_module_args, wait_for_workers
     from dispatcher.localrun import ended_with_local_redis
 

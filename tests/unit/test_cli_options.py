@@ -5,6 +5,7 @@ variable is named once in the code."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import click
 import pytest
 
 from common.cli_options import TASK_MODULES_ENV
-from common.settings import SETTINGS
+from common.settings import SETTINGS, Settings
 from dispatcher.cli import main as dispatcher_main
 from tests.clirunner import invoke
 from worker.cli import main as worker_main
@@ -108,3 +109,12 @@ def test_the_readme_lists_every_variable_with_its_default() -> None:
         default = line.split("|")[3].strip().strip("`")
         expected = row.default if isinstance(row.default, str) else float(default.replace(",", ""))
         assert default == expected or row.default == expected, (row.env, default)
+
+
+def test_settings_has_a_field_of_the_table_s_type_for_each_row_in_its_order() -> None:
+    fields = dataclasses.fields(Settings)
+    assert [field.name for field in fields] == list(SETTINGS)
+    for field in fields:
+        row = SETTINGS[field.name]
+        assert (field.type, field.default) == (row.kind.__name__, row.default), field.name
+    assert Settings.from_env({}) == Settings()
