@@ -1,7 +1,7 @@
 """The table of settings: each one's name, environment variable, default, help and type.
 
 `Settings` (common.settings) declares a field for each row and reads the variables through it; the
-options of both CLIs (common.cli_options) are built from it. It imports nothing at start, so that
+options of both CLIs (common.cli) are built from it. It imports nothing at start, so that
 `--help` can read it without paying for the rest.
 """
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import click
 
-from common.cli_edge import EdgeGroup
-from common.cli_options import CONTEXT
+from common.cli import CONTEXT, EdgeGroup
 from dispatcher.cli_admin import cancel, dashboard, demo, status
 from dispatcher.cli_batch import results, run, submit
 

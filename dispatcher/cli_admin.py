@@ -7,8 +7,7 @@ import sys
 
 import click
 
-from common.cli_options import CONTEXT, connection_options, settings_from_options
-from dispatcher.cli_options import open_redis
+from common.cli import CONTEXT, connection_options, settings_from_options
 
 
 @click.command(context_settings=CONTEXT)
@@ -31,6 +30,7 @@ def status(as_json: bool, watch: bool, interval: float, count: int | None) -> No
     """
     import json
 
+    from dispatcher.cli_report import open_redis
     from dispatcher.status import collect_status
     from dispatcher.statusview import render
     from dispatcher.statusview import watch as watch_status
@@ -60,6 +60,7 @@ def cancel(batch_id: str, as_json: bool) -> None:
     import json
 
     from dispatcher.cancel import cancel_batch
+    from dispatcher.cli_report import open_redis
 
     settings = settings_from_options()
     report = cancel_batch(open_redis(settings), settings, batch_id)

@@ -1,14 +1,71 @@
-"""The `dispatcher` commands that run a batch and print its results: submit, results, run."""
+"""The `dispatcher` commands that run a batch and print its results (submit, results, run), and their options."""
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO, TypeVar
 
 import click
 
-from common.cli_options import CONTEXT, connection_options, settings_from_options, task_modules_option
-from dispatcher.cli_options import limit_options, open_redis, output_options, submit_options
+from common.cli import CONTEXT, connection_options, setting_option, settings_from_options, task_modules_option
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _apply(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """Apply `options` so that --help lists them in the order given."""
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+output_options = _apply(
+    click.option("--json", "as_json", is_flag=True, help="One JSON object per task on stdout."),
+    click.option("--ordered", is_flag=True, help="Print in input order (default: as results arrive)."),
+    click.option("--timeout", type=click.FloatRange(min=0), help="Give up waiting after S seconds (exit 4)."),
+    click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Progress line on stderr [default: when stderr is a terminal].",
+    ),
+)
+"""Options of every command that prints task results."""
+
+submit_options = _apply(
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["auto", "text", "jsonl"]),
+        default="auto",
+        show_default=True,
+        help="Input format; auto: .jsonl/.ndjson/.json files, or input whose first task line starts with {, "
+        "are JSON lines.",
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        help="Refuse the whole batch (exit 2, nothing enqueued) if any line is malformed or names a task no "
+        "live worker offers; reads the input through first.",
+    ),
+    click.option(
+        "--chunk-size",
+        type=click.IntRange(1, 100_000),
+        help="Tasks per RQ job [default: automatic, from batch size and live workers].",
+    ),
+    setting_option("result_ttl", type=click.IntRange(1)),
+)
+"""Options of `submit` and `run`."""
+
+limit_options = _apply(
+    setting_option("max_arg_bytes", type=click.IntRange(1)),
+    setting_option("max_batch_tasks", type=click.IntRange(1)),
+)
+"""--max-arg-bytes and --max-batch-tasks (of `submit` and `run`)."""
 
 
 @click.command(context_settings=CONTEXT)
@@ -47,7 +104,7 @@ def submit(
     --no-check enqueues every name (each waits for a worker that offers it).
     """
     from dispatcher.batch import SubmitOptions
-    from dispatcher.cli_report import exit_code, offered_tasks, read_items, run_and_report
+    from dispatcher.cli_report import exit_code, offered_tasks, open_redis, read_items, run_and_report
 
     settings = settings_from_options()
     client = open_redis(settings)
@@ -72,7 +129,7 @@ def results(batch_id: str, as_json: bool, ordered: bool, timeout: float | None, 
     summary says how many lines were never submitted, when that is known.
     """
     from dispatcher.batch import await_batch
-    from dispatcher.cli_report import exit_code, progress_line, summarize
+    from dispatcher.cli_report import exit_code, open_redis, progress_line, summarize
     from dispatcher.output import ResultWriter
 
     settings = settings_from_options()
@@ -128,7 +185,7 @@ def run(
     The batch lives only as long as this command: interrupted or timed out, it ends here.
     """
     from dispatcher.batch import SubmitOptions
-    from dispatcher.cli_report import exit_code, offered_tasks, read_items, run_and_report
+    from dispatcher.cli_report import exit_code, offered_tasks, open_redis, read_items, run_and_report
     from dispatcher.local import EmbeddedRedis, LocalWorkers, task_module_args, wait_for_workers
     from dispatcher.localrun import ended_with_local_redis
 

@@ -1,4 +1,4 @@
-"""What the batch commands of `dispatcher` share: reading the input, running the batch, reporting it."""
+"""What the `dispatcher` commands do once they run: open Redis, read the input, run the batch, report it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from dispatcher.offered import OfferedTasks
     from dispatcher.output import ProgressLine
     from dispatcher.reader import LiveItem
+
+
+def open_redis(settings: Settings) -> redis.Redis:
+    """A client that has answered PING (so exit 3 comes before any work)."""
+    from common.connection import check_connection, connect
+
+    client = connect(settings)
+    check_connection(client, settings)
+    return client
 
 
 def offered_tasks(client: redis.Redis, settings: Settings) -> OfferedTasks:

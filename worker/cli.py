@@ -11,10 +11,11 @@ import warnings
 import click
 
 from common import default_catalogue
-from common.cli_edge import EdgeCommand, error_edge
-from common.cli_options import (
+from common.cli import (
     CONTEXT,
+    EdgeCommand,
     connection_options,
+    error_edge,
     given,
     setting_option,
     settings_from_options,

@@ -1,4 +1,4 @@
-"""The one error edge of both CLIs (common.cli_edge): each error becomes its message and exit code."""
+"""The one error edge of both CLIs (common.cli): each error becomes its message and exit code."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from common import errors
-from common.cli_edge import EdgeCommand, EdgeGroup
+from common.cli import EdgeCommand, EdgeGroup
 from common.errors import DispatchError
 from tests.clirunner import invoke
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
-from common.cli_options import TASK_MODULES_ENV
+from common.cli import TASK_MODULES_ENV
 from common.settings import SETTINGS, Settings
 from dispatcher.cli import main as dispatcher_main
 from tests.clirunner import invoke

@@ -178,7 +178,7 @@ def settings_of_submit(redis_of: list[str], monkeypatch: pytest.MonkeyPatch, tmp
         built.append(settings)
         raise ConfigurationError("stopped by the test")
 
-    monkeypatch.setattr("dispatcher.cli_batch.open_redis", stop_here)
+    monkeypatch.setattr("dispatcher.cli_report.open_redis", stop_here)
     source = batch_file(tmp_path, "add 1 2")
 
     def run(*args: str, **env: str) -> Settings:

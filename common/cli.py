@@ -1,13 +1,23 @@
-"""The click options both CLIs share, built from the table of settings (common.settings.SETTINGS).
+"""What both CLIs share: the options of settings, built from the table, and the one error edge.
 
-Each option takes its environment variable, default and help from the table, and click shows the
-default and the variable in `--help`. An option for a setting stores its value in the click
-context, where `settings_from_options` finds it, so that commands do not pass settings around.
+Each option of a setting takes its environment variable, default and help from the table
+(common.settings_table), and click shows the default and the variable in `--help`. Such an option
+stores its value in the click context, where `settings_from_options` finds it, so that commands do
+not pass settings around.
+
+Commands raise; they never choose an exit code for an error. At the edge (`EdgeGroup`, `EdgeCommand`,
+`error_edge`) a DispatchError becomes `PROG: message` on stderr and its `exit_code` (common.errors
+draws the tree), Ctrl-C exits 130, a closed stdout 141, and a Redis or network error that no layer
+below turned into a DispatchError is described (without its password) and exits as that description
+says. Anything else is a bug, and keeps its traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -25,7 +35,7 @@ CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_w
 _GIVEN = "settings"
 """Where the options of settings keep their values in the click context's `meta`."""
 _REDIS_URL = "redis_url"
-"""Where the Redis URL in use is kept in `meta`, for error messages (common.cli_edge)."""
+"""Where the Redis URL in use is kept in `meta`, for the messages of the error edge."""
 
 TASK_MODULES_ENV = "DW_TASK_MODULES"
 """Modules of user tasks, space-separated (not a field of Settings: only the processes that run
@@ -116,3 +126,69 @@ def task_modules_option(who_serves: str) -> Callable[[F], F]:
         show_envvar=True,
         help=f"Python module whose @task functions {who_serves}; repeatable (the variable: space-separated).",
     )
+
+
+# The error edge. common.errors is imported when a command runs, not at start: `--help` needs none of it.
+
+
+@contextlib.contextmanager
+def error_edge(prog: str) -> Iterator[None]:
+    """Turn what escapes the block into `prog: message` on stderr and its exit code (SystemExit)."""
+    from common.errors import EXIT_INTERRUPTED, BatchInterrupted, DispatchError
+
+    try:
+        yield
+    except BrokenPipeError:
+        _end_quietly()
+    except DispatchError as exc:
+        _fail(prog, str(exc), exc.exit_code)
+    except KeyboardInterrupt as exc:
+        _fail(prog, str(exc) if isinstance(exc, BatchInterrupted) else "interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:
+        if not (isinstance(exc, OSError) or _is_redis_error(exc)):
+            raise
+        from common.connection import describe_redis_error
+
+        error = describe_redis_error(redis_url_in_use(), exc)
+        _fail(prog, str(error), error.exit_code)
+
+
+class EdgeGroup(click.Group):
+    """A click group whose subcommands run inside the error edge (named after the group)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with error_edge(self.name or str(ctx.info_name)):
+            return super().invoke(ctx)
+
+
+class EdgeCommand(click.Command):
+    """A click command that runs inside the error edge (named after the command)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with error_edge(self.name or str(ctx.info_name)):
+            return super().invoke(ctx)
+
+
+def _is_redis_error(exc: Exception) -> bool:
+    """A redis-py error (redis is loaded once a command has used it; if it is not, this is none)."""
+    loaded = sys.modules.get("redis")
+    return loaded is not None and isinstance(exc, loaded.RedisError)
+
+
+def _fail(prog: str, message: str, code: int) -> None:
+    click.echo(f"{prog}: {message}", err=True)
+    sys.exit(code)
+
+
+def _end_quietly() -> None:
+    """The reader of stdout went away (`dispatcher ... | head`): stop without a word, as Unix tools do.
+
+    Python's documented recipe: point stdout at /dev/null, so that the flush at exit cannot raise
+    again. The exit code is a shell's for a tool killed by SIGPIPE.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
+    from common.errors import EXIT_BROKEN_PIPE
+
+    sys.exit(EXIT_BROKEN_PIPE)
