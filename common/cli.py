@@ -18,7 +18,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -128,25 +128,30 @@ def task_modules_option(who_serves: str) -> Callable[[F], F]:
     )
 
 
-# The error edge. common.errors is imported when a command runs, not at start: `--help` needs none of it.
+# The error edge. common.errors is imported once an error comes, not at start: `--help` needs none of it.
 
 
 @contextlib.contextmanager
 def error_edge(prog: str) -> Iterator[None]:
     """Turn what escapes the block into `prog: message` on stderr and its exit code (SystemExit)."""
-    from common.errors import EXIT_INTERRUPTED, BatchInterrupted, DispatchError
-
     try:
         yield
-    except BrokenPipeError:
+    except (Exception, KeyboardInterrupt) as exc:
+        _exit_for(prog, exc)
+        raise  # not ours to map: a bug, with its traceback
+
+
+def _exit_for(prog: str, exc: BaseException) -> None:
+    """Exit as `exc` says (SystemExit); return if it is not an error the edge maps."""
+    from common.errors import EXIT_INTERRUPTED, BatchInterrupted, DispatchError
+
+    if isinstance(exc, BrokenPipeError):
         _end_quietly()
-    except DispatchError as exc:
+    elif isinstance(exc, DispatchError):
         _fail(prog, str(exc), exc.exit_code)
-    except KeyboardInterrupt as exc:
+    elif isinstance(exc, KeyboardInterrupt):
         _fail(prog, str(exc) if isinstance(exc, BatchInterrupted) else "interrupted", EXIT_INTERRUPTED)
-    except Exception as exc:
-        if not (isinstance(exc, OSError) or _is_redis_error(exc)):
-            raise
+    elif isinstance(exc, OSError) or _is_redis_error(exc):
         from common.connection import describe_redis_error
 
         error = describe_redis_error(redis_url_in_use(), exc)
@@ -169,18 +174,18 @@ class EdgeCommand(click.Command):
             return super().invoke(ctx)
 
 
-def _is_redis_error(exc: Exception) -> bool:
+def _is_redis_error(exc: BaseException) -> bool:
     """A redis-py error (redis is loaded once a command has used it; if it is not, this is none)."""
     loaded = sys.modules.get("redis")
     return loaded is not None and isinstance(exc, loaded.RedisError)
 
 
-def _fail(prog: str, message: str, code: int) -> None:
+def _fail(prog: str, message: str, code: int) -> NoReturn:
     click.echo(f"{prog}: {message}", err=True)
     sys.exit(code)
 
 
-def _end_quietly() -> None:
+def _end_quietly() -> NoReturn:
     """The reader of stdout went away (`dispatcher ... | head`): stop without a word, as Unix tools do.
 
     Python's documented recipe: point stdout at /dev/null, so that the flush at exit cannot raise
