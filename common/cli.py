@@ -136,6 +136,8 @@ def error_edge(prog: str) -> Iterator[None]:
     """Turn what escapes the block into `prog: message` on stderr and its exit code (SystemExit)."""
     try:
         yield
+    except (click.exceptions.Exit, click.ClickException, click.Abort):
+        raise  # click's own (--help, usage errors): click ends them as it does everywhere
     except (Exception, KeyboardInterrupt) as exc:
         _exit_for(prog, exc)
         raise  # not ours to map: a bug, with its traceback
