@@ -27,13 +27,13 @@ from common.jobdata import ChunkJobSerializer
 from common.settings import Settings
 from worker import runtime as runtime_module
 from worker.deathnote import DeathNotes
+from worker.handback import hand_back_worker
 from worker.health import run_check
 from worker.job import SafeJob
 from worker.lifecycle import announce_start, await_redis, work_and_report
 from worker.runner import defer_stop_signals, worker_class
 from worker.runtime import Runtime, import_task_modules
 from worker.supervisor import Supervisor
-from worker.sweeper import hand_back_worker
 
 PROG = "worker"
 """The command's name, which starts its messages on stderr."""

@@ -314,7 +314,7 @@ def job_redis() -> Iterator[fakeredis.FakeRedis]:
     client = fakeredis.FakeRedis()
     runtime.configure(runtime.Runtime(FUZZ_SETTINGS, fuzz_catalogue, "fuzz"))
     yield client
-    runtime.configure(None)  # type: ignore[arg-type]
+    runtime.reset()
     client.close()
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from common import default_catalogue
 from common.catalogue import Catalogue
 from common.errors import InvalidArguments
+from common.fastjson import ORJSON_MARK
 from common.wire import TaskResult, decode_results, encode_results
 from dispatcher import reader
 from dispatcher.chunking import auto_chunk_size
@@ -130,7 +131,7 @@ def _entry(fields: dict[str, str]) -> dict[bytes, bytes]:
 def test_result_rows_round_trip_big_integers_exactly() -> None:
     big = TaskResult(1, "power", [2, 100], {}, "id", True, 2**100, None, None, "w", 0.25)
     fields = encode_results("w", 3, [big])
-    assert "n64" not in fields  # orjson cannot carry 2**100: readers must use json
+    assert ORJSON_MARK not in fields  # orjson cannot carry 2**100: readers must use json
     chunk, [result] = decode_results(_entry(fields))
     assert (chunk, result.value, result.id) == (3, 2**100, "id")
 
@@ -142,7 +143,7 @@ def test_a_nan_argument_echoed_back_does_not_break_the_entry() -> None:
     assert (result.ok, result.error_type) == (False, "LimitExceeded")
 
 
-def test_entries_without_the_n64_field_still_decode() -> None:
+def test_entries_without_the_orjson_mark_still_decode() -> None:
     rows = '[[4,null,"add",[2,2],{},1,4,0.01]]'
     _chunk, [result] = decode_results({b"v": b"1", b"w": b"old", b"c": b"0", b"r": rows.encode()})
     assert (result.index, result.value, result.worker) == (4, 4, "old")
@@ -159,17 +160,17 @@ def test_auto_chunk_size_spreads_slow_tasks_over_every_slot(total: int, processe
 
 @pytest.mark.parametrize("with_orjson", [True, False])
 def test_rows_decode_the_same_with_or_without_orjson(with_orjson: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from common import wire
+    from common import fastjson
 
     if not with_orjson:
-        monkeypatch.setattr(wire, "_orjson", None)
+        monkeypatch.setattr(fastjson, "_orjson", None)
     results = [
         TaskResult(0, "add", [1, 2], {}, None, True, 3, None, None, "w", 0.5),
         TaskResult(1, "echo", ["é", {"k": [1.5]}], {"a": 1}, "x", True, ["é"], None, None, "w", 0.25),
         TaskResult(2, "add", [math.inf, 1], {}, None, False, None, "LimitExceeded", "not finite", "w", 0.1),
     ]
     fields = encode_results("w", 5, results)
-    assert ("n64" in fields) is with_orjson
+    assert (ORJSON_MARK in fields) is with_orjson
     chunk, decoded = decode_results(_entry(fields))
     assert chunk == 5
     assert decoded[:2] == results[:2]

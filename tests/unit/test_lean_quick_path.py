@@ -24,6 +24,7 @@ from tests.conftest import builtin_catalogue
 from worker import lean
 from worker import runtime as runtime_module
 from worker.job import SafeJob
+from worker.lean_restore import JobFactory
 from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
@@ -156,7 +157,7 @@ def test_the_quick_restore_reads_a_hash_as_rqs_restore_does(
             fields[name] = zlib.compress(fields[name])
         else:
             fields[name] = value
-    quick = lean.JobFactory(SafeJob, fake_client, JSONSerializer).restore("h1-0", fields)
+    quick = JobFactory(SafeJob, fake_client, JSONSerializer).restore("h1-0", fields)
     reference = SafeJob("h1-0", connection=fake_client, serializer=JSONSerializer)
     reference.restore(fields)
     if b"created_at" not in fields:  # both take "now", a moment apart
