@@ -3,6 +3,7 @@ errors raised while serving, in this process and in a supervised one."""
 
 from __future__ import annotations
 
+import datetime
 import gc
 import signal
 import socket
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from rq.utils import utcformat
 
 from common import keys
 from common.errors import ConfigurationError, RedisUnavailable
@@ -144,3 +146,34 @@ def test_an_option_beats_its_variable_which_beats_the_default(
     assert getattr(settings_of_worker(**env), name) == from_env
     assert getattr(settings_of_worker(option, str(from_option), **env), name) == from_option
     assert getattr(settings_of_worker(option, str(from_option)), name) == from_option
+
+
+# `worker --check`, the health probe: its own exit codes (worker.health), through the same edge.
+
+
+def registered(client: redis.Redis, name: str, heartbeat_age: float) -> None:
+    """A worker of this host in RQ's registry, whose last heartbeat is `heartbeat_age` seconds old."""
+    beat = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=heartbeat_age)
+    fields = {
+        f"{keys.WORKER_FIELD_PREFIX}host": socket.gethostname(),
+        "state": "idle",
+        "last_heartbeat": utcformat(beat),
+    }
+    client.hset(keys.rq_worker_key(name), mapping=fields)
+    client.sadd(keys.RQ_WORKERS, keys.rq_worker_key(name))
+
+
+@pytest.mark.parametrize(
+    ("heartbeat_age", "code", "verdict"), [(None, 1, "unhealthy: "), (3600, 5, "unhealthy: "), (1, 0, "ok: ")]
+)
+def test_check(redis_url: str, real_client: redis.Redis, heartbeat_age: float | None, code: int, verdict: str) -> None:
+    if heartbeat_age is not None:
+        registered(real_client, "probed", heartbeat_age)
+    done = invoke(main, ["--check", "--redis-url", redis_url])
+    assert done.exit_code == code, done.output
+    assert done.stdout.startswith(verdict)
+
+
+def test_check_with_redis_unreachable() -> None:
+    done = invoke(main, ["--check", "--redis-url", "redis://127.0.0.1:1/0"])
+    assert done.exit_code == 3 and done.stderr.startswith("worker: ")
