@@ -215,12 +215,14 @@ _RULES: list[tuple[str, str, str]] = [
     ("common/jobdata.py", "", "enqueueing"),
     ("dispatcher/batch.py", "_submit_all", "reading"),
 ]
+_CLI = "dispatcher/cli"
+"""The dispatcher's command modules (cli.py, cli_*.py): a sample under them is the command's work."""
 _FRAME = re.compile(r"(?P<function>[^ ]+) \((?P<file>[^:]+):\d+\)")
 
 
 def _phase(stack: str) -> str:
     frames = stack.split(";")
-    if not any("(dispatcher/cli.py" in f or "dispatcher/cli.py:" in f for f in frames):
+    if not any(_CLI in f for f in frames):
         return "start-up and other"
     for frame in reversed(frames):
         match = _FRAME.match(frame.strip())
@@ -259,7 +261,7 @@ def cpu_split(sizes: Sizes, workdir: Path) -> Runs:
     samples: collections.Counter[str] = collections.Counter()
     for line in raw.read_text().splitlines():
         stack, _, number = line.rpartition(" ")
-        if "threading.py" in stack and "dispatcher/cli.py" not in stack:
+        if "threading.py" in stack and _CLI not in stack:
             continue  # the lease thread, blocked
         samples[_phase(stack)] += int(number)
     # py-spy slows what it samples: its samples give each phase's share, and a run without it the CPU.

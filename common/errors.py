@@ -1,6 +1,70 @@
-"""One error tree for the whole system; each branch carries the CLI exit code it maps to."""
+"""One error tree for the whole system: the errors that end a command carry its exit code.
+
+::
+
+    Exception
+    +-- DispatchError ............... ends a command; `exit_code` is what the CLI edge exits with
+    |   +-- ConfigurationError ...... 2  a setting or option has an invalid value
+    |   +-- InputError .............. 2  the batch input cannot be used as a whole
+    |   |   +-- TaskNotOffered ...... 2  no live worker offers a task (under --strict)
+    |   |   +-- LimitExceeded ....... 2  the batch is over --max-batch-tasks (also a TaskError)
+    |   |   +-- MalformedInput ...... 2  a line is not a task (also a TaskError)
+    |   +-- BatchNotFound ........... 2  no such batch (or its results expired)
+    |   +-- RedisUnavailable ........ 3  Redis unreachable or refused us
+    |   |   +-- RedisOutOfMemory .... 3  Redis is full (maxmemory, noeviction)
+    |   +-- WaitTimeout ............. 4  the wait timed out; the batch goes on
+    |   +-- BatchIncomplete ......... 5  the batch's input was not all submitted
+    +-- TaskError ................... one task's failed result, never an exit (its class name is
+    |   |                             the error type the result reports)
+    |   +-- UnknownTask, InvalidArguments, TaskTimeout, ChunkFailed, TaskLost, WorkerDied, Cancelled
+    |   +-- LimitExceeded, MalformedInput (above: as a task's result they are results, not exits)
+    |   +-- PayloadError
+    |   |   +-- RefusedJob
+    |   +-- RemoteTaskError ......... what the Python API's `Future.result()` raises for a failed task
+    +-- RemoteTraceback ............. a worker's traceback text, the `__cause__` of a RemoteTaskError
+    KeyboardInterrupt ............... 130 (the CLI edge), with its message when it is a BatchInterrupted
+    +-- BatchInterrupted
+
+The other exit codes are outcomes, not errors: 0 (every task succeeded), 1 (some tasks failed), 141
+(stdout was closed, as for any Unix tool killed by SIGPIPE).
+"""
 
 from __future__ import annotations
+
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_INCOMPLETE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REDIS",
+    "EXIT_TASKS_FAILED",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "BatchIncomplete",
+    "BatchInterrupted",
+    "BatchNotFound",
+    "Cancelled",
+    "ChunkFailed",
+    "ConfigurationError",
+    "DispatchError",
+    "InputError",
+    "InvalidArguments",
+    "LimitExceeded",
+    "MalformedInput",
+    "PayloadError",
+    "RedisOutOfMemory",
+    "RedisUnavailable",
+    "RefusedJob",
+    "RemoteTaskError",
+    "RemoteTraceback",
+    "TaskError",
+    "TaskLost",
+    "TaskNotOffered",
+    "TaskTimeout",
+    "UnknownTask",
+    "WaitTimeout",
+    "WorkerDied",
+]
 
 EXIT_OK = 0
 """Every task succeeded."""
@@ -21,7 +85,7 @@ EXIT_BROKEN_PIPE = 141
 
 
 class DispatchError(Exception):
-    """Base of every error this project raises on purpose."""
+    """Base of the errors that end a command: the CLI edge prints the message and exits `exit_code`."""
 
     exit_code: int = EXIT_USAGE
 
@@ -31,7 +95,7 @@ class ConfigurationError(DispatchError):
 
 
 class InputError(DispatchError):
-    """The batch input cannot be used (for example a malformed line under --strict)."""
+    """The batch input cannot be used as a whole (for example a malformed line under --strict)."""
 
 
 class RedisUnavailable(DispatchError):
@@ -64,8 +128,12 @@ class BatchNotFound(DispatchError):
     """No batch with this id exists (or its results have expired)."""
 
 
-class TaskError(DispatchError):
-    """Base of the errors that fail one task (never a worker or a batch).
+class TaskNotOffered(InputError):
+    """No live worker serves this task name, so nothing was enqueued (skip the check to queue anyway)."""
+
+
+class TaskError(Exception):
+    """Base of the errors that fail one task (never a worker or a batch, and never an exit code).
 
     Its class name is the error type reported in that task's result.
     """
@@ -79,16 +147,19 @@ class InvalidArguments(TaskError):
     """The arguments do not fit the task's signature or types."""
 
 
-class LimitExceeded(TaskError):
-    """An argument, a result or a batch is larger than its configured bound."""
+class LimitExceeded(TaskError, InputError):
+    """An argument, a result or a batch is larger than its configured bound.
+
+    Over one task's bound it is that task's result; over the batch's bound it refuses the input (exit 2).
+    """
 
 
 class TaskTimeout(TaskError):
     """The task ran longer than its time limit and was stopped."""
 
 
-class MalformedInput(TaskError):
-    """An input line could not be parsed into a task."""
+class MalformedInput(TaskError, InputError):
+    """An input line could not be parsed into a task: that line's result; the input's error under --strict."""
 
 
 class PayloadError(TaskError):
@@ -113,10 +184,6 @@ class WorkerDied(TaskError):
 
 class Cancelled(TaskError):
     """The batch was cancelled before this task ran."""
-
-
-class TaskNotOffered(DispatchError):
-    """No live worker serves this task name, so nothing was enqueued (skip the check to queue anyway)."""
 
 
 class RemoteTaskError(TaskError):

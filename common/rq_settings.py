@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from common.sentinel import is_sentinel_url, parse_sentinel_url
-from common.settings import DEFAULT_REDIS_URL
+from common.settings_table import SETTINGS
 
 
 def rq_settings(url: str, sentinel_password: str = "") -> dict[str, Any]:
@@ -35,6 +35,9 @@ def rq_settings(url: str, sentinel_password: str = "") -> dict[str, Any]:
     }
 
 
-globals().update(
-    rq_settings(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL, os.environ.get("DW_SENTINEL_PASSWORD", ""))
-)
+def _from_env() -> dict[str, Any]:
+    url, password = SETTINGS["redis_url"], SETTINGS["sentinel_password"]
+    return rq_settings(os.environ.get(url.env) or url.default, os.environ.get(password.env, ""))
+
+
+globals().update(_from_env())

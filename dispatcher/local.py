@@ -20,6 +20,7 @@ import redis
 
 from common import keys
 from common.errors import ConfigurationError
+from common.settings import SETTINGS
 
 STOP_GRACE_SECONDS = 10.0
 """How long a local process gets to stop after SIGTERM before it is killed."""
@@ -144,7 +145,7 @@ class LocalWorkers:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> LocalWorkers:
-        env = {**os.environ, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, SETTINGS["redis_url"].env: self.redis_url, "PYTHONUNBUFFERED": "1"}
         output = subprocess.DEVNULL if self.quiet else None
         for index in range(self.count):
             # Local workers belong to this command's output: their start and stop lines would be noise.

@@ -10,11 +10,21 @@ import warnings
 
 import click
 
-from common import Settings, default_catalogue
+from common import default_catalogue
+from common.cli import (
+    CONTEXT,
+    EdgeCommand,
+    connection_options,
+    error_edge,
+    given,
+    setting_option,
+    settings_from_options,
+    task_modules_option,
+)
 from common.connection import connect
-from common.errors import EXIT_INTERRUPTED, DispatchError
 from common.gctuning import tune_long_running_process
 from common.jobdata import ChunkJobSerializer
+from common.settings import Settings
 from worker import runtime as runtime_module
 from worker.deathnote import DeathNotes
 from worker.handback import hand_back_worker
@@ -25,22 +35,19 @@ from worker.runner import defer_stop_signals, worker_class
 from worker.runtime import Runtime, import_task_modules
 from worker.supervisor import Supervisor
 
+PROG = "worker"
+"""The command's name, which starts its messages on stderr."""
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--redis-url", envvar="REDIS_URL", help="Redis URL [env REDIS_URL; default redis://localhost:6379/0].")
-@click.option(
-    "--queue",
-    "-q",
-    "queues",
-    multiple=True,
-    envvar="DW_QUEUE",
-    help="Queue to serve; repeat for several, in priority order [env DW_QUEUE; default tasks].",
-)
+
+@click.command(PROG, cls=EdgeCommand, context_settings=CONTEXT)
+@connection_options(many_queues=True)
 @click.option(
     "--name",
     "-n",
     envvar="DW_WORKER_NAME",
-    help="Worker name (with --concurrency N, NAME-0 ... NAME-(N-1)) [default HOST-PID].",
+    show_envvar=True,
+    show_default="HOST-PID",
+    help="Worker name (with --concurrency N, NAME-0 ... NAME-(N-1)).",
 )
 @click.option("--burst", "-b", is_flag=True, help="Exit when the queues are empty.")
 @click.option(
@@ -50,7 +57,8 @@ from worker.supervisor import Supervisor
     default=1,
     show_default=True,
     envvar="DW_CONCURRENCY",
-    help="Worker processes on this host [env DW_CONCURRENCY].",
+    show_envvar=True,
+    help="Worker processes on this host.",
 )
 @click.option(
     "--threads",
@@ -59,7 +67,8 @@ from worker.supervisor import Supervisor
     default=1,
     show_default=True,
     envvar="DW_THREADS",
-    help="Task slots (threads) per process, for I/O-bound tasks [env DW_THREADS].",
+    show_envvar=True,
+    help="Task slots (threads) per process, for I/O-bound tasks.",
 )
 @click.option(
     "--async-slots",
@@ -68,43 +77,15 @@ from worker.supervisor import Supervisor
     default=0,
     show_default=True,
     envvar="DW_ASYNC_SLOTS",
+    show_envvar=True,
     help="Coroutine tasks (async def, and the built-in sleep) awaited at once per process on one event loop, "
-    "instead of a thread each; other tasks still run on --threads [env DW_ASYNC_SLOTS].",
+    "instead of a thread each; other tasks still run on --threads.",
 )
-@click.option(
-    "--tasks",
-    "task_modules",
-    multiple=True,
-    envvar="DW_TASK_MODULES",
-    help="Python module whose @task functions to serve; repeatable [env DW_TASK_MODULES, space-separated].",
-)
-@click.option(
-    "--task-timeout",
-    type=click.FloatRange(min=0.01),
-    envvar="DW_TASK_TIMEOUT",
-    help="Seconds a task may run before it is stopped [env DW_TASK_TIMEOUT; default 60].",
-)
-@click.option(
-    "--max-result-bytes",
-    type=click.IntRange(min=1),
-    envvar="DW_MAX_RESULT_BYTES",
-    help="Largest JSON size of one task's result; a larger one fails that task [env DW_MAX_RESULT_BYTES].",
-)
-@click.option(
-    "--crash-limit",
-    type=click.IntRange(min=1),
-    envvar="DW_CRASH_LIMIT",
-    help="Deaths of a worker process while a task was running alone, after which that task fails with "
-    "WorkerDied instead of running again; judged by the worker that re-runs the chunk "
-    "[env DW_CRASH_LIMIT; default 2].",
-)
-@click.option(
-    "--wait-for-redis",
-    type=click.FloatRange(min=0),
-    metavar="S",
-    help="At start, wait up to S seconds for an unreachable Redis, then exit 3; 0 fails at once "
-    "[env DW_WAIT_FOR_REDIS; default 30].",
-)
+@task_modules_option("the worker serves")
+@setting_option("task_timeout", type=click.FloatRange(min=0.01))
+@setting_option("max_result_bytes", type=click.IntRange(min=1))
+@setting_option("crash_limit", type=click.IntRange(min=1))
+@setting_option("wait_for_redis", type=click.FloatRange(min=0), metavar="S")
 @click.option("--log-tasks", is_flag=True, help="Print a line as each task is taken (the demo's log format).")
 @click.option("--verbose", "-v", count=True, help="More logging: -v for each chunk, -vv for Redis details.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors: no start and stop lines.")
@@ -115,7 +96,6 @@ from worker.supervisor import Supervisor
     "1 if none is registered, 5 if none has heartbeated lately, 3 if Redis is unreachable.",
 )
 def main(
-    redis_url: str | None,
     queues: tuple[str, ...],
     name: str | None,
     burst: bool,
@@ -123,10 +103,6 @@ def main(
     threads: int,
     async_slots: int,
     task_modules: tuple[str, ...],
-    task_timeout: float | None,
-    max_result_bytes: int | None,
-    crash_limit: int | None,
-    wait_for_redis: float | None,
     log_tasks: bool,
     verbose: int,
     quiet: bool,
@@ -142,10 +118,10 @@ def main(
     and when it stops (and why).
 
     Exit codes: 0 stopped cleanly, 1 stopped by an error (e.g. its name is taken by a live worker),
-    2 bad option or task module, 3 Redis unreachable or refused.
+    2 bad option or task module, 3 Redis unreachable or refused, 130 interrupted.
     """
     if check:
-        sys.exit(run_check(redis_url))
+        sys.exit(run_check(given("redis_url")))
     # RQ names its Redis client after the worker; names with spaces ("Worker 0") cannot be client
     # names, which only costs RQ its record of our IP address.
     warnings.filterwarnings("ignore", message="CLIENT SETNAME command not supported")
@@ -153,43 +129,31 @@ def main(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     if quiet:
         logging.getLogger("worker.lifecycle").setLevel(logging.WARNING)
-    try:
-        settings = Settings.from_env(
-            redis_url=redis_url,
-            task_timeout=task_timeout,
-            max_result_bytes=max_result_bytes,
-            crash_limit=crash_limit,
-            wait_for_redis=wait_for_redis,
-        )
-        queue_names = _queue_names(queues, settings)
-        for idle in import_task_modules([m for entry in task_modules for m in entry.replace(",", " ").split()]):
-            click.echo(f"worker: warning: task module {idle!r} registers no task", err=True)
-        await_redis(settings)
-    except DispatchError as exc:
-        click.echo(f"worker: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    settings = settings_from_options()
+    queue_names = _queue_names(queues, settings)
+    for idle in import_task_modules([m for entry in task_modules for m in entry.replace(",", " ").split()]):
+        click.echo(f"worker: warning: task module {idle!r} registers no task", err=True)
+    await_redis(settings)
 
     def serve(index: int) -> None:
-        defer_stop_signals()
-        worker_name = _worker_name(name, index, concurrency)
-        runtime = Runtime(settings, default_catalogue, worker_name, threads, log_tasks, async_slots)
-        runtime_module.configure(runtime)
-        runtime.pool()  # start the task threads now rather than during the first chunk
-        worker = worker_class()(runtime, connect(settings), queue_names)
-        if log_tasks:
-            click.echo(f"[{worker_name}] Started")
-        slots = f"{threads} thread slot(s), {async_slots} async slot(s)"
-        announce_start(worker_name, queue_names, len(default_catalogue.names()), settings, slots)
-        tune_long_running_process()  # see common/gctuning.py
-        code = work_and_report(worker, burst, logging.getLevelName(level))
+        with error_edge(PROG):  # in a supervised process, this is the edge the command's is not
+            defer_stop_signals()
+            worker_name = _worker_name(name, index, concurrency)
+            runtime = Runtime(settings, default_catalogue, worker_name, threads, log_tasks, async_slots)
+            runtime_module.configure(runtime)
+            runtime.pool()  # start the task threads now rather than during the first chunk
+            worker = worker_class()(runtime, connect(settings), queue_names)
+            if log_tasks:
+                click.echo(f"[{worker_name}] Started")
+            slots = f"{threads} thread slot(s), {async_slots} async slot(s)"
+            announce_start(worker_name, queue_names, len(default_catalogue.names()), settings, slots)
+            tune_long_running_process()  # see common/gctuning.py
+            code = work_and_report(worker, burst, logging.getLevelName(level))
         if code:
             sys.exit(code)
 
     if concurrency == 1 and burst:
-        try:
-            serve(0)
-        except KeyboardInterrupt:
-            sys.exit(EXIT_INTERRUPTED)
+        serve(0)
         return
 
     death_notes = DeathNotes(settings)
