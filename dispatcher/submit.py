@@ -80,10 +80,18 @@ class BatchSubmitter:
         ttl = self.settings.result_ttl
         pipe = self.client.pipeline(transaction=False)
         batch_key = keys.batch_key(self.batch_id)
-        pipe.hset(batch_key, mapping={
-            "state": "submitting", "created": f"{created:.3f}", "queue": self.settings.queue,
-            "chunk_size": self.chunk_size, "source": source[:200], "done": 0, "failed": 0,
-        })  # fmt: skip
+        pipe.hset(
+            batch_key,
+            mapping={
+                "state": "submitting",
+                "created": f"{created:.3f}",
+                "queue": self.settings.queue,
+                "chunk_size": self.chunk_size,
+                "source": source[:200],
+                "done": 0,
+                "failed": 0,
+            },
+        )
         pipe.expire(batch_key, ttl)
         pipe.set(keys.submitter_key(self.batch_id), holder(), ex=self.settings.submitter_lease)
         self._lease_renewed = time.monotonic()
