@@ -102,6 +102,26 @@ def group_pending(pending: Pending, size: int) -> Iterator[list[TaskSpec]]:
         yield from cut_by_route(specs, size)
 
 
+def order_by_route(pending: Pending) -> list[tuple[int, int]]:
+    """Renumber each run of pending submits within the run's own indices so that the tasks of one
+    route follow each other (a chunk holds one route and a contiguous index range; `group_pending`
+    cuts the run in index order). Returns (old index, new index) of each task renumbered."""
+    moves: list[tuple[int, int]] = []
+    for loose, run in itertools.groupby(pending, key=lambda entry: entry[0]):
+        if not loose:
+            continue
+        specs = [spec for _loose, group in run for spec in group]
+        routes = list(dict.fromkeys(route_of(spec.task) for spec in specs))
+        if len(routes) < 2:
+            continue
+        indices = sorted(spec.index for spec in specs)
+        order = sorted(specs, key=lambda spec: (routes.index(route_of(spec.task)), spec.index))
+        for spec, index in zip(order, indices, strict=True):
+            moves.append((spec.index, index))
+            spec.index = index
+    return moves
+
+
 @dataclass(slots=True)
 class ChunkSpan:
     """Where a chunk's tasks sit in the batch, and how many of them have a result."""

@@ -3,7 +3,6 @@ resolves their futures from a reader thread (one XREAD BLOCK on the batch's resu
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import socket
@@ -17,11 +16,10 @@ import redis
 from common import keys
 from common.connection import describe_redis_error
 from common.errors import LimitExceeded
-from common.routing import route_of
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
-from dispatcher.cancel import chunk_queues
-from dispatcher.chunking import ChunkSpan, Pending, group_pending
+from dispatcher.cancel import cancel_unstarted_chunks
+from dispatcher.chunking import ChunkSpan, Pending, group_pending, order_by_route
 from dispatcher.mapstream import ChunkResults, Target, fail_target, future_of, remote_error
 from dispatcher.submit import BatchSubmitter
 from dispatcher.watch import BLOCK_MS, BatchWatcher
@@ -151,23 +149,13 @@ class ExecutorBatch:
                 self._break(chunks, exc)
 
     def _group_submits_by_route(self, pending: Pending) -> None:
-        """Renumber each run of pending submits within the run's own indices so that the tasks of one
-        route follow each other (a chunk holds one route and a contiguous index range; `group_pending`
-        cuts the run in index order). Call with the lock held: nothing of them was sent, so only their
+        """Renumber pending submits so that the tasks of one route follow each other (see
+        chunking.order_by_route). Call with the lock held: nothing of them was sent, so only their
         futures know their indices."""
-        for loose, run in itertools.groupby(pending, key=lambda entry: entry[0]):
-            if not loose:
-                continue
-            specs = [spec for _loose, group in run for spec in group]
-            routes = list(dict.fromkeys(route_of(spec.task) for spec in specs))
-            if len(routes) < 2:
-                continue
-            indices = sorted(spec.index for spec in specs)
-            order = sorted(specs, key=lambda spec: (routes.index(route_of(spec.task)), spec.index))
-            targets = [self._futures.pop(spec.index) for spec in order]
-            for spec, index, target in zip(order, indices, targets, strict=True):
-                spec.index = index
-                self._futures[index] = target
+        moves = order_by_route(pending)
+        targets = [self._futures.pop(old) for old, _new in moves]
+        for (_old, new), target in zip(moves, targets, strict=True):
+            self._futures[new] = target
 
     def _open_batch(self) -> BatchSubmitter:
         if self._submitter is None:
@@ -258,13 +246,4 @@ class ExecutorBatch:
         """Take queued chunks whose futures are all cancelled off the queue; their tasks get Cancelled."""
         with self._lock:
             live = {index for index, target in self._futures.items() if not future_of(target).cancelled()}
-        queues = chunk_queues(self.client, self.batch_id, self.settings.queue, len(self._watcher.chunks))
-        fresh: list[TaskResult] = []
-        for chunk, span in enumerate(self._watcher.chunks):
-            if span.done >= span.size or any(i in live for i in range(span.first, span.last + 1)):
-                continue
-            job_id = keys.chunk_job_id(self.batch_id, chunk)
-            if self.client.lrem(keys.rq_queue_key(queues[chunk]), 0, job_id):
-                fresh.extend(self._watcher.resolve_chunk(chunk, "Cancelled", "cancelled before it ran"))
-                self.client.delete(keys.rq_job_key(job_id))
-        return fresh
+        return cancel_unstarted_chunks(self.client, self._watcher, self.settings.queue, live)
