@@ -123,13 +123,17 @@ def cli(sizes: Sizes, reps: int, workdir: Path, as_json: bool) -> Runs:
             pids, redis_pid = [p.pid for p in workers.processes], server.process.pid
             before = cpu_seconds(pids), cpu_seconds([redis_pid])
             stats = _cli_run(server.url, path, as_json, workdir, count)
-            runs.append({
-                "tasks_per_s": count / stats["seconds"], "seconds": stats["seconds"],
-                "dispatcher_cpu_us": stats["cpu"] / count * 1e6, "dispatcher_rss_mib": stats["rss_mib"],
-                "workers_cpu_us": (cpu_seconds(pids) - before[0]) / count * 1e6,
-                "redis_cpu_us": (cpu_seconds([redis_pid]) - before[1]) / count * 1e6,
-                "feed_ceiling": count / stats["cpu"],
-            })  # fmt: skip
+            runs.append(
+                {
+                    "tasks_per_s": count / stats["seconds"],
+                    "seconds": stats["seconds"],
+                    "dispatcher_cpu_us": stats["cpu"] / count * 1e6,
+                    "dispatcher_rss_mib": stats["rss_mib"],
+                    "workers_cpu_us": (cpu_seconds(pids) - before[0]) / count * 1e6,
+                    "redis_cpu_us": (cpu_seconds([redis_pid]) - before[1]) / count * 1e6,
+                    "feed_ceiling": count / stats["cpu"],
+                }
+            )
         finally:
             _stop(server, workers)
     return runs
@@ -145,8 +149,13 @@ def ppe(sizes: Sizes, reps: int, workdir: Path) -> Runs:
         stats = run_timed([sys.executable, "-m", "bench.ppe_script", str(path)], out, workdir / "ppe-err.txt")
         check_json(out, count)
         out.unlink()
-        runs.append({"tasks_per_s": count / stats["seconds"], "seconds": stats["seconds"],
-                     "dispatcher_rss_mib": stats["rss_mib"]})  # fmt: skip
+        runs.append(
+            {
+                "tasks_per_s": count / stats["seconds"],
+                "seconds": stats["seconds"],
+                "dispatcher_rss_mib": stats["rss_mib"],
+            }
+        )
     return runs
 
 
@@ -159,8 +168,12 @@ def startup(reps: int, workdir: Path) -> Runs:
             help_run = run_timed([*_command("dispatcher"), "--help"], workdir / "help.txt")
             name = f"bench-ready-{rep}"
             started = time.perf_counter()
-            process = subprocess.Popen([*_command("worker"), "--redis-url", server.url, "--name", name, "--quiet"],
-                                       env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL)  # fmt: skip
+            process = subprocess.Popen(
+                [*_command("worker"), "--redis-url", server.url, "--name", name, "--quiet"],
+                env=_env(),
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+            )
             try:
                 while not client.sismember(keys.RQ_WORKERS, keys.rq_worker_key(name)):
                     if process.poll() is not None:
@@ -233,8 +246,11 @@ def cpu_split(sizes: Sizes, workdir: Path) -> Runs:
         raw = workdir / "profile.txt"
         out = workdir / "cli-out.txt"
         argv = [*_command("dispatcher"), "submit", str(path), "--json", "--redis-url", server.url, "--no-progress"]
-        run_timed([spy, "record", "--nonblocking", "-r", str(_RATE), "-f", "raw", "-o", str(raw), "--", *argv], out,
-                  workdir / "spy-err.txt")  # fmt: skip
+        run_timed(
+            [spy, "record", "--nonblocking", "-r", str(_RATE), "-f", "raw", "-o", str(raw), "--", *argv],
+            out,
+            workdir / "spy-err.txt",
+        )
         lines = out.read_bytes().splitlines(keepends=True)
         out.write_bytes(b"".join(line for line in lines if line.startswith(b"{")))  # not py-spy's own notes
         check_json(out, count)
@@ -278,9 +294,15 @@ def feed(sizes: Sizes, reps: int, workdir: Path) -> Runs:
                 out.unlink()
             redis_us = (cpu_seconds([server.process.pid]) - redis_before) / (2 * count) * 1e6
             dispatcher_us = sum(u.ru_utime + u.ru_stime for u in usages) / (2 * count) * 1e6
-            runs.append({"tasks_per_s": 2 * count / elapsed, "dispatcher_cpu_us": dispatcher_us,
-                         "redis_cpu_us": redis_us, "one_ceiling": 1e6 / dispatcher_us,
-                         "two_ceiling": min(2e6 / dispatcher_us, 1e6 / redis_us)})  # fmt: skip
+            runs.append(
+                {
+                    "tasks_per_s": 2 * count / elapsed,
+                    "dispatcher_cpu_us": dispatcher_us,
+                    "redis_cpu_us": redis_us,
+                    "one_ceiling": 1e6 / dispatcher_us,
+                    "two_ceiling": min(2e6 / dispatcher_us, 1e6 / redis_us),
+                }
+            )
         finally:
             _stop(server, workers)
     return runs

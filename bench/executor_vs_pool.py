@@ -61,9 +61,10 @@ def main() -> None:
             f"ProcessPoolExecutor({workers}).map", n, lambda: list(pool.map(operator.add, range(n), range(n)))
         )
         pool_chunked = timed(
-            f"ProcessPoolExecutor({workers}).map, chunksize=1000", n,
+            f"ProcessPoolExecutor({workers}).map, chunksize=1000",
+            n,
             lambda: list(pool.map(operator.add, range(n), range(n), chunksize=1000)),
-        )  # fmt: skip
+        )
     print(f"RedisExecutor / ProcessPoolExecutor (default chunksize=1): x{redis_rate / pool_rate:.2f}")
     print(f"RedisExecutor / ProcessPoolExecutor (chunksize=1000):      x{redis_rate / pool_chunked:.2f}")
 

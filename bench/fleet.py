@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=30.0, help="seconds of idle measured per size")
     parser.add_argument("--settle", type=float, default=SETTLE, help="seconds between registration and window")
     parser.add_argument("--json", action="store_true", help="one JSON object per size")
-    parser.add_argument("--source", help="run the workers from this source tree (e.g. an export of another "
-                        "revision), to compare")  # fmt: skip
+    parser.add_argument(
+        "--source", help="run the workers from this source tree (e.g. an export of another revision), to compare"
+    )
     options = parser.parse_args(argv)
     sizes = [int(part) for part in options.workers.split(",") if part]
     if not options.json:
@@ -134,9 +135,11 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(row), flush=True)
             continue
         top = ", ".join(f"{name} {rate}" for name, rate in list(row["by_command_per_s"].items())[:6])
-        print(f"{size:>5} {row['registered_s']:>13} {row['commands_per_s']:>8} {row['per_worker_per_s']:>13} "
-              f"{row['top_level_per_worker_per_s']:>12}  {top}",
-              flush=True)  # fmt: skip
+        print(
+            f"{size:>5} {row['registered_s']:>13} {row['commands_per_s']:>8} {row['per_worker_per_s']:>13} "
+            f"{row['top_level_per_worker_per_s']:>12}  {top}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ def _processes(argvs: list[list[str]], url: str) -> Iterator[list[subprocess.Pop
 
 
 def _rq_workers(url: str, count: int) -> list[list[str]]:
-    return [[str(BIN / "rq"), "worker", "--url", url, "--worker-class", "rq.worker.SimpleWorker",
-             "--serializer", "rq.serializers.JSONSerializer", "--quiet", "bench"] for _ in range(count)]  # fmt: skip
+    options = ["--worker-class", "rq.worker.SimpleWorker", "--serializer", "rq.serializers.JSONSerializer"]
+    return [[str(BIN / "rq"), "worker", "--url", url, *options, "--quiet", "bench"] for _ in range(count)]
 
 
 @contextmanager
@@ -88,8 +88,11 @@ def rq_w1(sizes: Sizes, reps: int) -> Runs:
 
 def rq_w2(sizes: Sizes, reps: int) -> Runs:
     with _rq(1) as (queue, _client, _pids):
-        return _latency(lambda i: queue.enqueue(peer_tasks.add, i, i, result_ttl=600).latest_result(timeout=60)
-                        .return_value, sizes.w2, reps)  # fmt: skip
+        return _latency(
+            lambda i: queue.enqueue(peer_tasks.add, i, i, result_ttl=600).latest_result(timeout=60).return_value,
+            sizes.w2,
+            reps,
+        )
 
 
 def rq_w3(tasks: int, slots: int, reps: int) -> Runs:

@@ -39,10 +39,14 @@ def one_run(url: str, slots: str, env: dict[str, str], tmp: Path) -> dict[str, o
     client = redis.Redis.from_url(url)
     client.flushall()
     workers = [
-        spawn([sys.executable, "-m", "worker", "--name", name, "--quiet", *SLOTS[slots]], env=env,
-              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spawn(
+            [sys.executable, "-m", "worker", "--name", name, "--quiet", *SLOTS[slots]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for name in ("wa", "wb")
-    ]  # fmt: skip
+    ]
     try:
         while client.scard(keys.RQ_WORKERS) < 2:
             time.sleep(0.05)
@@ -51,8 +55,12 @@ def one_run(url: str, slots: str, env: dict[str, str], tmp: Path) -> dict[str, o
         out = tmp / "out.jsonl"
         started = time.monotonic()
         with out.open("wb") as stdout:
-            dispatcher = spawn([sys.executable, "-m", "dispatcher", "submit", str(batch), "--json"], env=env,
-                               stdout=stdout, stderr=subprocess.DEVNULL)  # fmt: skip
+            dispatcher = spawn(
+                [sys.executable, "-m", "dispatcher", "submit", str(batch), "--json"],
+                env=env,
+                stdout=stdout,
+                stderr=subprocess.DEVNULL,
+            )
             while not client.keys("dw:death:*") and dispatcher.poll() is None:
                 time.sleep(0.01)
             crashed = time.monotonic()

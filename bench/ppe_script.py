@@ -21,8 +21,15 @@ def main(path: str) -> None:
     with concurrent.futures.ProcessPoolExecutor(2) as pool:
         values = pool.map(peer_tasks.add, [c[1] for c in calls], [c[2] for c in calls], chunksize=500)
         for index, (call, value) in enumerate(zip(calls, values, strict=True)):
-            record = {"index": index, "id": None, "task": call[0], "args": [call[1], call[2]], "ok": True,
-                      "result": value, "error": None}  # fmt: skip
+            record = {
+                "index": index,
+                "id": None,
+                "task": call[0],
+                "args": [call[1], call[2]],
+                "ok": True,
+                "result": value,
+                "error": None,
+            }
             out.write(json.dumps(record) + "\n")
 
 

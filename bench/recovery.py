@@ -69,9 +69,9 @@ class Trial:
     def submit(self) -> str:
         env = {**os.environ, "REDIS_URL": self.url}
         lines = "".join("sleep 0.25\n" for _ in range(CHUNK))
-        done = subprocess.run([sys.executable, "-m", "dispatcher", "submit", "-", "--no-wait", "--queue", self.queue,
-                               "--chunk-size", str(CHUNK), "--format", "text"], input=lines, env=env,
-                              capture_output=True, text=True, check=True)  # fmt: skip
+        options = ["--no-wait", "--queue", self.queue, "--chunk-size", str(CHUNK), "--format", "text"]
+        argv = [sys.executable, "-m", "dispatcher", "submit", "-", *options]
+        done = subprocess.run(argv, input=lines, env=env, capture_output=True, text=True, check=True)
         return f"{done.stdout.strip()}-0"
 
     def runner_of(self, job_id: str) -> tuple[str, str] | None:
@@ -151,8 +151,11 @@ def main(argv: list[str] | None = None) -> None:
         report: dict[str, Any] = {}
         for kind, run in (("plain", plain), ("supervised", supervised)):
             rows = [run(server.url, client, index) for index in range(options.kills)]
-            report[kind] = {"rerun_s": summary(rows, "rerun_s"), "first_result_s": summary(rows, "first_result_s"),
-                            "trials": rows}  # fmt: skip
+            report[kind] = {
+                "rerun_s": summary(rows, "rerun_s"),
+                "first_result_s": summary(rows, "first_result_s"),
+                "trials": rows,
+            }
     finally:
         client.close()
         server.stop()
@@ -161,8 +164,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"{'kill':<11} {'re-run p50':>10} {'max':>6} {'1st result p50':>15} {'max':>6}  ({options.kills} kills each)")
     for kind, row in report.items():
-        print(f"{kind:<11} {row['rerun_s']['p50']:>10} {row['rerun_s']['max']:>6} "
-              f"{row['first_result_s']['p50']:>15} {row['first_result_s']['max']:>6}")  # fmt: skip
+        print(
+            f"{kind:<11} {row['rerun_s']['p50']:>10} {row['rerun_s']['max']:>6} "
+            f"{row['first_result_s']['p50']:>15} {row['first_result_s']['max']:>6}"
+        )
 
 
 if __name__ == "__main__":

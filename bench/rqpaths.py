@@ -82,8 +82,9 @@ def _child(python: str, fast: bool, round_trips: int, jobs: int) -> dict[str, ob
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.rqpaths", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.rqpaths", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     default = [sys.executable] + [str(p) for p in [ROOT / ".venv-rq2" / "bin" / "python"] if p.exists()]
     parser.add_argument("--python", action="append", help="an interpreter with another RQ (repeatable)")
     parser.add_argument("--round-trips", type=int, default=1000, help="W2 round trips per path (default 1000)")
@@ -98,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     print("| RQ | path | W2 p50 ms | W2 p99 ms | worker CPU per chunk job, us |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['rq']} | {row['path']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-              f"{row['cpu_us_per_job']:.0f} |")  # fmt: skip
+        print(
+            f"| {row['rq']} | {row['path']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_us_per_job']:.0f} |"
+        )
     for own, fast in zip(rows[::2], rows[1::2], strict=True):
         latency = float(own["p50_ms"]) / float(fast["p50_ms"])  # type: ignore[arg-type]
         cpu = float(own["cpu_us_per_job"]) / float(fast["cpu_us_per_job"])  # type: ignore[arg-type]

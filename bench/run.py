@@ -89,7 +89,7 @@ def plan(
         ("ppe", "W2"): lambda: peers.ppe_w2(sizes, reps),
         ("ppe", "W3"): lambda: peers.ppe_w3(sizes.w3_tasks, sizes.w3_slots, reps),
         ("ppe", "W4"): lambda: peers.ppe_w4(sizes, reps, workdir),
-    }  # fmt: skip
+    }
     if importlib.util.find_spec("huey") is None:
         print("huey skipped: not installed (pip install -e '.[bench]')", file=sys.stderr)
         peer_jobs = {key: job for key, job in peer_jobs.items() if key[0] != "huey"}
@@ -152,8 +152,14 @@ def main(argv: list[str] | None = None) -> None:
                     results[system][workload] = {"error": f"{type(exc).__name__}: {exc}"}
                 print(f"  {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     print(render(results, systems, workloads, sizes, reps, args.w3_mode))
-    document = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), "reps": reps,
-                "sizes": sizes.__dict__, "w3_mode": args.w3_mode, "results": results}  # fmt: skip
+    document = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "reps": reps,
+        "sizes": sizes.__dict__,
+        "w3_mode": args.w3_mode,
+        "results": results,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nJSON: {args.json}", file=sys.stderr)
@@ -163,8 +169,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-def render(results: dict[str, dict[str, Any]], systems: list[str], workloads: list[str], sizes: Sizes,
-           reps: int, w3_mode: str = "async") -> str:  # fmt: skip
+def render(
+    results: dict[str, dict[str, Any]],
+    systems: list[str],
+    workloads: list[str],
+    sizes: Sizes,
+    reps: int,
+    w3_mode: str = "async",
+) -> str:
     """One Markdown table: medians per system and our ratio to each peer (>1 means ours is better)."""
     peers = [s for s in systems if s != "ours"]
     header = ["metric", *systems, *(f"ours vs {p}" for p in peers)]
@@ -187,8 +199,10 @@ def render(results: dict[str, dict[str, Any]], systems: list[str], workloads: li
             else:
                 cells.append("")
         lines.append("| " + " | ".join(cells) + " |")
-    note = (f"\nmedians of {reps} run(s); W1 RQ ran {sizes.w1_rq:,} tasks, W2 {sizes.w2} round trips, "
-            f"W4 {sizes.w4:,} tasks, C1-C5 {sizes.cli:,} lines; ratio > 1 means ours is better.")  # fmt: skip
+    note = (
+        f"\nmedians of {reps} run(s); W1 RQ ran {sizes.w1_rq:,} tasks, W2 {sizes.w2} round trips, "
+        f"W4 {sizes.w4:,} tasks, C1-C5 {sizes.cli:,} lines; ratio > 1 means ours is better."
+    )
     return "\n".join(lines) + note
 
 
@@ -204,5 +218,9 @@ def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import os
 
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "load_avg": os.getloadavg()}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_avg": os.getloadavg(),
+    }

@@ -25,7 +25,8 @@ class Sizes:
 
 
 QUICK = Sizes(w1_rq=2_000, w2=100, w4=200_000, cli=100_000)
-"""--quick: RQ's W1 and W2 shortened (RQ runs ~750 tasks/s), W4 at 200k tasks, the CLI at 100k lines."""
+"""--quick: RQ's W1 and W2 shortened (RQ's rate, in docs/performance.md, would make them take minutes),
+W4 at 200k tasks, the CLI at 100k lines."""
 
 
 def percentile(values: list[float], pct: float) -> float:

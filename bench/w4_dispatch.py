@@ -29,13 +29,24 @@ def main(url: str, path: str) -> None:
 
     started, cpu_started = time.perf_counter(), time.process_time()
     with open(path, encoding="utf-8") as source:
-        summary = submit_batch(client, settings, read_tasks(source, "text", settings.max_arg_bytes),
-                               SubmitOptions(source=path), sink)  # fmt: skip
+        summary = submit_batch(
+            client, settings, read_tasks(source, "text", settings.max_arg_bytes), SubmitOptions(source=path), sink
+        )
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tasks_per_s": count / elapsed, "seconds": elapsed, "tasks": count, "wrong": bad,
-                      "chunk_size": summary.chunk_size, "dispatcher_rss_mib": rss_mib,
-                      "dispatcher_cpu_us": cpu / max(count, 1) * 1e6}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "tasks_per_s": count / elapsed,
+                "seconds": elapsed,
+                "tasks": count,
+                "wrong": bad,
+                "chunk_size": summary.chunk_size,
+                "dispatcher_rss_mib": rss_mib,
+                "dispatcher_cpu_us": cpu / max(count, 1) * 1e6,
+            }
+        )
+    )
     if bad or count != summary.total:
         sys.exit(1)
 

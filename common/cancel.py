@@ -13,5 +13,6 @@ CANCEL_REASON = "the batch was cancelled before this task ran"
 
 def cancelled_result(spec: TaskSpec, worker: str) -> TaskResult:
     """The result of a task that never ran because its batch was cancelled."""
-    return TaskResult(spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None, "Cancelled",
-                      CANCEL_REASON, worker, 0.0)  # fmt: skip
+    return TaskResult(
+        spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None, "Cancelled", CANCEL_REASON, worker, 0.0
+    )

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
 import inspect
 import math
 import re
-import threading
-import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from common.errors import ConfigurationError, InvalidArguments, UnknownTask
+from common.argcheck import check_arguments, fast_types
+from common.coroutines import run_to_completion
+from common.errors import ConfigurationError, UnknownTask
 from common.retry import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, Jitter, RetryPolicy, normalize_retry_on
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,7 +32,7 @@ class TaskDefinition:
     hints: dict[str, Any]
     fast_types: tuple[frozenset[type], ...] | None = None
     """Per positional parameter, the exact argument types that certainly pass its hint (JSON values
-    have exact types); None when the signature needs the full check. Saves ~5 us of bind() per task."""
+    have exact types); None when the signature needs the full check (Signature.bind, far slower)."""
     min_args: int = 0
     coroutine: Callable[..., Awaitable[Any]] | None = None
     """The task's `async def` form, which a worker with async slots awaits on its event loop; `func`
@@ -58,23 +56,7 @@ class TaskDefinition:
                     break
             else:
                 return
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise InvalidArguments(f"{self.name}{_render_signature(self.signature)}: {exc}") from None
-        for name, value in bound.arguments.items():
-            parameter = self.signature.parameters[name]
-            hint = self.hints.get(name)
-            if hint is None:
-                continue
-            values = value if parameter.kind is inspect.Parameter.VAR_POSITIONAL else (value,)
-            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                values = tuple(value.values())
-            for item in values:
-                if not _matches(item, hint):
-                    raise InvalidArguments(
-                        f"{self.name}: argument {name!r} must be {_describe(hint)}, got {_describe_value(item)}"
-                    )
+        check_arguments(self.name, self.signature, self.hints, args, kwargs)
 
 
 class Catalogue:
@@ -116,14 +98,14 @@ class Catalogue:
                 hints = {}
             hints.pop("return", None)
             signature = inspect.signature(target)
-            fast_types, min_args = _fast_types(signature, hints)
+            fast, min_args = fast_types(signature, hints)
             func: Callable[..., Any] = target
             coroutine = None
             if inspect.iscoroutinefunction(target):
                 func, coroutine = run_to_completion(target), target
             self._tasks[task_name] = TaskDefinition(
-                task_name, func, signature, hints, fast_types, min_args, coroutine, retry, timeout
-            )  # fmt: skip
+                task_name, func, signature, hints, fast, min_args, coroutine, retry, timeout
+            )
             self.retrying = self.retrying or retry is not None
             return target
 
@@ -256,113 +238,6 @@ def task(
     return decorate if func is None else decorate(func)
 
 
-class _ThreadLoop:
-    """An event loop owned by one thread, closed when the thread ends."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-
-    def __del__(self) -> None:
-        self.loop.close()
-
-
-_loops = threading.local()
-
-
-def run_to_completion(coroutine: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """A plain function that runs `coroutine` to its end, on an event loop kept per thread (a new loop
-    per call would cost far more than a small task): how coroutine tasks run outside async slots."""
-
-    @functools.wraps(coroutine)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        owner: _ThreadLoop | None = getattr(_loops, "owner", None)
-        if owner is None:
-            owner = _loops.owner = _ThreadLoop()
-        loop = owner.loop
-        future = asyncio.ensure_future(coroutine(*args, **kwargs), loop=loop)
-        try:
-            return loop.run_until_complete(future)
-        except BaseException:
-            # Stopped from outside (the per-task watchdog's alarm, a shutdown): end the coroutine too,
-            # so it never resumes inside a later task.
-            if not future.done():
-                future.cancel()
-                loop.run_until_complete(asyncio.wait([future]))
-            raise
-
-    return run
-
-
-_JSON_TYPES = (int, float, str, bool, type(None), list, dict)
-
-
-def _fast_types(signature: inspect.Signature, hints: dict[str, Any]) -> tuple[tuple[frozenset[type], ...] | None, int]:
-    """For a signature of plain positional parameters: the JSON types each accepts, and the required count."""
-    allowed: list[frozenset[type]] = []
-    required = 0
-    for parameter in signature.parameters.values():
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is not parameter.empty:
-            continue
-        if parameter.kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
-            return None, 0
-        hint = hints.get(parameter.name)
-        if _depends_on_value(hint):
-            return None, 0
-        allowed.append(frozenset(t for t in _JSON_TYPES if hint is None or _matches(_SAMPLES[t], hint)))
-        if parameter.default is parameter.empty:
-            required = len(allowed)
-    return tuple(allowed), required
-
-
-def _depends_on_value(hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin is typing.Literal:
-        return True
-    return (origin is typing.Union or origin is types.UnionType) and any(
-        _depends_on_value(option) for option in typing.get_args(hint)
-    )
-
-
-_SAMPLES: dict[type, Any] = {int: 1, float: 1.5, str: "", bool: True, type(None): None, list: [], dict: {}}
-"""One value of each JSON type, to ask `_matches` which types a hint accepts."""
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    if hint is Any or hint is object:
-        return True
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is type(None):
-        return value is None
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        return any(_matches(value, option) for option in typing.get_args(hint))
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if origin in (list, tuple, dict):
-        return isinstance(value, list if origin is tuple else origin)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # annotations we cannot check are not enforced
-
-
 def _origin(func: Callable[..., Any]) -> str:
     """Where a function is defined, as `module.qualname`."""
     return f"{func.__module__}.{getattr(func, '__qualname__', func.__name__)}"
-
-
-def _render_signature(signature: inspect.Signature) -> str:
-    """The parameter list as Python writes it (`(a, /, b=2, *, c)`), without annotations."""
-    bare = [parameter.replace(annotation=parameter.empty) for parameter in signature.parameters.values()]
-    return str(signature.replace(parameters=bare, return_annotation=signature.empty))
-
-
-def _describe(hint: Any) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-
-
-def _describe_value(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"

@@ -146,7 +146,7 @@ def worker_died_result(spec: TaskSpec, deaths: list[Death], worker: str) -> Task
     message = worker_died_message(deaths)
     return TaskResult(
         spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None, "WorkerDied", message, worker
-    )  # fmt: skip
+    )
 
 
 def note_abandoned(client: Any, job_id: str, ttl: int) -> bool:

@@ -50,6 +50,9 @@ class ReplicaWait:
             return True
         log.warning(
             "%s: only %d of %d replica(s) confirmed it within %d ms; it is on the master only",
-            what, confirmed, self.replicas, self.timeout_ms,
-        )  # fmt: skip
+            what,
+            confirmed,
+            self.replicas,
+            self.timeout_ms,
+        )
         return False

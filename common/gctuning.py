@@ -1,12 +1,11 @@
 """Keep Python's full garbage collections out of the hot loops, without turning the collector off.
 
-A full (oldest-generation) collection scans every object of the process: 20-36 ms each in a
-dispatcher that has imported redis, rq and click, and one came in every W1 batch of 10,000
-tasks (a third of its time). Young collections stay cheap and keep running; only full ones are
-held back while a batch is being submitted and awaited, and run as usual after it; young ones run
-less often. Workers also freeze what exists after start-up, so full collections never rescan the
-imported modules. Measured: 0.3-0.9 us less worker CPU per task, and no more 20-36 ms pauses in
-the dispatcher.
+A full (oldest-generation) collection scans every object of the process, a long pause in a
+dispatcher that has imported redis, rq and click, and one came in every W1 batch. Young
+collections stay cheap and keep running; only full ones are held back while a batch is being
+submitted and awaited, and run as usual after it; young ones run less often. Workers also freeze
+what exists after start-up, so full collections never rescan the imported modules. What this
+saved is in docs/performance.md ("Figures that left the code").
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
 Plain JSON `[function, instance, args, kwargs]`, as RQ's JSONSerializer reads it, never zlib'd
 (RQ's Job.restore keeps data that does not decompress as it is). orjson writes it when installed,
-with a mark first in the payload; a worker reads marked data with orjson (about three times faster
-than json for a chunk of a thousand tasks), everything else with json. orjson refuses to write an
-integer beyond 64 bits, so marked data holds none, and orjson reads back exactly what it wrote
-(it would read a bigger integer as a float: unmarked data, which may hold one, never goes there).
+with common.fastjson's mark first in the payload; a worker reads marked data with orjson (faster
+than json for a chunk of many tasks: docs/performance.md), everything else with json.
 """
 
 from __future__ import annotations
@@ -15,15 +13,10 @@ from typing import Any
 
 from rq.serializers import JSONSerializer
 
+from common import fastjson
+from common.fastjson import ORJSON_MARK
 from common.keys import CHUNK_FUNCTION
 
-try:  # the `fast` extra
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the install
-    _orjson = None  # type: ignore[assignment]
-
-ORJSON_MARK = "i64"
-"""Payload key (value 1) saying orjson wrote this data: every integer in it fits 64 bits."""
 _MARKED_PREFIX = f'["{CHUNK_FUNCTION}",null,[{{"{ORJSON_MARK}":1,'.encode()
 
 
@@ -34,11 +27,10 @@ def encode_job_data(payload: Any) -> bytes:
     through RQ's own JSON serializer, which raises the same errors as before for what JSON cannot
     carry.
     """
-    if _orjson is not None and isinstance(payload, dict):
-        try:
-            return _orjson.dumps([CHUNK_FUNCTION, None, [{ORJSON_MARK: 1, **payload}], {}])
-        except TypeError:
-            pass
+    if isinstance(payload, dict):
+        marked = fastjson.dumps([CHUNK_FUNCTION, None, [{ORJSON_MARK: 1, **payload}], {}])
+        if marked is not None:
+            return marked
     return json.dumps([CHUNK_FUNCTION, None, [payload], {}]).encode()
 
 
@@ -53,6 +45,6 @@ class ChunkJobSerializer:
     @staticmethod
     def loads(data: bytes | str) -> Any:
         """orjson for data encode_job_data marked, json for everything else."""
-        if _orjson is not None and isinstance(data, bytes) and data.startswith(_MARKED_PREFIX):
-            return _orjson.loads(data)
+        if isinstance(data, bytes) and data.startswith(_MARKED_PREFIX):  # only written with orjson
+            return fastjson.loads(data, marked=True)
         return JSONSerializer.loads(data)  # type: ignore[no-untyped-call]

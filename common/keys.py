@@ -130,7 +130,8 @@ def results_key(batch_id: str) -> str:
 
 
 def chunks_key(batch_id: str) -> str:
-    """List of the number of tasks in each chunk of a batch, in chunk order."""
+    """List of a batch's chunks in chunk order, each `first:last:size` (its first and last task
+    index, and how many tasks it holds)."""
     return f"{PREFIX}batch:{batch_id}:chunks"
 
 

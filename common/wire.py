@@ -1,309 +1,49 @@
-"""The wire format of a chunk of tasks and of its results: plain JSON, versioned, never pickle."""
+"""The wire formats, plain JSON, versioned, never pickle: what a chunk job carries
+(common.wire_chunks) and what a worker publishes to a batch's result stream (common.wire_results).
+
+The public names of both live here, so the rest of the code imports the wire from one place.
+"""
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from common.wire_chunks import (
+    MAX_NESTING_DEPTH,
+    WIRE_VERSION,
+    ChunkPayload,
+    JSONValue,
+    TaskRow,
+    TaskSpec,
+    decode_chunk,
+    encode_chunk,
+    encode_value,
+)
+from common.wire_results import (
+    ATTEMPTS_FIELD,
+    TRACEBACK_FIELD,
+    ResultRow,
+    TaskResult,
+    decode_results,
+    encode_result_rows,
+    encode_results,
+    result_row,
+)
 
-from common.errors import PayloadError
-
-WIRE_VERSION = 1
-"""Version of both formats below; a reader refuses versions it does not know."""
-
-MAX_NESTING_DEPTH = 100
-"""Deepest bracket nesting of a JSON input line (the line's own object is one level): deeper data
-would reach the recursion limits of the JSON codecs it passes through (orjson stops at 1024)."""
-
-TRACEBACK_FIELD = "t"
-"""Optional result-entry field: JSON object {task index: remote traceback text} for failed tasks."""
-ATTEMPTS_FIELD = "a"
-"""Optional result-entry field: JSON object {task index: attempts} for tasks that ran more than once."""
-
-JSONValue = Any
-"""A value that json.dumps accepts (the type system cannot say more without a recursive alias)."""
-
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
-
-try:  # the `fast` extra: result rows encode ~9x and decode ~2x faster; plain json otherwise
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the install
-    _orjson = None  # type: ignore[assignment]
-
-
-@dataclass(slots=True)
-class TaskSpec:
-    """One task of a batch, as the dispatcher read it."""
-
-    index: int
-    task: str
-    args: list[JSONValue] = field(default_factory=list)
-    kwargs: dict[str, JSONValue] = field(default_factory=dict)
-    id: str | None = None
-
-    def to_wire(self) -> list[JSONValue]:
-        return [self.index, self.id, self.task, self.args, self.kwargs]
-
-
-@dataclass(slots=True)
-class TaskResult:
-    """The outcome of one task: a value, or an error type and message."""
-
-    index: int
-    task: str
-    args: list[JSONValue]
-    kwargs: dict[str, JSONValue]
-    id: str | None
-    ok: bool
-    value: JSONValue = None
-    error_type: str | None = None
-    error_message: str | None = None
-    worker: str | None = None
-    elapsed_ms: float = 0.0
-    traceback: str | None = None
-    """The task's remote traceback text, for an exception raised inside the task function."""
-    attempts: int = 1
-    """How many times the task ran (more than once when its retry policy tried it again)."""
-
-    def to_record(self) -> dict[str, JSONValue]:
-        """The public JSON shape of a result (one line of `--json` output)."""
-        if (
-            self.ok and not self.kwargs and self.attempts == 1
-        ):  # the usual shape in one literal (once per result); keep both in step
-            return {"index": self.index, "id": self.id, "task": self.task, "args": self.args, "ok": True,
-                    "result": self.value, "error": None, "worker": self.worker,
-                    "elapsed_ms": round(self.elapsed_ms, 3)}  # fmt: skip
-        record: dict[str, JSONValue] = {
-            "index": self.index,
-            "id": self.id,
-            "task": self.task,
-            "args": self.args,
-        }
-        if self.kwargs:
-            record["kwargs"] = self.kwargs
-        record["ok"] = self.ok
-        record["result"] = self.value if self.ok else None
-        record["error"] = None if self.ok else {"type": self.error_type, "message": self.error_message}
-        record["worker"] = self.worker
-        record["elapsed_ms"] = round(self.elapsed_ms, 3)
-        if self.attempts > 1:
-            record["attempts"] = self.attempts
-        return record
-
-
-TaskRow = list[Any]
-"""A task as it travels: [index, id, task, args, kwargs] (checked by decode_chunk)."""
-
-
-@dataclass(slots=True)
-class ChunkPayload:
-    """A chunk of tasks as one RQ job carries it."""
-
-    batch_id: str
-    chunk: int
-    ttl: int
-    rows: list[TaskRow]
-    """The checked task rows: the worker's hot loop reads them without building a TaskSpec each."""
-
-    @property
-    def tasks(self) -> list[TaskSpec]:
-        """The tasks as TaskSpec objects (built on demand)."""
-        return [TaskSpec(index, name, args, kwargs, task_id) for index, task_id, name, args, kwargs in self.rows]
-
-
-def encode_chunk(batch_id: str, chunk: int, ttl: int, tasks: Iterable[TaskSpec]) -> dict[str, JSONValue]:
-    """The single argument of a chunk job (RQ's JSON serializer encodes it)."""
-    rows = [[t.index, t.id, t.task, t.args, t.kwargs] for t in tasks]  # to_wire, inlined: once per task
-    return {"v": WIRE_VERSION, "b": batch_id, "c": chunk, "x": ttl, "t": rows}
-
-
-def decode_chunk(payload: object) -> ChunkPayload:
-    """Check and decode a chunk job's argument; PayloadError says exactly what is wrong."""
-    if not isinstance(payload, dict):
-        raise PayloadError(f"chunk payload must be an object, got {type(payload).__name__}")
-    if payload.get("v") != WIRE_VERSION:
-        raise PayloadError(f"unsupported chunk wire version {payload.get('v')!r} (this worker reads 1)")
-    batch_id, chunk, ttl, raw_tasks = payload.get("b"), payload.get("c"), payload.get("x"), payload.get("t")
-    if not isinstance(batch_id, str) or not batch_id:
-        raise PayloadError("chunk payload has no batch id")
-    if (
-        not isinstance(chunk, int)
-        or isinstance(chunk, bool)
-        or not isinstance(ttl, int)
-        or isinstance(ttl, bool)
-        or ttl <= 0
-    ):
-        raise PayloadError("chunk payload has an invalid chunk number or ttl")
-    if not isinstance(raw_tasks, list):
-        raise PayloadError("chunk payload has no task list")
-    for raw in raw_tasks:  # exact type checks: JSON decoders build exact types, and this runs per task
-        if type(raw) is not list or len(raw) != 5:
-            raise PayloadError("a task on the wire must be [index, id, task, args, kwargs]")
-        index, task_id, name, args, kwargs = raw
-        if type(index) is not int or index < 0:
-            raise PayloadError(f"invalid task index {index!r}")
-        if type(name) is not str or type(args) is not list or type(kwargs) is not dict:
-            raise PayloadError(f"task {index}: name must be a string, args a list, kwargs an object")
-        if task_id is not None and type(task_id) is not str:
-            raise PayloadError(f"task {index}: id must be a string or null")
-    return ChunkPayload(batch_id, chunk, ttl, raw_tasks)
-
-
-ResultRow = list[Any]
-"""A result as it travels: [index, id, task, args, kwargs, 1, value, ms] or [..., 0, [type, message], ms]."""
-
-
-def result_row(r: TaskResult) -> ResultRow:
-    """The wire row of one result."""
-    if r.ok:
-        return [r.index, r.id, r.task, r.args, r.kwargs, 1, r.value, round(r.elapsed_ms, 3)]
-    return [r.index, r.id, r.task, r.args, r.kwargs, 0, [r.error_type, r.error_message], round(r.elapsed_ms, 3)]
-
-
-def encode_results(worker: str, chunk: int, results: Iterable[TaskResult]) -> dict[str, str]:
-    """The fields of one result-stream entry: a group of task results from one chunk."""
-    results = results if isinstance(results, list) else list(results)
-    tracebacks = {r.index: r.traceback for r in results if r.traceback and not r.ok}
-    attempts = {r.index: r.attempts for r in results if r.attempts > 1}
-    return encode_result_rows(worker, chunk, [result_row(r) for r in results], tracebacks, attempts)
-
-
-def encode_result_rows(
-    worker: str,
-    chunk: int,
-    rows: list[ResultRow],
-    tracebacks: Mapping[int, str],
-    attempts: Mapping[int, int] | None = None,
-) -> dict[str, str]:
-    """The fields of one result-stream entry from rows already in wire form (see result_row).
-
-    Error tracebacks travel in the optional field `t`: a JSON object from task index to text;
-    the attempts of tasks that ran more than once in the optional field `a`, the same way.
-    """
-    encoded, small_numbers = _encode_rows(rows)
-    fields = {"v": str(WIRE_VERSION), "w": worker, "c": str(chunk), "r": encoded}
-    if small_numbers:
-        fields["n64"] = "1"  # every integer fits 64 bits: readers may decode with orjson
-    if tracebacks:
-        # A separate optional field, not a 9th row element: readers that predate it unpack rows of
-        # exactly 8 and ignore fields they do not know, so entries stay readable by every version 1.
-        fields[TRACEBACK_FIELD] = _encode({str(index): text for index, text in tracebacks.items()})
-    if attempts:  # the same reasoning: absent for tasks that ran once, which is nearly all of them
-        fields[ATTEMPTS_FIELD] = _encode({str(index): count for index, count in attempts.items()})
-    return fields
-
-
-def _encode_rows(rows: list[list[JSONValue]]) -> tuple[str, bool]:
-    """Compact JSON of result rows, and whether orjson wrote it (so no integer is beyond 64 bits).
-    A non-finite float (a NaN argument echoed back) becomes null instead of failing the chunk."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(rows).decode(), True
-        except TypeError:  # an integer beyond 64 bits: plain json carries it exactly
-            pass
-    try:
-        return _encode(rows), False
-    except ValueError:
-        return _encode(_finite(rows)), False
-
-
-def _finite(value: JSONValue) -> JSONValue:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    return value
-
-
-def _decode_rows(raw: bytes | str, small_numbers: bool) -> Any:
-    if _orjson is not None and small_numbers:  # orjson reads integers beyond 64 bits as floats
-        try:
-            return _orjson.loads(raw)
-        except ValueError:
-            pass  # let json report it
-    return json.loads(raw)
-
-
-def decode_results(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[int, list[TaskResult]]:
-    """Decode one result-stream entry into (chunk number, results); PayloadError if it is not ours."""
-    get = _field_getter(fields)
-    if get("v") != str(WIRE_VERSION):
-        raise PayloadError(f"unsupported result wire version {get('v')!r}")
-    worker, chunk_text = get("w"), get("c")
-    rows_raw = fields.get(b"r") if b"r" in fields else fields.get("r")  # type: ignore[call-overload]
-    try:
-        chunk = int(chunk_text or "")
-        rows = _decode_rows(rows_raw or b"", get("n64") == "1")
-    except ValueError as exc:
-        raise PayloadError(f"malformed result entry: {exc}") from None
-    if not isinstance(rows, list):
-        raise PayloadError("malformed result entry: rows must be a list")
-    tracebacks = _decode_tracebacks(get(TRACEBACK_FIELD))
-    attempts = _decode_attempts(get(ATTEMPTS_FIELD))
-    results: list[TaskResult] = []
-    append = results.append
-    for row in rows:  # exact type checks: this runs once per result of every batch
-        if type(row) is not list or len(row) != 8:
-            raise PayloadError("malformed result entry: a row must have 8 fields")
-        index, task_id, task, args, kwargs, ok, value, elapsed = row
-        if (type(index) is not int or type(task) is not str or type(args) is not list or type(kwargs) is not dict
-                or (task_id is not None and type(task_id) is not str)
-                or (type(elapsed) is not float and type(elapsed) is not int)):  # fmt: skip
-            raise PayloadError(f"malformed result entry: a field of the row of task {index!r} has the wrong type")
-        if ok:
-            append(TaskResult(index, task, args, kwargs, task_id, True, value, None, None, worker, elapsed))
-        elif type(value) is list and len(value) == 2 and type(value[0]) is str and type(value[1]) is str:
-            remote_tb = tracebacks.get(index) if tracebacks else None
-            append(TaskResult(index, task, args, kwargs, task_id, False, None, value[0], value[1], worker, elapsed,
-                              remote_tb))  # fmt: skip
-        else:
-            raise PayloadError(f"malformed result entry: error of row {index} is not [type, message]")
-    if attempts:
-        for result in results:
-            result.attempts = attempts.get(result.index, 1)
-    return chunk, results
-
-
-def _decode_attempts(text: str | None) -> dict[int, int] | None:
-    """The optional attempts field; an unreadable one costs the counts, never the results."""
-    if not text:
-        return None
-    try:
-        raw = json.loads(text)
-        return {int(k): v for k, v in raw.items() if type(v) is int and v > 0}
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def _decode_tracebacks(text: str | None) -> dict[int, str] | None:
-    """The optional traceback field; an unreadable one costs the tracebacks, never the results."""
-    if not text:
-        return None
-    try:
-        raw = json.loads(text)
-        return {int(k): v for k, v in raw.items() if isinstance(v, str)}
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def encode_value(value: JSONValue) -> str:
-    """Compact JSON for a task value; raises ValueError/TypeError for values JSON cannot carry."""
-    return _encode(value)
-
-
-def _field_getter(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> Any:
-    def get(name: str) -> str | None:
-        raw = fields.get(name) if name in fields else fields.get(name.encode())  # type: ignore[call-overload]
-        if raw is None:
-            return None
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-    return get
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+__all__ = [
+    "ATTEMPTS_FIELD",
+    "MAX_NESTING_DEPTH",
+    "TRACEBACK_FIELD",
+    "WIRE_VERSION",
+    "ChunkPayload",
+    "JSONValue",
+    "ResultRow",
+    "TaskResult",
+    "TaskRow",
+    "TaskSpec",
+    "decode_chunk",
+    "decode_results",
+    "encode_chunk",
+    "encode_result_rows",
+    "encode_results",
+    "encode_value",
+    "result_row",
+]

@@ -70,8 +70,13 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
     client = redis.Redis.from_url(redis_url)
 
     def start(*args: str, wait: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        full_env = {**os.environ, "REDIS_URL": redis_url, "DW_HEARTBEAT_INTERVAL": "0.5",
-                    "DW_HEARTBEAT_TTL": "2", **(env or {})}  # fmt: skip
+        full_env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "DW_HEARTBEAT_INTERVAL": "0.5",
+            "DW_HEARTBEAT_TTL": "2",
+            **(env or {}),
+        }
         before = client.scard(keys.RQ_WORKERS)
         with (tmp_path / f"worker-{len(processes)}.log").open("wb") as log:
             process = spawn([sys.executable, "-m", "worker", *args], env=full_env, stdout=log, stderr=subprocess.STDOUT)
@@ -86,8 +91,9 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
     client.close()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real `dispatcher` CLI in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "dispatcher", *args],

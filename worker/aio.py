@@ -1,10 +1,9 @@
-"""Coroutine tasks on an event loop: one task's execution, its time limit, and a loop that wakes on time."""
+"""Coroutine tasks on an event loop: one task's execution, its time limit, and the slots' shared work
+(the loop itself: worker.eventloop)."""
 
 from __future__ import annotations
 
 import asyncio
-import math
-import selectors
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -22,8 +21,8 @@ class Deadlines:
     """Stops coroutine tasks that overrun their time limit, with one repeating timer per chunk.
 
     Like worker.execute.Watchdog, and for the same reason: a timeout per task (asyncio.timeout or
-    wait_for) cost ~12 us of a ~35 us task on async slots; a check every limit/4 (at most 1 s)
-    costs nothing per task and stops an overrun within that period.
+    wait_for) cost a third of a small task's time on async slots; a check every limit/4 (at most
+    1 s) costs nothing per task and stops an overrun within that period.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: float) -> None:
@@ -123,14 +122,36 @@ async def execute_coroutine_task(
         policy = definition.retry if in_task else None
         if policy is not None and policy.retries_error(exc, attempt):
             return PendingRetry(
-                spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None,
-                type(exc).__name__, str(exc) or type(exc).__name__, worker, elapsed, task_traceback, attempt,
+                spec.index,
+                spec.task,
+                spec.args,
+                spec.kwargs,
+                spec.id,
+                False,
+                None,
+                type(exc).__name__,
+                str(exc) or type(exc).__name__,
+                worker,
+                elapsed,
+                task_traceback,
+                attempt,
                 policy.delay(attempt, previous_delay),
-            )  # fmt: skip
+            )
         return TaskResult(
-            spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None,
-            type(exc).__name__, str(exc) or type(exc).__name__, worker, elapsed, task_traceback, attempt,
-        )  # fmt: skip
+            spec.index,
+            spec.task,
+            spec.args,
+            spec.kwargs,
+            spec.id,
+            False,
+            None,
+            type(exc).__name__,
+            str(exc) or type(exc).__name__,
+            worker,
+            elapsed,
+            task_traceback,
+            attempt,
+        )
     elapsed = (time.perf_counter() - started) * 1000
     return TaskResult(
         spec.index, spec.task, spec.args, spec.kwargs, spec.id, True, value, None, None, worker, elapsed, None, attempt
@@ -208,34 +229,3 @@ def _task_frames(tb: TracebackType | None) -> TracebackType | None:
 
 def _is_machinery(module: object) -> bool:
     return isinstance(module, str) and (module in ("asyncio", __name__) or module.startswith("asyncio."))
-
-
-class PreciseSelector(selectors.DefaultSelector):
-    """The platform's selector, waking on time to a fraction of a millisecond.
-
-    epoll and poll wait in whole milliseconds, rounded up: asyncio.sleep(0.05) ended up to 1 ms late,
-    and timers due microseconds after the one that woke the loop waited another whole millisecond
-    (each wave of slots but its first task). The sub-millisecond rest is slept with nanosleep, then
-    the selector is polled without waiting: W3-like chunks of 100 slots went from 0.961 to 0.973
-    efficiency in one process.
-    """
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Ready file objects, waiting at most `timeout` seconds (None: until one is ready)."""
-        if timeout is None or timeout <= 0:
-            return super().select(timeout)
-        deadline = time.monotonic() + timeout
-        whole_ms = math.floor(timeout * 1000) / 1000 - 1e-6  # the base class rounds up: stay below
-        if whole_ms > 0:
-            ready = super().select(whole_ms)
-            if ready:
-                return ready
-        rest = deadline - time.monotonic()
-        if rest > 0:
-            time.sleep(rest)
-        return super().select(0)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """An event loop whose timers fire on time (see PreciseSelector)."""
-    return asyncio.SelectorEventLoop(PreciseSelector())

@@ -73,7 +73,7 @@ def run_careful(job_id: str, chunk: ChunkPayload, state: Runtime, publisher: Res
                     for spec in wave:
                         publisher.add(_run_alone(spec, state, watchdog))
                 else:
-                    pool.run(wave, state, publisher)
+                    pool.run(wave, state.context, publisher)
     except BaseException:
         # Stopped, not killed (a cold shutdown raises SystemExit in the task): the chunk fails through
         # RQ's retry path, and the task that was running must not be blamed by a later recovery.

@@ -50,7 +50,7 @@ def run_chunk(payload: object) -> int:
             with Watchdog(state.settings.task_timeout) as watchdog:
                 run_serial(chunk.rows, state.catalogue, state.settings, state.name, watchdog, publisher)
         else:
-            pool.run(chunk.tasks, state, publisher)
+            pool.run(chunk.tasks, state.context, publisher)
     except BaseException:
         # Stopped, not killed (RQ fails the chunk and runs it again): no task of it is to blame should
         # this process die before its next chunk (worker.careful clears its marker for the same reason).

@@ -17,13 +17,13 @@ from common.gctuning import tune_long_running_process
 from common.jobdata import ChunkJobSerializer
 from worker import runtime as runtime_module
 from worker.deathnote import DeathNotes
+from worker.handback import hand_back_worker
 from worker.health import run_check
 from worker.job import SafeJob
 from worker.lifecycle import announce_start, await_redis, work_and_report
 from worker.runner import defer_stop_signals, worker_class
 from worker.runtime import Runtime, import_task_modules
 from worker.supervisor import Supervisor
-from worker.sweeper import hand_back_worker
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

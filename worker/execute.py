@@ -27,8 +27,8 @@ class Watchdog:
     A timer per task would cost four system calls per task; a repeating SIGALRM that checks the
     running task's start time costs nothing per task and stops an overrun within limit/4 (at most 1 s).
     The timer stays armed between chunks (the handler does nothing while no chunk runs): arming and
-    disarming it per chunk was four system calls, ~7 % of a worker's CPU at chunk size 1; entering a
-    chunk now costs one (getitimer: re-arm if something else took the timer meanwhile).
+    disarming it per chunk was four system calls, a visible share of a worker's CPU at chunk size 1;
+    entering a chunk now costs one (getitimer: re-arm if something else took the timer meanwhile).
     A task with a limit of its own (`@task(timeout=S)`) sets `task_limit` while it runs, and
     shortens the period when its limit needs a finer check.
     SIGALRM works only in the main thread; elsewhere (thread slots) the watchdog cannot preempt.
@@ -143,13 +143,36 @@ def execute_task(
         if policy is not None and attempt <= policy.retries and retryable:
             delay = policy.delay(attempt, previous_delay)
             return PendingRetry(
-                spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None,
-                error_type, message, worker, elapsed, task_traceback, attempt, delay,
-            )  # fmt: skip
+                spec.index,
+                spec.task,
+                spec.args,
+                spec.kwargs,
+                spec.id,
+                False,
+                None,
+                error_type,
+                message,
+                worker,
+                elapsed,
+                task_traceback,
+                attempt,
+                delay,
+            )
         return TaskResult(
-            spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None,
-            error_type, message, worker, elapsed, task_traceback, attempt,
-        )  # fmt: skip
+            spec.index,
+            spec.task,
+            spec.args,
+            spec.kwargs,
+            spec.id,
+            False,
+            None,
+            error_type,
+            message,
+            worker,
+            elapsed,
+            task_traceback,
+            attempt,
+        )
     elapsed = (time.perf_counter() - started) * 1000
     return TaskResult(
         spec.index, spec.task, spec.args, spec.kwargs, spec.id, True, value, None, None, worker, elapsed, None, attempt

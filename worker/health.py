@@ -73,17 +73,20 @@ def registered_workers(client: redis.Redis, now: datetime.datetime) -> list[Work
         text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
         if "death" in text:
             continue
-        beats.append(WorkerBeat(
-            name=key.removeprefix(keys.RQ_WORKER_PREFIX),
-            host=text.get(keys.WORKER_FIELD_PREFIX + "host") or text.get("hostname", ""),
-            state=text.get("state", "?"),
-            heartbeat_age=_age(text.get("last_heartbeat"), now),
-        ))  # fmt: skip
+        beats.append(
+            WorkerBeat(
+                name=key.removeprefix(keys.RQ_WORKER_PREFIX),
+                host=text.get(keys.WORKER_FIELD_PREFIX + "host") or text.get("hostname", ""),
+                state=text.get("state", "?"),
+                heartbeat_age=_age(text.get("last_heartbeat"), now),
+            )
+        )
     return beats
 
 
-def check_host(client: redis.Redis, hostname: str, max_age: float = HEARTBEAT_MAX_AGE,
-               now: datetime.datetime | None = None) -> CheckResult:  # fmt: skip
+def check_host(
+    client: redis.Redis, hostname: str, max_age: float = HEARTBEAT_MAX_AGE, now: datetime.datetime | None = None
+) -> CheckResult:
     """Whether a worker advertising `hostname` is registered and heartbeated within `max_age` seconds.
 
     Redis errors propagate: the caller decides how an unreachable Redis is reported.

@@ -9,7 +9,7 @@ from common import keys
 from common.errors import RefusedJob
 from common.jobs import InertJob
 from worker.chunk import run_chunk
-from worker.lean import LeanJob
+from worker.lean_job import LeanJob
 
 
 class SafeJob(LeanJob, InertJob):

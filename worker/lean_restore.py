@@ -17,20 +17,38 @@ from rq.utils import now, str_to_date
 
 _PLAIN_FIELDS = frozenset(
     {
-        b"data", b"status", b"origin", b"description", b"created_at", b"enqueued_at", b"started_at", b"ended_at",
-        b"last_heartbeat", b"worker_name", b"timeout", b"result_ttl", b"failure_ttl", b"ttl", b"retries_left",
-        b"retry_intervals", b"number_of_retries", b"group_id", b"success_callback_name", b"failure_callback_name",
+        b"data",
+        b"status",
+        b"origin",
+        b"description",
+        b"created_at",
+        b"enqueued_at",
+        b"started_at",
+        b"ended_at",
+        b"last_heartbeat",
+        b"worker_name",
+        b"timeout",
+        b"result_ttl",
+        b"failure_ttl",
+        b"ttl",
+        b"retries_left",
+        b"retry_intervals",
+        b"number_of_retries",
+        b"group_id",
+        b"success_callback_name",
+        b"failure_callback_name",
         b"stopped_callback_name",
     }
-)  # fmt: skip
+)
 """Job hash fields the quick restore reads; a hash with any other field is restored by RQ's restore."""
 _CALLBACK_FIELDS = (b"success_callback_name", b"failure_callback_name", b"stopped_callback_name")
 
 
 class JobFactory:
     """Builds jobs of one class from job hashes, without Job.__init__ (which checks its serializer
-    against a runtime Protocol, ~25 us) and, for the plain hashes our dispatcher writes, without
-    Job.restore's strptime date parsing (~80 us). Anything unusual goes through the class's restore."""
+    against a runtime Protocol, slowly) and, for the plain hashes our dispatcher writes, without
+    Job.restore's strptime date parsing (slower still). Anything unusual goes through the class's
+    restore. What each costs: docs/performance.md."""
 
     def __init__(self, job_class: type[Job], connection: Any, serializer: Any) -> None:
         self.job_class = job_class

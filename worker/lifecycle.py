@@ -12,7 +12,8 @@ import redis
 from common.connection import connect, describe_redis_error, redact_url
 from common.errors import RedisUnavailable
 from common.settings import Settings
-from worker.runner import ChunkWorker, NameInUse
+from worker.registration import NameInUse
+from worker.runner import ChunkWorker
 
 log = logging.getLogger("worker.lifecycle")
 log.setLevel(logging.INFO)  # the start and stop lines show at the default (warning) level too

@@ -75,8 +75,9 @@ class LivenessBeat:
     """One round trip that renews a worker's registration (putting back whatever was removed),
     pulses while it runs a chunk, and takes part in the fleet's sweeper lease."""
 
-    def __init__(self, client: Any, name: str, worker_key: str, set_keys: list[str], wip_keys: list[str],
-                 ttl: int) -> None:  # fmt: skip
+    def __init__(
+        self, client: Any, name: str, worker_key: str, set_keys: list[str], wip_keys: list[str], ttl: int
+    ) -> None:
         self._script = client.register_script(_TICK)
         self._client = client
         self._name = name
@@ -99,8 +100,18 @@ class LivenessBeat:
         if fields is not None:
             values = {**fields, "last_heartbeat": utcformat(datetime.datetime.now(datetime.timezone.utc))}
             flat = [item for name, value in values.items() if value is not None for item in (name, value)]
-        args = [self._name, int(self.holder), lease_ms[0], lease_ms[1], pulse_ms, int(fields is not None),
-                self._ttl, state, self._nsets, *flat]  # fmt: skip
+        args = [
+            self._name,
+            int(self.holder),
+            lease_ms[0],
+            lease_ms[1],
+            pulse_ms,
+            int(fields is not None),
+            self._ttl,
+            state,
+            self._nsets,
+            *flat,
+        ]
         wip = list(dict.fromkeys([*self._wip, *self.wip_everywhere])) if self.holder else self._wip
         holder, started, workers, added = self._script(keys=[*self._keys, *wip], args=args, client=self._client)
         self.holder = bool(holder)

@@ -56,8 +56,16 @@ class ResultPublisher:
     the chunk's last results go with that step instead of costing a round trip of their own.
     """
 
-    def __init__(self, client: redis.Redis, batch_id: str, chunk: int, ttl: int, worker: str,
-                 handover: ResultHandover | None = None, wait: ReplicaWait | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: redis.Redis,
+        batch_id: str,
+        chunk: int,
+        ttl: int,
+        worker: str,
+        handover: ResultHandover | None = None,
+        wait: ReplicaWait | None = None,
+    ) -> None:
         self._client = client
         self._wait = wait
         self._batch_id = batch_id

@@ -143,8 +143,12 @@ class ResilientLoop:
                 self._redis_outage = True
                 recurring = time.monotonic() - resumed < RECURRENCE_WINDOW
                 pause = min(BACKOFF_MAX, max(BACKOFF_FIRST, pause * 2)) if recurring else 0.0
-                log.warning("worker %s: %s; waiting for it to come back%s", self.name, outage,
-                            f" (again: pausing {pause:.1f} s first)" if pause else "")  # fmt: skip
+                log.warning(
+                    "worker %s: %s; waiting for it to come back%s",
+                    self.name,
+                    outage,
+                    f" (again: pausing {pause:.1f} s first)" if pause else "",
+                )
                 writable = is_out_of_memory(outage.cause)
                 try:
                     time.sleep(pause)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from common import Settings, default_catalogue
 from common.catalogue import Catalogue
 from common.errors import ConfigurationError
-from worker.slots import Slots
+from worker.slots import SlotContext, Slots
 
 
 @dataclass
@@ -33,6 +33,11 @@ class Runtime:
         """Tasks this process runs at once, as advertised to dispatchers (which size chunks by it)."""
         return max(self.threads, self.async_slots)
 
+    @property
+    def context(self) -> SlotContext:
+        """What the slots need of this runtime (they take no more, and never the runtime itself)."""
+        return SlotContext(self.catalogue, self.settings, self.name)
+
     def pool(self) -> Slots | None:
         """The slots that run a chunk's tasks side by side; None when tasks run one at a time."""
         if self.threads <= 1 and self.async_slots <= 0:
@@ -50,6 +55,12 @@ def configure(runtime: Runtime) -> None:
     """Install the runtime of this process (called once by the worker at start)."""
     global _current
     _current = runtime
+
+
+def reset() -> None:
+    """Forget the installed runtime (tests that configure one call this after)."""
+    global _current
+    _current = None
 
 
 def current() -> Runtime:

@@ -9,25 +9,33 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from common.catalogue import Catalogue, TaskDefinition
 from common.errors import UnknownTask
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
 from worker import running
-from worker.aio import AwaitedWork, Deadlines, execute_coroutine_task, new_event_loop
+from worker.aio import AwaitedWork, Deadlines, execute_coroutine_task
+from worker.eventloop import new_event_loop
 from worker.execute import PendingRetry, Watchdog, execute_task
 from worker.publish import ResultPublisher
 from worker.retrying import Backlog, Retry
 from worker.running import IDLE
 from worker.serial import run_backlog
 
-if TYPE_CHECKING:
-    from worker.runtime import Runtime
-
 CLEANUP_SECONDS = 1.0
 """How long a chunk that stops early (Redis lost, cold shutdown) lets its cancelled coroutines end."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotContext:
+    """What the slots need of the worker process (worker.runtime.Runtime.context gives it)."""
+
+    catalogue: Catalogue
+    settings: Settings
+    name: str
+    """The worker's name, written into each result."""
 
 
 class Slots:
@@ -47,7 +55,7 @@ class Slots:
         if async_slots > 0:  # made now, like the threads, rather than during the first chunk
             self.loop().run_until_complete(asyncio.sleep(0))
 
-    def run(self, tasks: list[TaskSpec], runtime: Runtime, publisher: ResultPublisher) -> None:
+    def run(self, tasks: list[TaskSpec], runtime: SlotContext, publisher: ResultPublisher) -> None:
         """Run every task of a chunk, publishing each result; returns once all are published.
 
         A failed attempt that its task retries leaves its slot while it backs off: the retry is
@@ -81,7 +89,7 @@ class Slots:
             publisher.add(future.result())
 
     def _collect_retrying(
-        self, futures: list[Future[TaskResult]], runtime: Runtime, publisher: ResultPublisher
+        self, futures: list[Future[TaskResult]], runtime: SlotContext, publisher: ResultPublisher
     ) -> None:
         """Publish the pool's results as they come, and submit each retry again once it is due."""
         if not futures:
@@ -109,17 +117,17 @@ class Slots:
             else:
                 publisher.add(result)
 
-    def _resubmit(self, retry: Retry, runtime: Runtime) -> Future[TaskResult]:
+    def _resubmit(self, retry: Retry, runtime: SlotContext) -> Future[TaskResult]:
         assert self.pool is not None
         settings, catalogue, name = runtime.settings, runtime.catalogue, runtime.name
         return self.pool.submit(
             _execute_in_slot, retry.spec, catalogue, settings, name, retry.attempt, retry.previous_delay
         )
 
-    def _submit(self, specs: list[TaskSpec], runtime: Runtime) -> list[Future[TaskResult]]:
+    def _submit(self, specs: list[TaskSpec], runtime: SlotContext) -> list[Future[TaskResult]]:
         """Start `specs` on the pool. Their results are published from the main thread: publishing
-        from each pool thread instead (no as_completed) was slower at 100 threads, 0.95 against 0.97
-        efficiency and 66 against 49 us of CPU per task, as the threads queued on the publisher's lock."""
+        from each pool thread instead (no as_completed) was slower at many threads, as the threads
+        queued on the publisher's lock (docs/performance.md)."""
         if self.pool is None or not specs:
             return []
         return [
@@ -128,7 +136,7 @@ class Slots:
         ]
 
     def _run_awaited(
-        self, pairs: list[tuple[TaskSpec, TaskDefinition]], runtime: Runtime, publisher: ResultPublisher
+        self, pairs: list[tuple[TaskSpec, TaskDefinition]], runtime: SlotContext, publisher: ResultPublisher
     ) -> None:
         loop = self.loop()
         settings, name = runtime.settings, runtime.name
@@ -222,7 +230,7 @@ def _execute_in_slot(
 
 def _started_pool(threads: int) -> ThreadPoolExecutor:
     """A thread pool whose threads all exist already: ThreadPoolExecutor starts them one per submit,
-    which made a worker's first chunk of slow tasks start its slots one by one (~0.1 ms each)."""
+    which made a worker's first chunk of slow tasks start its slots one by one."""
     pool = ThreadPoolExecutor(
         threads, thread_name_prefix="task", initializer=_number_thread, initargs=(itertools.count(),)
     )

@@ -20,7 +20,7 @@ connections Redis still lists).
 The pulses are read first (one EXISTS per busy worker); CLIENT LIST, whose reply grows with the
 number of connections, is sent only when some pulse has stopped.
 
-A chunk found abandoned is handed back through RQ's `StartedJobRegistry.cleanup`, which re-queues
+A chunk found abandoned is handed back (worker.handback) through RQ's `StartedJobRegistry.cleanup`, which re-queues
 it (its Retry) or fails it, exactly as for an expired heartbeat.
 """
 
@@ -37,6 +37,7 @@ from rq.registry import StartedJobRegistry
 
 from common import keys
 from common.jobs import ABANDONMENT_HANDLERS
+from worker.handback import hand_back, unregister
 
 log = logging.getLogger("worker")
 
@@ -48,35 +49,8 @@ PULSE_TTL = 1.0
 """Seconds after its last pulse that a worker's pulse counts as stopped."""
 LEASE_TTL = 1.2
 """Seconds the sweeper's lease lasts while it sweeps at SWEEP_INTERVAL (renewed at each sweep)."""
-HANDBACK_CLAIM_MS = 30_000
-"""How long one process's claim on handing back a chunk keeps others from doing it again."""
 QUEUE_LIST_REFRESH = 30.0
 """Seconds between reads of RQ's list of queues."""
-
-_RQ_QUEUES = keys.RQ_QUEUES
-_RQ_WORKERS = keys.RQ_WORKERS
-_RQ_QUEUE_PREFIX = keys.RQ_QUEUE_PREFIX
-
-# KEYS: the started registry, the entry's hand-back claim. ARGV: the entry, the claim's lifetime (ms).
-# Marks the entry expired (score 1) if it is still there and nobody claimed it: RQ's cleanup with
-# a timestamp of 2 then hands back exactly the entries marked so.
-_CLAIM = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-if not redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', 1, ARGV[1])
-return 1
-"""
-# KEYS: a gone worker's hash, RQ's set of workers. ARGV: its `birth` as the sweeper read it.
-# Unregisters it (as RQ's maintenance would once its hash expired), unless a process registered
-# under the same name since (another birth).
-_UNREGISTER = """
-if redis.call('HGET', KEYS[1], 'birth') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], KEYS[1])
-return 1
-"""
-_MARKED = 2
-"""Score below which an entry was marked for hand-back (real scores are epoch seconds)."""
 
 
 def client_name(worker: str) -> str:
@@ -108,58 +82,18 @@ def abandoned(
     return gone
 
 
-def hand_back(
-    client: redis.Redis, queue: str, entries: Iterable[str], job_class: Any, serializer: Any,
-    exception_handlers: list[Any] | None = None,
-) -> int:  # fmt: skip
-    """Hand the given started entries of `queue` back through RQ's cleanup (re-queued under their
-    Retry, or failed); returns how many this process claimed (another may have claimed the rest)."""
-    registry = StartedJobRegistry(queue, connection=client, job_class=job_class, serializer=serializer)
-    claim = client.register_script(_CLAIM)
-    claimed = sum(int(claim(keys=[registry.key, keys.handback_key(e)], args=[e, HANDBACK_CLAIM_MS])) for e in entries)
-    if claimed:
-        registry.cleanup(timestamp=_MARKED, exception_handlers=ABANDONMENT_HANDLERS + (exception_handlers or []))
-    return claimed
-
-
-def entries_of(client: redis.Redis, worker: str, queues: Iterable[str]) -> dict[str, list[str]]:
-    """The started entries of `worker` in the given queues' registries, by queue."""
-    queues = list(queues)
-    pipe = client.pipeline(transaction=False)
-    for queue in queues:
-        pipe.zrange(keys.rq_started_key(queue), 0, -1)
-    found: dict[str, list[str]] = {}
-    listed = pipe.execute()
-    pipe = client.pipeline(transaction=False)
-    pairs = [(q, e.decode()) for q, entries in zip(queues, listed, strict=True) for e in entries]
-    for _queue, entry in pairs:
-        pipe.hget(keys.rq_execution_key_of_entry(entry), "worker_name")
-    for (queue, entry), owner in zip(pairs, pipe.execute(), strict=True):
-        if owner is not None and owner.decode() == worker:
-            found.setdefault(queue, []).append(entry)
-    return found
-
-
-def hand_back_worker(client: redis.Redis, worker: str, job_class: Any, serializer: Any) -> int:
-    """Hand back every chunk `worker` had started, in any queue, and unregister it: for a process
-    known to be dead (the supervisor saw it exit), so no rule needs to be met. Returns how many
-    chunks were handed back."""
-    queues = sorted(m.decode().removeprefix(_RQ_QUEUE_PREFIX) for m in client.smembers(_RQ_QUEUES))  # type: ignore[union-attr]
-    found = entries_of(client, worker, queues)
-    handed = sum(hand_back(client, queue, entries, job_class, serializer) for queue, entries in found.items())
-    birth = client.hget(keys.RQ_WORKER_PREFIX + worker, "birth")
-    if birth is not None:  # it is dead: unregister it now rather than when its record expires
-        client.register_script(_UNREGISTER)(keys=[keys.RQ_WORKER_PREFIX + worker, _RQ_WORKERS], args=[birth])
-    return handed
-
-
 class Sweeper:
     """The sweep run by the lease holder: RQ's heartbeat rule, then the connection-and-pulse rule."""
 
     def __init__(
-        self, client: redis.Redis, name: str, job_class: Any, serializer: Any,
-        exception_handlers: list[Any] | None = None, clock: Callable[[], float] = time.time,
-    ) -> None:  # fmt: skip
+        self,
+        client: redis.Redis,
+        name: str,
+        job_class: Any,
+        serializer: Any,
+        exception_handlers: list[Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.name = name
         self.job_class = job_class
@@ -175,8 +109,8 @@ class Sweeper:
         """Every queue RQ knows in this Redis (re-read every QUEUE_LIST_REFRESH seconds)."""
         now = time.monotonic()
         if now - self._queues_read >= QUEUE_LIST_REFRESH:
-            members: set[bytes] = self.client.smembers(_RQ_QUEUES)  # type: ignore[assignment]
-            self._queues = sorted(m.decode().removeprefix(_RQ_QUEUE_PREFIX) for m in members)
+            members: set[bytes] = self.client.smembers(keys.RQ_QUEUES)  # type: ignore[assignment]
+            self._queues = sorted(m.decode().removeprefix(keys.RQ_QUEUE_PREFIX) for m in members)
             self._queues_read = now
         return self._queues
 
@@ -189,8 +123,10 @@ class Sweeper:
         started = self._started(queues, pipe.execute())
         now = self.clock()
         for queue in sorted({s.queue for s in started if s.expires < now}):
-            self._cleanup(StartedJobRegistry(queue, connection=self.client, job_class=self.job_class,
-                                             serializer=self.serializer), "heartbeat expired")  # fmt: skip
+            registry = StartedJobRegistry(
+                queue, connection=self.client, job_class=self.job_class, serializer=self.serializer
+            )
+            self._cleanup(registry, "heartbeat expired")
         live = [s for s in started if s.expires >= now]
         if live and self.client_list_allowed:
             self._judge(live)
@@ -226,16 +162,20 @@ class Sweeper:
             clients: list[dict[str, str]] = self.client.client_list()
         except redis.ResponseError as exc:  # an ACL user without CLIENT LIST
             self.client_list_allowed = False
-            log.warning("worker %s: Redis refuses CLIENT LIST (%s): chunks of dead workers are found by their "
-                        "heartbeat TTL only", self.name, exc)  # fmt: skip
+            log.warning(
+                "worker %s: Redis refuses CLIENT LIST (%s): chunks of dead workers are found by their "
+                "heartbeat TTL only",
+                self.name,
+                exc,
+            )
             return
         connected = {c.get("name", "") for c in clients}
         gone = abandoned(live, connected, pulsing, conn_names)
         for queue in sorted({s.queue for s in gone}):
             entries = [s.entry for s in gone if s.queue == queue]
             try:
-                claimed = hand_back(self.client, queue, entries, self.job_class, self.serializer,
-                                    self.exception_handlers)  # fmt: skip
+                handlers = self.exception_handlers
+                claimed = hand_back(self.client, queue, entries, self.job_class, self.serializer, handlers)
             except redis.RedisError:
                 raise
             except Exception:  # a damaged job must not stop the sweep, nor the worker
@@ -244,16 +184,18 @@ class Sweeper:
             if claimed:
                 owners = ", ".join(sorted({s.worker for s in gone if s.queue == queue}))
                 self._unregister({s.worker: records[s.worker][1] for s in gone if s.queue == queue})
-                log.warning("worker %s: %d chunk(s) of %s handed back to %s: the worker is gone (no connection, "
-                            "no pulse)", self.name, claimed, owners, queue)  # fmt: skip
+                log.warning(
+                    "worker %s: %d chunk(s) of %s handed back to %s: the worker is gone (no connection, no pulse)",
+                    self.name,
+                    claimed,
+                    owners,
+                    queue,
+                )
 
     def _unregister(self, births: dict[str, bytes | None]) -> None:
         """Drop the registrations of workers found gone, so that the fleet's size (and `dispatcher
         status`) stop counting them at once instead of after their record's TTL."""
-        script = self.client.register_script(_UNREGISTER)
-        for worker, birth in births.items():
-            if birth is not None:
-                script(keys=[keys.RQ_WORKER_PREFIX + worker, _RQ_WORKERS], args=[birth])
+        unregister(self.client, births)
 
     def _cleanup(self, registry: StartedJobRegistry, why: str) -> None:
         try:

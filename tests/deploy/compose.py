@@ -9,9 +9,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import pytest
+from tests.support import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -21,13 +21,6 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Skip locally; under CI=true a missing prerequisite is a failure, never a silent skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: this check must run)")
-    pytest.skip(reason)
-
-
 def tool(name: str) -> str:
     """A command-line tool from this virtualenv (the deploy-check extra), else from PATH."""
     beside = Path(sys.executable).parent / name
@@ -35,14 +28,15 @@ def tool(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        unavailable(f"{name} is not installed (pip install -e '.[deploy-check]')")
+        skip_or_fail(f"{name} is not installed (pip install -e '.[deploy-check]')")
     return found
 
 
 def run_tool(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a checker in the repository root and capture its output."""
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env={**os.environ, **(env or {})}
+    )
 
 
 def resolved_model(
@@ -57,8 +51,15 @@ def resolved_model(
     for profile in profiles:
         argv += ["--profile", profile]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k not in _compose_vars(file)}
-    result = subprocess.run([*argv, "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120, check=False, env={**clean, **(env or {})})  # fmt: skip
+    result = subprocess.run(
+        [*argv, "config", "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**clean, **(env or {})},
+    )
     assert result.returncode == 0, result.stderr
     model: dict[str, Any] = json.loads(result.stdout)
     return model
@@ -136,8 +137,11 @@ def image_workdir() -> str:
 def built_from_our_dockerfile(service: dict[str, Any]) -> bool:
     """Whether a service runs the image this repository's Dockerfile builds."""
     build = service.get("build")
-    return bool(build) and Path(build["context"]).resolve() == ROOT and build.get("dockerfile", "Dockerfile") \
-        == "Dockerfile"  # fmt: skip
+    return (
+        bool(build)
+        and Path(build["context"]).resolve() == ROOT
+        and build.get("dockerfile", "Dockerfile") == "Dockerfile"
+    )
 
 
 def duration_seconds(text: str) -> float:

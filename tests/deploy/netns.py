@@ -116,11 +116,18 @@ class ComposeNet:
         _ip("-n", netns, "link", "set", "lo", "up")
         _ip("-n", netns, "addr", "add", f"{SUBNET}.{octet}/24", "dev", "eth0")
         _ip("-n", netns, "link", "set", "eth0", "up")
-        routes = subprocess.run(["ip", "-n", netns, "route", "show", "default"], capture_output=True, text=True,
-                                check=True, timeout=30).stdout  # fmt: skip
+        routes = subprocess.run(
+            ["ip", "-n", netns, "route", "show", "default"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
         assert not routes.strip(), f"{netns} has a default route: {routes}"
-        replica = Replica(service, index, netns, f"{self.project}-{service}-{index}", f"{SUBNET}.{octet}",
-                          self.workdir / f"{service}-{index}.log")  # fmt: skip
+        replica = Replica(
+            service,
+            index,
+            netns,
+            f"{self.project}-{service}-{index}",
+            f"{SUBNET}.{octet}",
+            self.workdir / f"{service}-{index}.log",
+        )
         self.replicas[(service, index)] = replica
         for each in self.replicas.values():  # every replica learns the new service name
             self._write_hosts(each)
@@ -195,15 +202,20 @@ class ComposeNet:
     def _enter(self, replica: Replica, argv: list[str]) -> list[str]:
         """argv run inside the replica: its network namespace, its own hostname."""
         set_hostname = 'hostname "$0" && exec "$@"'
-        return ["ip", "netns", "exec", replica.netns, "unshare", "--uts", "--", "sh", "-c", set_hostname,
-                replica.hostname, *argv]  # fmt: skip
+        enter = ["ip", "netns", "exec", replica.netns, "unshare", "--uts", "--"]
+        return [*enter, "sh", "-c", set_hostname, replica.hostname, *argv]
 
     def start(self, replica: Replica, argv: list[str] | None = None) -> subprocess.Popen[bytes]:
         """Start the replica's main process (`docker compose up` for one container)."""
         replica.env = self.environment(replica)
         with replica.log.open("ab") as log:
-            replica.process = spawn(self._enter(replica, argv or self.argv(replica)), env=replica.env,
-                                    cwd=self.cwd(replica), stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            replica.process = spawn(
+                self._enter(replica, argv or self.argv(replica)),
+                env=replica.env,
+                cwd=self.cwd(replica),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return replica.process
 
     def run(
@@ -211,15 +223,29 @@ class ComposeNet:
     ) -> subprocess.CompletedProcess[str]:
         """Run a one-off process in the replica's namespace to completion (`docker compose run --rm`)."""
         env = self.environment(replica)
-        return subprocess.run(self._enter(replica, self.argv(replica, args)), env=env, cwd=self.cwd(replica),
-                              capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+        return subprocess.run(
+            self._enter(replica, self.argv(replica, args)),
+            env=env,
+            cwd=self.cwd(replica),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def exec(self, replica: Replica, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         """Run argv inside the running replica: its network, mounts (hosts file) and hostname (`docker exec`)."""
         assert replica.process is not None and replica.process.poll() is None, f"{replica.hostname} is not running"
         enter = ["nsenter", "-t", str(replica.process.pid), "-n", "-m", "-u", "--"]
-        return subprocess.run([*enter, *argv], env=replica.env, cwd=self.cwd(replica), capture_output=True,
-                              text=True, timeout=timeout, check=False)  # fmt: skip
+        return subprocess.run(
+            [*enter, *argv],
+            env=replica.env,
+            cwd=self.cwd(replica),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def health_check(self, replica: Replica) -> subprocess.CompletedProcess[str]:
         """Run the service's health check once inside the replica, as the engine would."""

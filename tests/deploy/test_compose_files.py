@@ -26,9 +26,9 @@ from tests.deploy.compose import (
     resolved_model,
     run_tool,
     tool,
-    unavailable,
     unescape,
 )
+from tests.support import skip_or_fail
 
 pytestmark = pytest.mark.deploy
 
@@ -195,7 +195,7 @@ def extra_scripts(extra: str) -> dict[str, click.Command]:
         try:
             dist = importlib.metadata.distribution(requirement.name)
         except importlib.metadata.PackageNotFoundError:
-            unavailable(f"{requirement.name} is not installed (pip install -e '.[deploy-check]')")
+            skip_or_fail(f"{requirement.name} is not installed (pip install -e '.[deploy-check]')")
         for entry in dist.entry_points:
             if entry.group != "console_scripts":
                 continue
@@ -207,8 +207,9 @@ def extra_scripts(extra: str) -> dict[str, click.Command]:
     return scripts
 
 
-def test_every_command_names_a_real_cli_entry_point(services: dict[str, dict[str, Any]],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_every_command_names_a_real_cli_entry_point(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(ROOT)  # the image's WORKDIR holds examples/, as the repository root does
     commands = our_scripts()
     checked = []
@@ -236,8 +237,7 @@ def test_every_command_names_a_real_cli_entry_point(services: dict[str, dict[str
     assert ("dashboard", "rq-dashboard") in checked
 
 
-def test_the_dispatcher_runs_the_example_batch_and_takes_other_subcommands(
-        services: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+def test_the_dispatcher_runs_the_example_batch_and_takes_other_subcommands(services: dict[str, dict[str, Any]]) -> None:
     dispatcher = services["dispatcher"]
     assert dispatcher["entrypoint"] == ["dispatcher"]  # so `compose run dispatcher submit ...` works
     argv = argv_of(dispatcher, image_cmd())
@@ -305,5 +305,6 @@ def test_every_pinned_version_of_the_image_is_inside_the_project_ranges() -> Non
     assert {"rq", "redis", "click", "hiredis", "rq-dashboard"} <= {r.name.lower() for r in needed}
     for requirement in needed:
         assert requirement.name.lower() in pins, f"constraints.txt has no pin for {requirement.name}"
-        assert requirement.specifier.contains(pins[requirement.name.lower()]), \
-            f"{requirement.name}=={pins[requirement.name.lower()]} is outside {requirement}"  # fmt: skip
+        assert requirement.specifier.contains(pins[requirement.name.lower()]), (
+            f"{requirement.name}=={pins[requirement.name.lower()]} is outside {requirement}"
+        )

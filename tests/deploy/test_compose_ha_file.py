@@ -53,8 +53,11 @@ def test_every_variable_the_file_reads_is_documented_in_env_example() -> None:
 
 
 def test_clients_find_the_master_through_all_three_sentinels_with_both_passwords() -> None:
-    services = resolved_model({"REDIS_PASSWORD": "data-pw", "SENTINEL_PASSWORD": "sent-pw", "DW_MIN_REPLICAS": "1"},
-                              profiles=(), file=HA_COMPOSE_FILE)["services"]  # fmt: skip
+    services = resolved_model(
+        {"REDIS_PASSWORD": "data-pw", "SENTINEL_PASSWORD": "sent-pw", "DW_MIN_REPLICAS": "1"},
+        profiles=(),
+        file=HA_COMPOSE_FILE,
+    )["services"]
     for name in ("worker", "dispatcher"):
         env = services[name]["environment"]
         target = parse_sentinel_url(env["REDIS_URL"], env["DW_SENTINEL_PASSWORD"])
@@ -93,8 +96,9 @@ def test_every_healthy_dependency_has_a_health_check(services: dict[str, dict[st
     assert set(services["worker"]["depends_on"]) >= set(SENTINELS)
 
 
-def test_every_command_names_a_real_cli_entry_point(services: dict[str, dict[str, Any]],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_every_command_names_a_real_cli_entry_point(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(ROOT)
     commands = our_scripts()
     checked = []

@@ -5,7 +5,6 @@ workers and the dispatcher, which know only the Sentinels, carry on through the 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from tests.deploy.compose import HA_COMPOSE_FILE, resolved_model
 from tests.deploy.netns import ComposeNet, Replica, remove_stale_namespaces
 from tests.deploy.test_compose_netns import assert_healthy, example_tasks, expected_value, logs, redis_bin_dir
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.deploy, pytest.mark.netns, pytest.mark.timeout(600)]
 
@@ -25,8 +25,12 @@ WORKERS = 2
 @pytest.fixture
 def compose(tmp_path: Path) -> Iterator[ComposeNet]:
     bin_dir = redis_bin_dir()
-    env = {"REDIS_PASSWORD": PASSWORD, "SENTINEL_PASSWORD": SENTINEL_PASSWORD, "SENTINEL_DOWN_AFTER_MS": "1000",
-           "DW_MIN_REPLICAS": "1"}  # fmt: skip
+    env = {
+        "REDIS_PASSWORD": PASSWORD,
+        "SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        "SENTINEL_DOWN_AFTER_MS": "1000",
+        "DW_MIN_REPLICAS": "1",
+    }
     model = resolved_model(env, profiles=(), file=HA_COMPOSE_FILE)
     remove_stale_namespaces()
     net = ComposeNet(model, tmp_path, bin_dir)
@@ -39,8 +43,11 @@ def compose(tmp_path: Path) -> Iterator[ComposeNet]:
 
 def sentinel_view(net: ComposeNet, sentinel: Replica) -> dict[str, str]:
     """`SENTINEL MASTER dwmaster` as one Sentinel answers it."""
-    answer = net.exec(sentinel, ["redis-cli", "-p", "26379", "--no-auth-warning", "-a", SENTINEL_PASSWORD,
-                                 "sentinel", "master", "dwmaster"], timeout=30)  # fmt: skip
+    answer = net.exec(
+        sentinel,
+        ["redis-cli", "-p", "26379", "--no-auth-warning", "-a", SENTINEL_PASSWORD, "sentinel", "master", "dwmaster"],
+        timeout=30,
+    )
     words = answer.stdout.split()
     return dict(zip(words[::2], words[1::2], strict=False))
 
@@ -48,14 +55,6 @@ def sentinel_view(net: ComposeNet, sentinel: Replica) -> dict[str, str]:
 def role(net: ComposeNet, server: Replica) -> str:
     answer = net.exec(server, ["redis-cli", "--no-auth-warning", "-a", PASSWORD, "role"], timeout=30)
     return answer.stdout.split()[0] if answer.stdout.split() else ""
-
-
-def wait_for(condition: object, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def run_example(net: ComposeNet, dispatcher: Replica) -> None:
@@ -86,7 +85,7 @@ def test_ha_compose_up_then_the_master_dies_and_work_goes_on(compose: ComposeNet
         views = [sentinel_view(compose, s) for s in sentinels]
         return all(v.get("num-slaves") == "1" and v.get("num-other-sentinels") == "2" for v in views)
 
-    wait_for(sentinels_ready, "three Sentinels that know the replica and each other")
+    wait_until(sentinels_ready, 120, "three Sentinels that know the replica and each other", interval=0.2)
     for worker in workers:
         compose.start(worker)
     for worker in workers:
@@ -98,9 +97,9 @@ def test_ha_compose_up_then_the_master_dies_and_work_goes_on(compose: ComposeNet
     assert master.process is not None
     master.process.kill()
     master.process.wait()
-    wait_for(lambda: role(compose, replica) == "master", "the replica's promotion")
+    wait_until(lambda: role(compose, replica) == "master", 120, "the replica's promotion", interval=0.2)
     compose.start(master)  # `restart: unless-stopped` brings the old master back, as a replica
-    wait_for(lambda: role(compose, master) == "slave", "the old master to rejoin as a replica")
+    wait_until(lambda: role(compose, master) == "slave", 120, "the old master to rejoin as a replica", interval=0.2)
     run_example(compose, dispatcher)
     for worker in workers:
         assert worker.process is not None and worker.process.poll() is None, logs(compose)

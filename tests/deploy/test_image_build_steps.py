@@ -67,8 +67,9 @@ def test_the_build_stage_runs_and_yields_our_commands_without_pip(tmp_path: Path
             command = command.replace("/opt/venv", str(host("/opt/venv")))
             command = re.sub(r"^python ", f"{sys.executable} ", command)
             command = re.sub(r"^pip ", f"{sys.executable} -m pip ", command)
-            done = subprocess.run(["sh", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=500,
-                                  check=False)  # fmt: skip
+            done = subprocess.run(
+                ["sh", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=500, check=False
+            )
             assert done.returncode == 0, f"RUN {rest}\n{done.stdout}\n{done.stderr}"
         else:
             assert keyword in ("ENV", "LABEL"), f"the rehearsal does not know {keyword}"
@@ -77,8 +78,9 @@ def test_the_build_stage_runs_and_yields_our_commands_without_pip(tmp_path: Path
     assert copied == [["--from=build", "/opt/venv", "/opt/venv"]]
     venv = host("/opt/venv")
     for command in ("worker", "dispatcher", "rq-dashboard"):
-        shown = subprocess.run([str(venv / "bin" / command), "--help"], capture_output=True, text=True, timeout=60,
-                               check=False)  # fmt: skip
+        shown = subprocess.run(
+            [str(venv / "bin" / command), "--help"], capture_output=True, text=True, timeout=60, check=False
+        )
         assert shown.returncode == 0, shown.stderr
     python = str(venv / "bin" / "python")
     assert subprocess.run([python, "-c", "import hiredis, six"], timeout=60, check=False).returncode == 0

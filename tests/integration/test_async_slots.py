@@ -26,8 +26,8 @@ def test_coroutine_tasks_share_a_loop_per_process_and_bad_ones_fail_alone(
     redis_url: str, start_worker: WorkerFactory, real_client: redis.Redis
 ) -> None:
     for name in ("a1", "a2"):
-        start_worker("--name", name, "--async-slots", str(SLOTS), "--task-timeout", "1", "--tasks", "tests.asynctasks",
-                     env=USER_ENV)  # fmt: skip
+        slots = ("--async-slots", str(SLOTS), "--task-timeout", "1")
+        start_worker("--name", name, *slots, "--tasks", "tests.asynctasks", env=USER_ENV)
     wait_offered(real_client, "aio.where", workers=2)
     slots = {k: real_client.hget(k, "dw_slots") for k in real_client.smembers(keys.RQ_WORKERS)}
     assert set(slots.values()) == {str(SLOTS).encode()}, slots

@@ -28,8 +28,8 @@ def test_bench_quick_runs_w1_and_w2_and_writes_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["async", "threads"])
 def test_bench_w3_says_which_slots_it_ran_on(tmp_path: Path, mode: str) -> None:
     out = tmp_path / "bench.json"
-    argv = [sys.executable, "-m", "bench", "--quick", "--systems", "ours", "--workloads", "W3", "--w3-mode", mode,
-            "--json", str(out)]  # fmt: skip
+    argv = [sys.executable, "-m", "bench", "--quick", "--systems", "ours", "--workloads", "W3"]
+    argv += ["--w3-mode", mode, "--json", str(out)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     label = {"async": "async slots", "threads": "threads"}[mode]
@@ -40,8 +40,8 @@ def test_bench_w3_says_which_slots_it_ran_on(tmp_path: Path, mode: str) -> None:
 
 def test_bench_quick_runs_the_cli_workloads_and_checks_every_line(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    argv = [sys.executable, "-m", "bench", "--quick", "--systems", "ours,ppe", "--workloads", "C1,C2,C3",
-            "--cli-tasks", "20000", "--json", str(out)]  # fmt: skip
+    argv = [sys.executable, "-m", "bench", "--quick", "--systems", "ours,ppe", "--workloads", "C1,C2,C3"]
+    argv += ["--cli-tasks", "20000", "--json", str(out)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| C1 task file, `submit --json > file`, tasks/s (start included) |" in done.stdout

@@ -40,8 +40,9 @@ def test_submit_a_file_and_get_every_result_once(redis_url: str, start_worker: W
 
 def test_stdin_text_and_human_output(redis_url: str, start_worker: WorkerFactory) -> None:
     start_worker()
-    done = run_cli("submit", "-", "--ordered", stdin='add 10 5\nmultiply 7 8\necho "hi there"\n',
-                   env={"REDIS_URL": redis_url})  # fmt: skip
+    done = run_cli(
+        "submit", "-", "--ordered", stdin='add 10 5\nmultiply 7 8\necho "hi there"\n', env={"REDIS_URL": redis_url}
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("Task 1: add 10 5 = 15 (by ")
@@ -49,8 +50,9 @@ def test_stdin_text_and_human_output(redis_url: str, start_worker: WorkerFactory
     assert lines[2].startswith("Task 3: echo hi there = hi there (by ")
 
 
-def test_json_lines_input_keeps_user_ids_in_input_order(redis_url: str, start_worker: WorkerFactory,
-                                                        tmp_path: Path) -> None:  # fmt: skip
+def test_json_lines_input_keeps_user_ids_in_input_order(
+    redis_url: str, start_worker: WorkerFactory, tmp_path: Path
+) -> None:
     start_worker("--threads", "4")
     batch = tmp_path / "tasks.jsonl"
     rows = [{"task": "sleep", "args": [0.05 * (5 - i)], "id": f"job-{i}"} for i in range(5)]
@@ -135,6 +137,7 @@ def test_worker_warm_shutdown_on_sigterm(start_worker: WorkerFactory) -> None:
 
 
 def test_worker_refuses_bad_options() -> None:
-    done = subprocess.run([sys.executable, "-m", "worker", "--tasks", "no.such.module"],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "--tasks", "no.such.module"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 2 and "cannot import task module" in done.stderr

@@ -18,8 +18,12 @@ EXIT_BROKEN_PIPE = 141
 
 def first_line_then_close(redis_url: str, *args: str) -> tuple[int, str]:
     """Run `dispatcher ARGS | head -1`: read one line, close the pipe; return the exit code and stderr."""
-    process = subprocess.Popen([sys.executable, "-m", "dispatcher", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env={**os.environ, "REDIS_URL": redis_url})  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "REDIS_URL": redis_url},
+    )
     assert process.stdout is not None and process.stderr is not None
     assert process.stdout.readline()
     process.stdout.close()

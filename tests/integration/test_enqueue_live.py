@@ -22,8 +22,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 def rq_info(redis_url: str, *options: str) -> str:
     rq = Path(sys.executable).parent / "rq"
-    done = subprocess.run([str(rq), "info", "--raw", "--only-queues", "--url", redis_url, *options],
-                          capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)  # fmt: skip
+    done = subprocess.run(
+        [str(rq), "info", "--raw", "--only-queues", "--url", redis_url, *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -32,8 +38,9 @@ def test_rq_reads_the_queued_chunks_and_a_real_worker_runs_them(
     redis_url: str, real_client: redis.Redis, start_worker: WorkerFactory
 ) -> None:
     lines = "".join(f"add {i} {i}\n" for i in range(5)) + "divide 1 0\n"
-    queued = run_cli("submit", "-", "--no-wait", "--no-check", "--chunk-size", "2", stdin=lines,
-                     env={"REDIS_URL": redis_url})  # fmt: skip
+    queued = run_cli(
+        "submit", "-", "--no-wait", "--no-check", "--chunk-size", "2", stdin=lines, env={"REDIS_URL": redis_url}
+    )
     assert queued.returncode == 0, queued.stderr
     batch_id = queued.stdout.strip()
 

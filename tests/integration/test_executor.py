@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,6 +19,7 @@ from common.errors import RemoteTaskError, RemoteTraceback, TaskNotOffered
 from dispatcher import RedisExecutor
 from tests import usertasks
 from tests.conftest import ROOT, WorkerFactory, run_cli
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -28,14 +28,12 @@ USER_ENV = {"PYTHONPATH": str(ROOT)}
 
 def wait_offered(client: redis.Redis, name: str, workers: int = 1, timeout: float = 30) -> None:
     """Until `workers` live workers advertise `name` (their advertisement follows RQ's registration)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def offered() -> bool:
         members = client.smembers(keys.RQ_WORKERS)
-        offered = [k for k in members if name in json.loads(client.hget(k, "dw_tasks") or b"[]")]
-        if len(offered) >= workers:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no worker advertised {name!r}")
+        return len([k for k in members if name in json.loads(client.hget(k, "dw_tasks") or b"[]")]) >= workers
+
+    wait_until(offered, timeout, f"{workers} worker(s) to advertise {name!r}")
 
 
 @pytest.fixture
@@ -79,8 +77,9 @@ def test_wait_and_as_completed(redis_url: str, user_workers: Callable[[int], Non
         more = {executor.submit("usertasks.double", i): i for i in range(40, 60)}
         seen = {more[f]: f.result() for f in cf.as_completed(more, timeout=60)}
         assert seen == {i: 2 * i for i in range(40, 60)}
-        first_error = cf.wait([executor.submit(divide, 1, 0), executor.submit(add, 1, 1)],
-                              timeout=60, return_when=cf.FIRST_EXCEPTION)  # fmt: skip
+        first_error = cf.wait(
+            [executor.submit(divide, 1, 0), executor.submit(add, 1, 1)], timeout=60, return_when=cf.FIRST_EXCEPTION
+        )
         assert first_error.done
 
 
@@ -143,8 +142,9 @@ def _batch(redis_url: str, batch_id: str) -> dict[str, object]:
     return batches[batch_id]  # type: ignore[no-any-return]
 
 
-def test_refuses_a_task_no_live_worker_offers(redis_url: str, real_client: redis.Redis,
-                                              user_workers: Callable[[int], None]) -> None:  # fmt: skip
+def test_refuses_a_task_no_live_worker_offers(
+    redis_url: str, real_client: redis.Redis, user_workers: Callable[[int], None]
+) -> None:
     user_workers(1)
     with RedisExecutor(redis_url) as executor:
         with pytest.raises(TaskNotOffered) as info:
@@ -208,8 +208,15 @@ def test_a_script_that_never_shuts_down_still_finishes_its_batch(redis_url: str,
         "executor.submit('add', 1, 2)\n"
         "print(executor.batch_id)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, "REDIS_URL": redis_url}, cwd=ROOT)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "REDIS_URL": redis_url},
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     record = real_client.hgetall(f"dw:batch:{done.stdout.strip()}")
     assert record[b"state"] == b"submitted" and record[b"total"] == b"1"

@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -44,14 +44,17 @@ def subreaper() -> Iterator[set[int]]:
     libc.prctl(PR_SET_CHILD_SUBREAPER, 0)
 
 
-def leftovers(before: set[int]) -> set[int]:
-    deadline = time.monotonic() + 15
-    while (extra := children_of_this_process() - before) and time.monotonic() < deadline:
+def assert_no_leftovers(before: set[int]) -> None:
+    """Every process the run started (adopted by the subreaper if orphaned) exits; each is reaped."""
+
+    def none_left() -> bool:
+        extra = children_of_this_process() - before
         for pid in extra:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.1)
-    return extra
+        return not extra
+
+    wait_until(none_left, 15, "every process the run started to exit", interval=0.1)
 
 
 def test_run_local_completes_a_batch_and_stops_everything(tmp_path: Path, subreaper: set[int]) -> None:
@@ -62,21 +65,25 @@ def test_run_local_completes_a_batch_and_stops_everything(tmp_path: Path, subrea
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert sorted(r["index"] for r in records) == list(range(2000))
     assert all(r["result"] == 3 * r["index"] for r in records)
-    assert leftovers(subreaper) == set()
+    assert_no_leftovers(subreaper)
 
 
 def test_ctrl_c_during_run_local_leaves_no_process_behind(tmp_path: Path, subreaper: set[int]) -> None:
     batch = tmp_path / "tasks.txt"
     batch.write_text("".join("sleep 0.05\n" for _ in range(400)))
-    process = subprocess.Popen([sys.executable, "-m", "dispatcher", "run", str(batch), "--local", "2", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", "run", str(batch), "--local", "2", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     process.stdout.readline()  # the batch is running: a first result arrived
     process.send_signal(signal.SIGINT)
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "interrupted" in err
-    assert leftovers(subreaper) == set()
+    assert_no_leftovers(subreaper)
 
 
 def test_demo_prints_the_classic_log_format(subreaper: set[int]) -> None:
@@ -92,4 +99,4 @@ def test_demo_prints_the_classic_log_format(subreaper: set[int]) -> None:
     assert sum(line.startswith("[Dispatcher] Got result: ") for line in lines) == 12
     # the workers' own start and stop lines would break the classic format on a terminal
     assert " started: " not in done.stderr and " stopped: " not in done.stderr, done.stderr
-    assert leftovers(subreaper) == set()
+    assert_no_leftovers(subreaper)

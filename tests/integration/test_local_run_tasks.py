@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.integration.test_local_mode import leftovers, subreaper  # noqa: F401 (the fixture)
+from tests.integration.test_local_mode import assert_no_leftovers, subreaper  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -70,7 +70,7 @@ def test_a_timed_out_local_run_gives_no_reattach_hint(tmp_path: Path, request: p
     assert "timed out" in err
     assert "dispatcher results" not in err
     assert "local mode" in err
-    assert leftovers(children) == set()  # the processes the workers forked too
+    assert_no_leftovers(children)  # the processes the workers forked too
 
 
 def test_an_interrupted_local_run_gives_no_reattach_hint(tmp_path: Path, request: pytest.FixtureRequest) -> None:
@@ -87,4 +87,4 @@ def test_an_interrupted_local_run_gives_no_reattach_hint(tmp_path: Path, request
     assert "interrupted" in err
     assert "dispatcher results" not in err
     assert "local mode" in err
-    assert leftovers(children) == set()  # the processes the workers forked too
+    assert_no_leftovers(children)  # the processes the workers forked too

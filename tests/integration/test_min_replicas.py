@@ -38,8 +38,8 @@ def test_enqueues_and_results_wait_for_replicas(
 ) -> None:
     start_worker(env=DURABLE)
     real_client.config_resetstat()
-    done = run_cli("submit", "-", "--json", "--chunk-size", "1", env={"REDIS_URL": redis_url, **DURABLE},
-                   stdin="add 1 2\nadd 3 4\n")  # fmt: skip
+    env = {"REDIS_URL": redis_url, **DURABLE}
+    done = run_cli("submit", "-", "--json", "--chunk-size", "1", env=env, stdin="add 1 2\nadd 3 4\n")
     assert done.returncode == 0, done.stderr
     assert sorted(json.loads(line)["result"] for line in done.stdout.splitlines()) == [3, 7]
     assert "chunk jobs enqueued: only 0 of 1 replica(s) confirmed it" in done.stderr, done.stderr

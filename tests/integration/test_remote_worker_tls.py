@@ -31,12 +31,12 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
     ext = folder / "san.cnf"
     ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    signing = ["-days", "1", "-extfile", ext, "-out", cert]
     steps = [
         ["req", "-x509", *new_key, "-days", "1", "-subj", "/CN=test CA", "-keyout", ca_key, "-out", ca],
         ["req", *new_key, "-subj", "/CN=localhost", "-keyout", key, "-out", csr],
-        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1",
-         "-extfile", ext, "-out", cert],
-    ]  # fmt: skip
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", *signing],
+    ]
     for step in steps:
         subprocess.run([openssl, *map(str, step)], check=True, capture_output=True, timeout=60)
     return ca, cert, key
@@ -119,12 +119,19 @@ def tls(redis_url: str, tmp_path: Path) -> Iterator[tuple[TlsTerminator, Path]]:
 
 
 def check(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker", "--check"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "REDIS_URL": url}, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REDIS_URL": url},
+        check=False,
+    )
 
 
-def test_a_worker_joins_over_tls_and_runs_a_batch(tls: tuple[TlsTerminator, Path], start_worker: WorkerFactory,
-                                                  tmp_path: Path) -> None:  # fmt: skip
+def test_a_worker_joins_over_tls_and_runs_a_batch(
+    tls: tuple[TlsTerminator, Path], start_worker: WorkerFactory, tmp_path: Path
+) -> None:
     terminator, ca = tls
     url = f"rediss://localhost:{terminator.port}/0?ssl_ca_certs={ca}"
     start_worker(env={"REDIS_URL": url})  # returns once the worker has registered through the TLS endpoint

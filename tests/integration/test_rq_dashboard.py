@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,13 +10,14 @@ import redis
 
 from common import keys
 from tests.conftest import WorkerFactory, run_cli
+from tests.support import in_ci, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 @pytest.fixture
 def dashboard(redis_url: str) -> Iterator[Any]:
-    if os.environ.get("CI") != "true":
+    if not in_ci():
         pytest.importorskip("rq_dashboard", reason="rq-dashboard is not installed (pip install -e '.[monitoring]')")
     from rq.serializers import JSONSerializer
     from rq_dashboard import web
@@ -38,10 +37,13 @@ def dashboard(redis_url: str) -> Iterator[Any]:
     web.Worker = saved_worker
 
 
-def test_dashboard_lists_our_queue_jobs_and_workers(dashboard: Any, redis_url: str, start_worker: WorkerFactory,
-                                                    real_client: redis.Redis) -> None:  # fmt: skip
-    queued = run_cli("submit", "-", "--no-wait", "--no-check", "--chunk-size", "2",
-                     stdin="sleep 3\nadd 1 2\nadd 3 4\nfib 10\n", env={"REDIS_URL": redis_url})  # fmt: skip
+def test_dashboard_lists_our_queue_jobs_and_workers(
+    dashboard: Any, redis_url: str, start_worker: WorkerFactory, real_client: redis.Redis
+) -> None:
+    lines = "sleep 3\nadd 1 2\nadd 3 4\nfib 10\n"
+    queued = run_cli(
+        "submit", "-", "--no-wait", "--no-check", "--chunk-size", "2", stdin=lines, env={"REDIS_URL": redis_url}
+    )
     assert queued.returncode == 0, queued.stderr
     batch_id = queued.stdout.strip()
 
@@ -53,9 +55,8 @@ def test_dashboard_lists_our_queue_jobs_and_workers(dashboard: Any, redis_url: s
     assert job.status_code == 200 and job.get_json()["status"] == "queued"
 
     start_worker("--name", "seen-by-dashboard")
-    deadline = time.monotonic() + 30
-    while real_client.hget(keys.rq_worker_key("seen-by-dashboard"), "state") != b"busy" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    busy = lambda: real_client.hget(keys.rq_worker_key("seen-by-dashboard"), "state") == b"busy"  # noqa: E731
+    wait_until(busy, 30, "the worker to be busy with the first chunk")
     # A worker busy with one of our JSON chunk jobs: stock rq-dashboard 0.9 answers 500 here.
     response = dashboard.get("/0/data/workers.json")
     assert response.status_code == 200

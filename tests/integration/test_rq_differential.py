@@ -209,8 +209,11 @@ def _run_one_way(
     # No heartbeat thread: it is the same on both paths, and its ticks (the pulse, the registration's
     # renewal) come on its own clock, so whether a snapshot catches one would be timing, not a path.
     worker._start_heartbeat_thread = lambda: None  # type: ignore[method-assign]
-    worker.work(burst=True)
-    check()
+    try:
+        worker.work(burst=True)
+        check()
+    finally:
+        runtime_module.reset()
     return moments
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import redis
 
 from common import keys
 from tests.conftest import ROOT, WorkerFactory, run_cli
-from tests.reliability.conftest import wait_until
+from tests.support import in_ci, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -34,8 +33,9 @@ def rq(redis_url: str, *args: str) -> str:
 
 
 def submit(redis_url: str, lines: str, *options: str, queue: str = "tasks") -> str:
-    queued = run_cli("submit", "-", "--no-wait", "--no-check", *options, stdin=lines,
-                     env={"REDIS_URL": redis_url, "DW_QUEUE": queue})  # fmt: skip
+    queued = run_cli(
+        "submit", "-", "--no-wait", "--no-check", *options, stdin=lines, env={"REDIS_URL": redis_url, "DW_QUEUE": queue}
+    )
     assert queued.returncode == 0, queued.stderr
     return queued.stdout.strip()
 
@@ -107,17 +107,15 @@ def _get_json(url: str) -> Any:
 def test_rq_dashboard_through_dispatcher_dashboard(
     redis_url: str, real_client: redis.Redis, start_worker: WorkerFactory, tmp_path: Path
 ) -> None:
-    if os.environ.get("CI") != "true":
+    if not in_ci():
         pytest.importorskip("rq_dashboard", reason="rq-dashboard is not installed (pip install -e '.[monitoring]')")
     batch_id = submit(redis_url, "sleep 3\nadd 1 2\n", "--chunk-size", "1")
     start_worker("--name", "on-the-dashboard")
     port = _free_port()
     with (tmp_path / "dashboard.log").open("wb") as log:
-        dashboard = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", "dashboard", "--json", "--bind", "127.0.0.1", "--port", str(port),
-             "--redis-url", redis_url],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
+        options = ["--json", "--bind", "127.0.0.1", "--port", str(port), "--redis-url", redis_url]
+        argv = [sys.executable, "-m", "dispatcher", "dashboard", *options]
+        dashboard = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         base = f"http://127.0.0.1:{port}/0/data"
         workers = wait_until(lambda: _get_json(f"{base}/workers.json"), 60, "the dashboard to answer")

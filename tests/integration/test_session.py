@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 from rq import Queue
@@ -14,6 +12,7 @@ from common import keys
 from common.settings import Settings
 from dispatcher.session import Session
 from tests.conftest import WorkerFactory
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -21,10 +20,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 def wait_idle(client: redis.Redis, *workers: str) -> None:
     """Wait until no worker is busy: a result is published before the worker's own bookkeeping of
     the job ends, and on a loaded machine the dispatcher can read it and get here first."""
-    deadline = time.monotonic() + 10
-    while b"busy" in [client.hget(keys.rq_worker_key(name), "state") for name in workers]:
-        assert time.monotonic() < deadline, "a worker stayed busy after its chunk's result was published"
-        time.sleep(0.05)
+    states = lambda: [client.hget(keys.rq_worker_key(name), "state") for name in workers]  # noqa: E731
+    wait_until(lambda: b"busy" not in states(), 10, "the workers to be idle after their chunks' results")
 
 
 def test_sequential_round_trips_leave_rq_bookkeeping_clean(

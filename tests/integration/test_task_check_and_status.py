@@ -76,14 +76,20 @@ def test_worker_serves_user_task_modules_named_in_the_environment(
 
 
 def test_a_task_module_that_cannot_be_imported_stops_the_worker(redis_url: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "worker", "--tasks", "no_such_module_xyz", "--burst"],
-                          env={"REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "--tasks", "no_such_module_xyz", "--burst"],
+        env={"REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2 and "no_such_module_xyz" in done.stderr
 
 
-def test_status_watch_shows_tasks_done_per_worker(redis_url: str, start_worker: WorkerFactory,
-                                                  real_client: redis.Redis) -> None:  # fmt: skip
+def test_status_watch_shows_tasks_done_per_worker(
+    redis_url: str, start_worker: WorkerFactory, real_client: redis.Redis
+) -> None:
     start_worker("--name", "watched")
     wait_offered(real_client, "add")
     done = run_cli("submit", "-", stdin="".join(f"add {i} 1\n" for i in range(30)), env={"REDIS_URL": redis_url})
@@ -101,15 +107,22 @@ def test_status_watch_shows_tasks_done_per_worker(redis_url: str, start_worker: 
 
 
 @pytest.mark.parametrize("serializer", [[], ["-S", "rq.serializers.JSONSerializer"]])
-def test_rq_info_runs_against_our_queue(redis_url: str, serializer: list[str], start_worker: WorkerFactory,
-                                        real_client: redis.Redis) -> None:  # fmt: skip
+def test_rq_info_runs_against_our_queue(
+    redis_url: str, serializer: list[str], start_worker: WorkerFactory, real_client: redis.Redis
+) -> None:
     start_worker("--name", "busy-one", "--threads", "1")
     wait_offered(real_client, "sleep")
-    done = run_cli("submit", "-", "--no-wait", "--chunk-size", "1", stdin="sleep 2\nadd 1 2\nadd 3 4\n",
-                   env={"REDIS_URL": redis_url})  # fmt: skip
+    lines = "sleep 2\nadd 1 2\nadd 3 4\n"
+    done = run_cli("submit", "-", "--no-wait", "--chunk-size", "1", stdin=lines, env={"REDIS_URL": redis_url})
     assert done.returncode == 0, done.stderr
     rq = Path(sys.executable).parent / "rq"
-    info = subprocess.run([str(rq), "info", "--url", redis_url, *serializer], capture_output=True, text=True,
-                          timeout=60, check=False, cwd=ROOT)  # fmt: skip
+    info = subprocess.run(
+        [str(rq), "info", "--url", redis_url, *serializer],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
     assert info.returncode == 0, info.stderr
     assert "tasks" in info.stdout and "busy-one" in info.stdout

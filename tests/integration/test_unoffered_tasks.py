@@ -16,7 +16,7 @@ from common.errors import TaskNotOffered
 from dispatcher import RedisExecutor
 from tests.conftest import WorkerFactory, run_cli
 from tests.integration.test_executor import USER_ENV, wait_offered
-from tests.reliability.conftest import wait_until
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

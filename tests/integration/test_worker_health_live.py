@@ -15,8 +15,14 @@ pytestmark = pytest.mark.integration
 
 
 def check(redis_url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker", "--check"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "REDIS_URL": redis_url}, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REDIS_URL": redis_url},
+        check=False,
+    )
 
 
 def test_check_follows_a_real_worker_through_its_life(redis_url: str, start_worker: WorkerFactory) -> None:

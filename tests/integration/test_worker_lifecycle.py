@@ -17,7 +17,7 @@ from common import keys
 from common.routing import BUILTIN_TASKS
 from dispatcher.local import EmbeddedRedis, spawn, stop
 from tests.conftest import current_job
-from tests.reliability.conftest import wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import redis
 
 from common import keys
 from tests.conftest import WorkerFactory, current_job, run_cli
-from tests.reliability.conftest import wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

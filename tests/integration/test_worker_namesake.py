@@ -16,7 +16,7 @@ from common import keys
 from dispatcher.local import spawn, stop
 from tests.conftest import WorkerFactory
 from tests.integration.test_worker_liveness import registration_problems
-from tests.reliability.conftest import wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

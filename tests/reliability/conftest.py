@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,9 @@ import redis
 from common import keys
 from dispatcher.local import EmbeddedRedis, spawn, stop
 from tests.conftest import current_job
+from tests.support import skip_or_fail, wait_until
 
-__all__ = ["current_job"]  # shared with the tests that import it from here
+__all__ = ["current_job", "skip_or_fail", "wait_until"]  # shared with the tests that import them from here
 
 FAST_RECOVERY = {"DW_HEARTBEAT_INTERVAL": "0.5", "DW_HEARTBEAT_TTL": "2"}
 """Short heartbeats, so tests that do not measure recovery time do not wait for it either."""
@@ -30,18 +30,6 @@ TASK_MODULE = "tests.reliability.tasks"
 
 FIGURES = Path(os.environ.get("DW_RELIABILITY_FIGURES", "")) if os.environ.get("DW_RELIABILITY_FIGURES") else None
 """Where tests append the figures they measure (JSON lines), when set."""
-
-
-def in_ci() -> bool:
-    """True on the CI runner, where a test that cannot run must fail rather than skip."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip locally; fail under CI=true."""
-    if in_ci():
-        pytest.fail(f"required on CI: {reason}")
-    pytest.skip(reason)
 
 
 def record_figure(name: str, **values: Any) -> None:
@@ -90,8 +78,14 @@ class Procs:
     logs: dict[int, Path] = field(default_factory=dict)
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
-        return {**os.environ, "REDIS_URL": self.url, "PYTHONUNBUFFERED": "1", "DW_TASK_MODULES": TASK_MODULE,
-                **self.env, **(extra or {})}  # fmt: skip
+        return {
+            **os.environ,
+            "REDIS_URL": self.url,
+            "PYTHONUNBUFFERED": "1",
+            "DW_TASK_MODULES": TASK_MODULE,
+            **self.env,
+            **(extra or {}),
+        }
 
     def worker(
         self, *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
@@ -110,8 +104,9 @@ class Procs:
         index = len(self.processes)
         out, err = self.tmp / f"dispatcher-{index}.out", self.tmp / f"dispatcher-{index}.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
-            process = spawn([sys.executable, "-m", "dispatcher", *args], env=self._env(env), stdout=stdout,
-                            stderr=stderr)  # fmt: skip
+            process = spawn(
+                [sys.executable, "-m", "dispatcher", *args], env=self._env(env), stdout=stdout, stderr=stderr
+            )
         self.processes.append(process)
         self.logs[process.pid] = err
         return process
@@ -120,8 +115,15 @@ class Procs:
         self, *args: str, env: dict[str, str] | None = None, input_text: str | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run `python -m dispatcher ARGS` to completion."""
-        return subprocess.run([sys.executable, "-m", "dispatcher", *args], env=self._env(env), input=input_text,
-                              capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "dispatcher", *args],
+            env=self._env(env),
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def output(self, process: subprocess.Popen[bytes]) -> str:
         return (self.tmp / f"dispatcher-{self.processes.index(process)}.out").read_text()
@@ -181,16 +183,11 @@ def assert_exactly_once(records: list[dict[str, Any]], total: int) -> dict[int, 
     return by_index
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+def wait_outage_noticed(procs: Procs, workers: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Until every worker has logged that Redis went away (its heartbeat thread says so once per outage,
+    whatever the worker was doing)."""
+    for worker in workers:
+        wait_until(lambda w=worker: "heartbeat failed" in procs.log(w), 30, f"worker {worker.pid} to notice")
 
 
 def start_chunk_mid_run(

@@ -13,7 +13,8 @@ from pathlib import Path
 import redis
 
 from dispatcher.local import find_redis_server, free_port, spawn, stop
-from tests.reliability.conftest import RestartableRedis, wait_until
+from tests.reliability.conftest import RestartableRedis
+from tests.support import wait_until
 
 MASTER_NAME = "dwmaster"
 

@@ -20,9 +20,9 @@ from tests.reliability.conftest import (
     parse_json_results,
     start_chunk_mid_run,
     stream_entries,
-    wait_until,
 )
 from tests.reliability.test_worker_kill import kill_and_time_rerun
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,15 +14,8 @@ import redis
 
 from common import keys
 from dispatcher.local import free_port, spawn, stop
-from tests.reliability.conftest import (
-    FAST_RECOVERY,
-    Procs,
-    RestartableRedis,
-    assert_exactly_once,
-    parse_json_results,
-    skip_or_fail,
-    wait_until,
-)
+from tests.reliability.conftest import FAST_RECOVERY, Procs, RestartableRedis, assert_exactly_once, parse_json_results
+from tests.support import skip_or_fail, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -38,8 +30,9 @@ def secured(server: RestartableRedis) -> RestartableRedis:
     """Require a password for the default user and add an ACL user (set at run time: the fixture's
     start-up check does not authenticate)."""
     client = redis.Redis(port=server.port)
-    client.acl_setuser("alice", enabled=True, passwords=[f"+{ALICE_PASSWORD}"], keys=["*"], channels=["*"],
-                       commands=["+@all"])  # fmt: skip
+    client.acl_setuser(
+        "alice", enabled=True, passwords=[f"+{ALICE_PASSWORD}"], keys=["*"], channels=["*"], commands=["+@all"]
+    )
     client.config_set("requirepass", ADMIN_PASSWORD)
     client.close()
     return server
@@ -48,15 +41,16 @@ def secured(server: RestartableRedis) -> RestartableRedis:
 def batch_roundtrip(procs: Procs, url: str) -> None:
     """A worker and a dispatcher both on `url` run a small batch to the end."""
     procs.worker("--name", "w", env={"REDIS_URL": url})
-    done = procs.run("submit", "-", "--json", "--no-check", "--timeout", "60", env={"REDIS_URL": url},
-                     input_text="add 1 2\nmultiply 3 4\n")  # fmt: skip
+    lines = "add 1 2\nmultiply 3 4\n"
+    done = procs.run("submit", "-", "--json", "--no-check", "--timeout", "60", env={"REDIS_URL": url}, input_text=lines)
     assert done.returncode == 0, done.stderr
     by_index = assert_exactly_once(parse_json_results(done.stdout), 2)
     assert [by_index[0]["result"], by_index[1]["result"]] == [3, 12]
 
 
-def test_password_and_acl_user(private_redis: Callable[..., RestartableRedis],
-                               procs_factory: Callable[..., Procs]) -> None:  # fmt: skip
+def test_password_and_acl_user(
+    private_redis: Callable[..., RestartableRedis], procs_factory: Callable[..., Procs]
+) -> None:
     server = secured(private_redis())
     host = f"127.0.0.1:{server.port}"
     admin = redis.Redis.from_url(f"redis://:{ADMIN_PASSWORD}@{host}/0")
@@ -98,8 +92,13 @@ def tls_server_binary() -> str:
     """A redis-server built with TLS, or skip (fail on CI)."""
     for candidate in (os.environ.get("REDIS_TLS_SERVER_BIN", ""), *TLS_SERVER_CANDIDATES):
         if candidate and os.access(candidate, os.X_OK):
-            probe = subprocess.run([candidate, "--port", "0", "--tls-port", "0", "--test-memory", "0"],
-                                   capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
+            probe = subprocess.run(
+                [candidate, "--port", "0", "--tls-port", "0", "--test-memory", "0"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             if "tls-port" not in probe.stdout + probe.stderr:  # a non-TLS build rejects the option by name
                 return candidate
     skip_or_fail("no redis-server with TLS support (apt-get install redis-server, or set REDIS_TLS_SERVER_BIN)")
@@ -111,9 +110,9 @@ def make_certificate(directory: Path, name: str) -> Path:
     if shutil.which("openssl") is None:
         skip_or_fail("the openssl command is needed to make a test certificate")
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    subject = ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject]
+    subprocess.run([*argv, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
     return cert
 
 
@@ -123,23 +122,27 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     binary = tls_server_binary()
     cert = make_certificate(tmp_path, "server")
     port = free_port()
-    argv = [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(tmp_path), "--tls-cert-file", str(cert),
-            "--tls-key-file", str(cert.with_suffix(".key")), "--tls-ca-cert-file", str(cert),
-            "--tls-auth-clients", "no"]  # fmt: skip
+    argv = [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(tmp_path)]
+    argv += ["--tls-cert-file", str(cert), "--tls-key-file", str(cert.with_suffix(".key"))]
+    argv += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
     with (tmp_path / "redis-tls.log").open("wb") as log:
         process = spawn(argv, stdout=log, stderr=subprocess.STDOUT)
     client = redis.Redis(port=port, ssl=True, ssl_ca_certs=str(cert), socket_connect_timeout=1)
-    deadline = time.monotonic() + 15
-    while True:
+
+    def answers() -> bool:
         try:
-            client.ping()
-            break
+            return bool(client.ping())
         except redis.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop(process)
-                pytest.fail("TLS redis-server did not start: " + (tmp_path / "redis-tls.log").read_text()[-2000:])
-            time.sleep(0.05)
+            if process.poll() is not None:
+                pytest.fail("TLS redis-server exited: " + (tmp_path / "redis-tls.log").read_text()[-2000:])
+            return False
+
+    try:
+        wait_until(answers, 15, "the TLS redis-server to answer")
+    except BaseException:
+        stop(process)
+        raise
     client.close()
     yield port, cert
     stop(process)

@@ -17,9 +17,9 @@ from tests.reliability.conftest import (
     assert_exactly_once,
     parse_json_results,
     stream_entries,
-    wait_until,
     write_tasks,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 

@@ -23,9 +23,9 @@ from tests.reliability.conftest import (
     parse_json_results,
     record_figure,
     stream_entries,
-    wait_until,
     write_tasks,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -47,8 +47,11 @@ def test_supervised_process_killed_mid_chunk_is_handed_back_by_its_supervisor(
     total = 12
     batch = write_tasks(tmp_path / "batch.txt", [f"rt.nap 0.4 {i}" for i in range(total)])
     dispatcher = procs.dispatcher("submit", str(batch), "--json", "--chunk-size", str(total))
-    runner = wait_until(lambda: next((n for n in ("sup-0", "sup-1") if current_job(real_client, n)), None), 30,
-                        "a process to take the chunk")  # fmt: skip
+    runner = wait_until(
+        lambda: next((n for n in ("sup-0", "sup-1") if current_job(real_client, n)), None),
+        30,
+        "a process to take the chunk",
+    )
     job_id = current_job(real_client, runner)
     assert job_id is not None
     batch_id = job_id.rsplit("-", 1)[0]
@@ -56,8 +59,12 @@ def test_supervised_process_killed_mid_chunk_is_handed_back_by_its_supervisor(
     first_start = _job_started_at(real_client, job_id)
     os.kill(int(real_client.hget(f"rq:worker:{runner}", "dw_pid")), signal.SIGKILL)  # type: ignore[arg-type]
     killed = time.monotonic()
-    wait_until(lambda: _job_started_at(real_client, job_id) not in (None, first_start), HANG_GUARD,
-               "the chunk to start again", interval=0.01)  # fmt: skip
+    wait_until(
+        lambda: _job_started_at(real_client, job_id) not in (None, first_start),
+        HANG_GUARD,
+        "the chunk to start again",
+        interval=0.01,
+    )
     record_figure("supervised_kill_rerun_seconds", seconds=round(time.monotonic() - killed, 3))
 
     assert dispatcher.wait(60) == 0, procs.log(dispatcher)

@@ -44,8 +44,15 @@ from worker.job import SafeJob
 
 pytestmark = pytest.mark.reliability
 
-EXAMPLES = {"reader_text": 600, "reader_jsonl": 600, "reader_bytes": 600, "decode_chunk": 400,
-            "decode_results": 400, "execute_task": 400, "run_chunk": 800}  # fmt: skip
+EXAMPLES = {
+    "reader_text": 600,
+    "reader_jsonl": 600,
+    "reader_bytes": 600,
+    "decode_chunk": 400,
+    "decode_results": 400,
+    "execute_task": 400,
+    "run_chunk": 800,
+}
 """Hypothesis examples per target. Each example is a list of inputs (lines, payloads, tasks), which
 keeps Hypothesis's own cost per input low; the inputs are what is counted."""
 
@@ -55,9 +62,13 @@ generated: Counter[str] = Counter()
 
 def profile(target: str) -> Any:
     """The same deterministic settings for every target, with its own number of inputs."""
-    return settings(max_examples=EXAMPLES[target], derandomize=True, database=None, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])  # fmt: skip
+    return settings(
+        max_examples=EXAMPLES[target],
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -99,9 +110,22 @@ def _check_items(items: list[Any], lines: list[str]) -> None:
 
 
 @profile("reader_text")
-@given(st.lists(st.text(max_size=40) | st.builds(" ".join, st.lists(st.text(max_size=8) | st.sampled_from(
-    ["add", "echo", '"', "'", "NaN", "-Infinity", "1e999", "#", "1.5", "true", "null", '"a b"', "\\"]), max_size=5)),
-    max_size=8))  # fmt: skip
+@given(
+    st.lists(
+        st.text(max_size=40)
+        | st.builds(
+            " ".join,
+            st.lists(
+                st.text(max_size=8)
+                | st.sampled_from(
+                    ["add", "echo", '"', "'", "NaN", "-Infinity", "1e999", "#", "1.5", "true", "null", '"a b"', "\\"]
+                ),
+                max_size=5,
+            ),
+        ),
+        max_size=8,
+    )
+)
 def test_reader_text(lines: list[str]) -> None:
     generated["reader_text"] += len(lines)
     lines = [ln.replace("\n", " ").replace("\r", " ") for ln in lines]
@@ -109,10 +133,19 @@ def test_reader_text(lines: list[str]) -> None:
 
 
 @profile("reader_jsonl")
-@given(st.lists(st.one_of(
-    st.dictionaries(st.sampled_from(["task", "args", "kwargs", "id", "x"]), json_values, max_size=4).map(json.dumps),
-    st.fixed_dictionaries({"task": task_names, "args": st.lists(json_values, max_size=3)}).map(json.dumps),
-    json_values.map(json.dumps), st.text(max_size=30)), max_size=6))  # fmt: skip
+@given(
+    st.lists(
+        st.one_of(
+            st.dictionaries(st.sampled_from(["task", "args", "kwargs", "id", "x"]), json_values, max_size=4).map(
+                json.dumps
+            ),
+            st.fixed_dictionaries({"task": task_names, "args": st.lists(json_values, max_size=3)}).map(json.dumps),
+            json_values.map(json.dumps),
+            st.text(max_size=30),
+        ),
+        max_size=6,
+    )
+)
 def test_reader_jsonl(lines: list[str]) -> None:
     generated["reader_jsonl"] += len(lines)
     lines = [ln.replace("\n", " ").replace("\r", " ") for ln in lines]
@@ -227,15 +260,31 @@ def test_reader_bytes(lines: list[bytes], end: bytes, final_end: bool, block_siz
             assert _depth([item.args, item.kwargs]) < MAX_NESTING_DEPTH
 
 
-raw_tasks = st.lists(st.one_of(
-    st.tuples(st.integers(-2, 10**6), st.none() | st.text(max_size=5), task_names, st.lists(json_values, max_size=3),
-              st.dictionaries(st.text(max_size=5), json_values, max_size=2)).map(list),
-    json_values), max_size=5)  # fmt: skip
+raw_tasks = st.lists(
+    st.one_of(
+        st.tuples(
+            st.integers(-2, 10**6),
+            st.none() | st.text(max_size=5),
+            task_names,
+            st.lists(json_values, max_size=3),
+            st.dictionaries(st.text(max_size=5), json_values, max_size=2),
+        ).map(list),
+        json_values,
+    ),
+    max_size=5,
+)
 chunk_payloads = st.one_of(
     json_values,
-    st.fixed_dictionaries({"v": st.sampled_from([1, 1, 2, "1", None]), "b": st.text(max_size=8) | scalars,
-                           "c": st.integers(-1, 5) | scalars, "x": st.integers(-1, 10**6) | scalars, "t": raw_tasks}),
-)  # fmt: skip
+    st.fixed_dictionaries(
+        {
+            "v": st.sampled_from([1, 1, 2, "1", None]),
+            "b": st.text(max_size=8) | scalars,
+            "c": st.integers(-1, 5) | scalars,
+            "x": st.integers(-1, 10**6) | scalars,
+            "t": raw_tasks,
+        }
+    ),
+)
 
 
 @profile("decode_chunk")
@@ -251,17 +300,38 @@ def test_decode_chunk(payloads: list[Any]) -> None:
         assert all(isinstance(t, TaskSpec) and isinstance(t.index, int) and t.index >= 0 for t in chunk.tasks)
 
 
-rows = st.lists(st.one_of(
-    st.tuples(st.integers(-1, 10**6), st.none() | st.text(max_size=5), st.text(max_size=8),
-              st.lists(scalars, max_size=2), st.dictionaries(st.text(max_size=3), scalars, max_size=1),
-              st.sampled_from([0, 1, 2, None, True]), json_values, st.floats() | scalars).map(list),
-    json_values), max_size=4)  # fmt: skip
-result_fields = st.fixed_dictionaries({
-    "v": st.sampled_from(["1", "1", "2", ""]), "w": st.text(max_size=8),
-    "c": st.sampled_from(["0", "3", "-1", "x", ""]),
-    "r": st.one_of(rows.map(json.dumps), st.text(max_size=30)),
-}).flatmap(lambda f: st.sampled_from([f, {k.encode(): v.encode("utf-8", "surrogatepass") for k, v in f.items()},
-                                      {k: v for k, v in f.items() if k != "r"}]))  # fmt: skip
+rows = st.lists(
+    st.one_of(
+        st.tuples(
+            st.integers(-1, 10**6),
+            st.none() | st.text(max_size=5),
+            st.text(max_size=8),
+            st.lists(scalars, max_size=2),
+            st.dictionaries(st.text(max_size=3), scalars, max_size=1),
+            st.sampled_from([0, 1, 2, None, True]),
+            json_values,
+            st.floats() | scalars,
+        ).map(list),
+        json_values,
+    ),
+    max_size=4,
+)
+result_fields = st.fixed_dictionaries(
+    {
+        "v": st.sampled_from(["1", "1", "2", ""]),
+        "w": st.text(max_size=8),
+        "c": st.sampled_from(["0", "3", "-1", "x", ""]),
+        "r": st.one_of(rows.map(json.dumps), st.text(max_size=30)),
+    }
+).flatmap(
+    lambda f: st.sampled_from(
+        [
+            f,
+            {k.encode(): v.encode("utf-8", "surrogatepass") for k, v in f.items()},
+            {k: v for k, v in f.items() if k != "r"},
+        ]
+    )
+)
 
 
 @profile("decode_results")
@@ -283,9 +353,14 @@ for definition in default_catalogue:
     if definition.name != "sleep":  # sleeping is not a crash; the runaway-task test covers it
         fuzz_catalogue.register(definition.func, name=definition.name)
 
-specs = st.builds(TaskSpec, st.integers(0, 10**6), task_names, st.lists(json_values, max_size=3),
-                  st.dictionaries(st.sampled_from(["a", "b", "n", "text", "rounds", "x"]), json_values, max_size=2),
-                  st.none() | st.text(max_size=5))  # fmt: skip
+specs = st.builds(
+    TaskSpec,
+    st.integers(0, 10**6),
+    task_names,
+    st.lists(json_values, max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b", "n", "text", "rounds", "x"]), json_values, max_size=2),
+    st.none() | st.text(max_size=5),
+)
 
 
 def _publishable(result: TaskResult, spec: TaskSpec) -> None:
@@ -314,16 +389,21 @@ def job_redis() -> Iterator[fakeredis.FakeRedis]:
     client = fakeredis.FakeRedis()
     runtime.configure(runtime.Runtime(FUZZ_SETTINGS, fuzz_catalogue, "fuzz"))
     yield client
-    runtime.configure(None)  # type: ignore[arg-type]
+    runtime.reset()
     client.close()
 
 
 @profile("run_chunk")
-@given(payload=st.one_of(
-    chunk_payloads,
-    st.lists(specs, max_size=4).map(lambda tasks: encode_chunk("fz", 0, 60, [
-        TaskSpec(i, t.task, t.args, t.kwargs, t.id) for i, t in enumerate(tasks)])),
-))  # fmt: skip
+@given(
+    payload=st.one_of(
+        chunk_payloads,
+        st.lists(specs, max_size=4).map(
+            lambda tasks: encode_chunk(
+                "fz", 0, 60, [TaskSpec(i, t.task, t.args, t.kwargs, t.id) for i, t in enumerate(tasks)]
+            )
+        ),
+    )
+)
 def test_job_function(job_redis: fakeredis.FakeRedis, payload: Any) -> None:
     """The worker's job function, run by RQ's own Job.perform through SafeJob, as a worker runs it."""
     generated["run_chunk"] += 1  # one payload, holding up to 4 tasks
@@ -335,7 +415,8 @@ def test_job_function(job_redis: fakeredis.FakeRedis, payload: Any) -> None:
         assert str(exc)
         return
     chunk = decode_chunk(payload)
-    published = [r for _id, fields in job_redis.xrange(f"dw:batch:{chunk.batch_id}:results")
-                 for r in decode_results(fields)[1]]  # fmt: skip
+    published = [
+        r for _id, fields in job_redis.xrange(f"dw:batch:{chunk.batch_id}:results") for r in decode_results(fields)[1]
+    ]
     assert ran == len(chunk.tasks)
     assert sorted(r.index for r in published) == sorted(t.index for t in chunk.tasks)  # one result per task

@@ -30,8 +30,18 @@ def test_each_limit_fails_only_its_task(
         "echo hi",
     ]
     batch = write_tasks(tmp_path / "limits.txt", lines)
-    done = procs.run("submit", str(batch), "--json", "--no-check", "--chunk-size", str(len(lines)),
-                     "--max-arg-bytes", "100", "--timeout", "60")  # fmt: skip
+    done = procs.run(
+        "submit",
+        str(batch),
+        "--json",
+        "--no-check",
+        "--chunk-size",
+        str(len(lines)),
+        "--max-arg-bytes",
+        "100",
+        "--timeout",
+        "60",
+    )
     assert done.returncode == 1, done.stderr
     by_index = assert_exactly_once(parse_json_results(done.stdout), len(lines))
     outcome = {i: r["result"] if r["ok"] else (r["error"]["type"], r["error"]["message"]) for i, r in by_index.items()}
@@ -43,8 +53,9 @@ def test_each_limit_fails_only_its_task(
     assert worker.poll() is None
 
 
-def test_batch_size_limit(redis_url: str, real_client: redis.Redis, procs_factory: Callable[..., Procs],
-                          tmp_path: Path) -> None:  # fmt: skip
+def test_batch_size_limit(
+    redis_url: str, real_client: redis.Redis, procs_factory: Callable[..., Procs], tmp_path: Path
+) -> None:
     procs = procs_factory(redis_url, FAST_RECOVERY)
     batch = write_tasks(tmp_path / "ten.txt", [f"add {i} 1" for i in range(10)])
 

@@ -20,7 +20,8 @@ from rq.serializers import JSONSerializer
 
 from common import keys
 from common.jobs import InertJob
-from tests.reliability.conftest import FAST_RECOVERY, Procs, assert_exactly_once, parse_json_results, wait_until
+from tests.reliability.conftest import FAST_RECOVERY, Procs, assert_exactly_once, parse_json_results
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -56,8 +57,11 @@ def plant(client: redis.Redis, marker: Path) -> dict[str, str]:
     json_queue.enqueue("builtins.eval", f"__import__('os').system({touch!r})", job_id="p-eval")
     planted["p-eval"] = "names builtins.eval"
     json_queue.enqueue("worker.chunk.run_chunk", {"v": 1}, job_id="p-instance")
-    client.hset(keys.rq_job_key("p-instance"), "data", zlib.compress(json.dumps(
-        ["worker.chunk.run_chunk", {"x": 1}, [{"v": 1}], {}]).encode()))  # fmt: skip
+    client.hset(
+        keys.rq_job_key("p-instance"),
+        "data",
+        zlib.compress(json.dumps(["worker.chunk.run_chunk", {"x": 1}, [{"v": 1}], {}]).encode()),
+    )
     planted["p-instance"] = "bound to an instance"
     pickle_queue.enqueue("os.system", touch, job_id="p-pickle-queue")
     planted["p-pickle-queue"] = "pickled by RQ's default serializer"
@@ -65,8 +69,13 @@ def plant(client: redis.Redis, marker: Path) -> dict[str, str]:
     ours("p-pickle-raw", "uncompressed evil pickle as data", data=pickle.dumps(Evil(touch)))
     ours("p-pickle-meta", "evil pickle as meta", meta=pickle.dumps(Evil(touch)))
     ours("p-pickle-result", "evil pickle as result", result=pickle.dumps(Evil(touch)))
-    ours("p-callback", "callbacks naming os.system", success_callback_name="os.system",
-         failure_callback_name="os.system", stopped_callback_name="os.system")  # fmt: skip
+    ours(
+        "p-callback",
+        "callbacks naming os.system",
+        success_callback_name="os.system",
+        failure_callback_name="os.system",
+        stopped_callback_name="os.system",
+    )
     ours("p-bogus-status", "status 'bogus'", status="bogus")
     ours("p-bad-timeout", "non-integer timeout", timeout="abc")
     ours("p-bad-dates", "unparsable dates", created_at="yesterday", enqueued_at="soon")

@@ -22,9 +22,9 @@ from tests.reliability.conftest import (
     live_worker_names,
     parse_json_results,
     record_figure,
-    wait_until,
     write_tasks,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 

@@ -3,6 +3,7 @@ reconnects by itself; without it the dispatcher reports what was lost instead of
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from common import keys
 from tests.reliability.conftest import (
     FAST_RECOVERY,
     Procs,
@@ -17,14 +19,16 @@ from tests.reliability.conftest import (
     assert_exactly_once,
     live_worker_names,
     parse_json_results,
-    wait_until,
+    wait_outage_noticed,
     write_tasks,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 
 AOF = ("--appendonly", "yes", "--appendfsync", "always")
 OUTAGE_SECONDS = 4.0
+"""How long Redis stays down: past the first steps of every reconnect back-off."""
 
 
 def test_restart_with_aof_loses_nothing(
@@ -42,7 +46,9 @@ def test_restart_with_aof_loses_nothing(
     wait_until(lambda: client.keys("dw:batch:*:results"), 30, "the first results")
 
     server.crash()  # SIGKILL: with appendfsync always, every acknowledged write is on disk
-    time.sleep(OUTAGE_SECONDS)
+    crashed = time.monotonic()
+    wait_outage_noticed(procs, [*busy, idle])
+    time.sleep(max(0.0, crashed + OUTAGE_SECONDS - time.monotonic()))  # the outage's length is the scenario
     server.start()
 
     assert dispatcher.wait(120) == 0, procs.log(dispatcher)
@@ -78,7 +84,7 @@ def test_restart_without_persistence_reports_lost_tasks(
     wait_until(lambda: client.keys("dw:batch:*:results"), 30, "the first results")
 
     server.crash()
-    time.sleep(1)
+    wait_outage_noticed(procs, [worker])
     server.start()
 
     assert dispatcher.wait(120) == 1, procs.log(dispatcher)
@@ -97,11 +103,15 @@ def test_waiting_dispatcher_gives_up_after_the_outage_grace(
     private_redis: Callable[..., RestartableRedis], procs_factory: Callable[..., Procs], tmp_path: Path
 ) -> None:
     server = private_redis()
+    client = redis.Redis.from_url(server.url)
     procs = procs_factory(server.url, {**FAST_RECOVERY, "DW_OUTAGE_GRACE": "3"})
     batch = write_tasks(tmp_path / "batch.txt", ["add 1 2"])  # no worker: the dispatcher just waits
     dispatcher = procs.dispatcher("submit", str(batch), "--no-check")
-    wait_until(lambda: "submitting" in procs.log(dispatcher), 30, "the dispatcher to start waiting")
-    time.sleep(0.5)
+    found = wait_until(lambda: re.search(r"batch (\w+): submitting", procs.log(dispatcher)), 30, "the batch id")
+    batch_key = keys.batch_key(found.group(1))
+    # The whole input is sent (the record says so): from here on the dispatcher only waits for results.
+    wait_until(lambda: client.hget(batch_key, "state") == b"submitted", 30, "the batch to be submitted")
+    client.close()
     server.crash()  # and it stays down
 
     assert dispatcher.wait(60) == 3

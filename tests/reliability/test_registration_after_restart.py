@@ -3,7 +3,6 @@ their whole registration back within one heartbeat interval of Redis answering a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +10,15 @@ import pytest
 import redis
 
 from tests.integration.test_worker_liveness import registration_problems
-from tests.reliability.conftest import FAST_RECOVERY, Procs, RestartableRedis, current_job, wait_until, write_tasks
+from tests.reliability.conftest import (
+    FAST_RECOVERY,
+    Procs,
+    RestartableRedis,
+    current_job,
+    wait_outage_noticed,
+    write_tasks,
+)
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -27,15 +34,14 @@ def test_workers_register_again_after_redis_restarts_empty(
     client = redis.Redis.from_url(server.url)
     procs = procs_factory(server.url, FAST_RECOVERY)
     names = ["calm", "busy"]
-    for name in names:
-        procs.worker("--name", name)
+    workers = [procs.worker("--name", name) for name in names]
     wait_until(lambda: not any(registration_problems(client, n) for n in names), 30, "both workers")
     batch = write_tasks(tmp_path / "slow.txt", ["sleep 30"])
     procs.run("submit", str(batch), "--no-wait")
     wait_until(lambda: any(current_job(client, n) for n in names), 30, "a worker to be busy")
 
     server.crash()
-    time.sleep(1.0)  # an outage, long enough for every worker to notice
+    wait_outage_noticed(procs, workers)
     server.start()
 
     problems = lambda: [p for n in names for p in registration_problems(client, n)]  # noqa: E731

@@ -25,10 +25,10 @@ from tests.reliability.conftest import (
     assert_exactly_once,
     parse_json_results,
     record_figure,
-    wait_until,
     write_tasks,
 )
 from tests.reliability.sentinels import SentinelCluster
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -95,9 +95,13 @@ def _run_failover(cluster: SentinelCluster, procs: Procs, tmp_path: Path, durabl
         assert process.poll() is None, procs.log(process)  # reconnected by itself, still serving
     new_master.close()
     figures: dict[str, object] = {
-        "durable": durable, "done_at_kill": done_at_kill, "failover_s": round(first_result - killed, 2),
-        "promotion_s": round(promoted - killed, 2), "rerun": rerun, "lost": len(lost),
-    }  # fmt: skip
+        "durable": durable,
+        "done_at_kill": done_at_kill,
+        "failover_s": round(first_result - killed, 2),
+        "promotion_s": round(promoted - killed, 2),
+        "rerun": rerun,
+        "lost": len(lost),
+    }
     record_figure("sentinel_failover", **figures)
     return figures
 
@@ -156,8 +160,14 @@ def test_rq_info_and_dispatcher_status_through_the_sentinels(
     rq = shutil.which("rq", path=str(Path(sys.executable).parent))
     assert rq is not None
     env = {**os.environ, "REDIS_URL": cluster.url}
-    info = subprocess.run([rq, "info", "-c", "common.rq_settings", "--only-workers"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    info = subprocess.run(
+        [rq, "info", "-c", "common.rq_settings", "--only-workers"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert info.returncode == 0, info.stderr
     assert "seen-by-rq" in info.stdout, info.stdout
     status = procs.run("status", "--json")

@@ -12,8 +12,9 @@ import pytest
 import redis
 
 from dispatcher.local import free_port, spawn, stop
-from tests.reliability.conftest import FAST_RECOVERY, Procs, wait_until
+from tests.reliability.conftest import FAST_RECOVERY, Procs
 from tests.reliability.test_auth_tls import batch_roundtrip, make_certificate, tls_server_binary
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -29,14 +30,30 @@ class TlsCluster:
         self.binary = tls_server_binary()
         self.cert = make_certificate(tmp, "cluster")
         key = str(self.cert.with_suffix(".key"))
-        self.tls = ["--tls-cert-file", str(self.cert), "--tls-key-file", key, "--tls-ca-cert-file", str(self.cert),
-                    "--tls-auth-clients", "no", "--tls-replication", "yes"]  # fmt: skip
+        self.tls = [
+            "--tls-cert-file",
+            str(self.cert),
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            str(self.cert),
+            "--tls-auth-clients",
+            "no",
+            "--tls-replication",
+            "yes",
+        ]
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
 
     def client(self, name: str, password: str) -> redis.Redis:
-        return redis.Redis(port=self.ports[name], password=password, ssl=True, ssl_ca_certs=str(self.cert),
-                           socket_timeout=2, socket_connect_timeout=2)  # fmt: skip
+        return redis.Redis(
+            port=self.ports[name],
+            password=password,
+            ssl=True,
+            ssl_ca_certs=str(self.cert),
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with (self.tmp / f"{name}.log").open("ab") as log:
@@ -46,9 +63,10 @@ class TlsCluster:
         port = self.ports.setdefault(name, free_port())
         folder = self.tmp / name
         folder.mkdir(exist_ok=True)
-        self._spawn(name, [self.binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", str(folder), "--requirepass", DATA_PASSWORD,
-                           "--masterauth", DATA_PASSWORD, *self.tls, *extra])  # fmt: skip
+        argv = [self.binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(folder)]
+        argv += ["--requirepass", DATA_PASSWORD, "--masterauth", DATA_PASSWORD, *self.tls, *extra]
+        self._spawn(name, argv)
         wait_until(lambda: self._answers(name, DATA_PASSWORD), 15, f"{name} to answer over TLS")
 
     def start_sentinel(self, name: str) -> None:

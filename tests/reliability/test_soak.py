@@ -1,6 +1,6 @@
 """Guarantee 1, soak variant: a big batch while a worker is SIGKILLed every 2 s and replaced.
 
-DW_SOAK_TASKS sets the batch size (default 200,000: about 20 s on two cores).
+DW_SOAK_TASKS sets the batch size (default 200,000; how long that takes is in docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import pytest
 import redis
 
 from common import keys
-from tests.reliability.conftest import FAST_RECOVERY, Procs, current_job, record_figure, wait_until, write_tasks
+from tests.reliability.conftest import FAST_RECOVERY, Procs, current_job, record_figure, write_tasks
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -43,8 +44,12 @@ def child_pids(pid: int) -> list[int]:
 
 def pick_victim(client: redis.Redis, workers: list[subprocess.Popen[bytes]], rng: random.Random) -> int:
     """Index of a worker to kill: one that is running a chunk if there is one (the harder case)."""
-    busy = [i for i, w in enumerate(workers) for child in child_pids(w.pid)
-            if current_job(client, f"{socket.gethostname()}-{child}")]  # fmt: skip
+    busy = [
+        i
+        for i, w in enumerate(workers)
+        for child in child_pids(w.pid)
+        if current_job(client, f"{socket.gethostname()}-{child}")
+    ]
     return rng.choice(busy) if busy else rng.randrange(len(workers))
 
 
@@ -97,8 +102,15 @@ def test_soak_kill_a_worker_every_two_seconds(
     published = sum(len(json.loads(f[b"r"])) for _id, f in real_client.xrange(f"dw:batch:{batch_id}:results"))
     lost = SOAK_TASKS - len(counts.keys() & set(range(SOAK_TASKS)))
     duplicated = sum(n - 1 for n in counts.values())
-    record_figure("soak", tasks=SOAK_TASKS, kills=kills, lost=lost, duplicated=duplicated, wrong=wrong,
-                  results_published_again=published - SOAK_TASKS,
-                  seconds=round(elapsed, 1))  # fmt: skip
+    record_figure(
+        "soak",
+        tasks=SOAK_TASKS,
+        kills=kills,
+        lost=lost,
+        duplicated=duplicated,
+        wrong=wrong,
+        results_published_again=published - SOAK_TASKS,
+        seconds=round(elapsed, 1),
+    )
     assert kills >= 1, "the batch ended before any kill: raise DW_SOAK_TASKS"
     assert (lost, duplicated, wrong) == (0, 0, 0)

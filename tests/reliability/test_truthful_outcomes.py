@@ -28,22 +28,28 @@ from tests.reliability.conftest import (
     assert_exactly_once,
     parse_json_results,
     record_figure,
-    wait_until,
     write_tasks,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 
 EXIT_INCOMPLETE = 5
 
 
-def stdin_dispatcher(procs: Procs, *args: str, env: dict[str, str] | None = None,
-                     stdout: int | IO[bytes] = subprocess.DEVNULL) -> subprocess.Popen[bytes]:  # fmt: skip
+def stdin_dispatcher(
+    procs: Procs, *args: str, env: dict[str, str] | None = None, stdout: int | IO[bytes] = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
     """`dispatcher submit - ARGS` reading a pipe the test writes to (so it stops mid-input on demand)."""
     err = procs.tmp / f"dispatcher-{len(procs.processes)}.err"
     with err.open("wb") as stderr:
-        process = spawn([sys.executable, "-m", "dispatcher", "submit", "-", *args], env=procs._env(env),
-                        stdin=subprocess.PIPE, stdout=stdout, stderr=stderr)  # fmt: skip
+        process = spawn(
+            [sys.executable, "-m", "dispatcher", "submit", "-", *args],
+            env=procs._env(env),
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
+        )
     procs.processes.append(process)
     procs.logs[process.pid] = err
     return process
@@ -82,8 +88,9 @@ def test_a_dispatcher_killed_mid_submission_leaves_an_abandoned_batch(
     procs = procs_factory(redis_url, FAST_RECOVERY)
     procs.worker()
     # A lease far longer than the test: only the same-host check of the submitter's pid can settle it.
-    dispatcher = stdin_dispatcher(procs, "--json", "--chunk-size", "10", "--no-check",
-                                  env={"DW_SUBMITTER_LEASE": "600"})  # fmt: skip
+    dispatcher = stdin_dispatcher(
+        procs, "--json", "--chunk-size", "10", "--no-check", env={"DW_SUBMITTER_LEASE": "600"}
+    )
     batch_id = announced_batch(procs, dispatcher)
     feed(dispatcher, [f"add {i} 1" for i in range(500)])
     wait_until(lambda: int(record(real_client, batch_id).get("sent", 0)) >= 500, 30, "500 tasks sent")
@@ -115,8 +122,15 @@ def test_the_lease_holds_while_the_output_is_blocked(
     lease = 2
     procs = procs_factory(redis_url, FAST_RECOVERY)
     procs.worker()
-    dispatcher = stdin_dispatcher(procs, "--json", "--chunk-size", "50", "--no-check",
-                                  env={"DW_SUBMITTER_LEASE": str(lease)}, stdout=subprocess.PIPE)  # fmt: skip
+    dispatcher = stdin_dispatcher(
+        procs,
+        "--json",
+        "--chunk-size",
+        "50",
+        "--no-check",
+        env={"DW_SUBMITTER_LEASE": str(lease)},
+        stdout=subprocess.PIPE,
+    )
     batch_id = announced_batch(procs, dispatcher)
     first = 3000  # about 400 KB of JSON results: far more than a pipe holds, and nobody reads it
     feed(dispatcher, [f"add {i} 1" for i in range(first)])
@@ -148,8 +162,12 @@ def test_the_lease_holds_while_the_output_is_blocked(
     wait_until(lambda: unread_bytes(stdout) >= 32_768, 60, "the dispatcher's output to fill its pipe")
 
     out = (tmp_path / "reader.out").open("wb")
-    reader = subprocess.Popen([sys.executable, "-m", "dispatcher", "results", batch_id, "--json", "--timeout", "120"],
-                              env=procs._env(None), stdout=out, stderr=subprocess.PIPE)  # fmt: skip
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", "results", batch_id, "--json", "--timeout", "120"],
+        env=procs._env(None),
+        stdout=out,
+        stderr=subprocess.PIPE,
+    )
     feed(dispatcher, [f"add {i} 1" for i in range(first, first + 100)])
     assert dispatcher.stdin is not None
     dispatcher.stdin.close()

@@ -22,9 +22,9 @@ from tests.reliability.conftest import (
     parse_json_results,
     record_figure,
     stream_entries,
-    wait_until,
     write_tasks,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 

@@ -20,8 +20,8 @@ from tests.reliability.conftest import (
     parse_json_results,
     start_chunk_mid_run,
     stream_entries,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.reliability
 

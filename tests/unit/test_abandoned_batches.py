@@ -22,7 +22,7 @@ from dispatcher.lease import LeaseKeeper, holder, holder_is_dead, settle
 from dispatcher.output import incomplete_summary
 from dispatcher.status import display_state, recent_batches
 from dispatcher.submit import BatchSubmitter
-from tests.reliability.conftest import wait_until
+from tests.support import wait_until
 from tests.unit.test_pipeline_fakeredis import run_worker
 
 

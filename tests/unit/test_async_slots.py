@@ -89,7 +89,7 @@ def run_chunk(client: fakeredis.FakeRedis, runtime: Runtime, specs: list[TaskSpe
     pool = runtime.pool()
     assert pool is not None
     publisher = ResultPublisher(client, "b1", 0, 60, runtime.name)
-    pool.run(specs, runtime, publisher)
+    pool.run(specs, runtime.context, publisher)
     publisher.flush()
     results: list[TaskResult] = []
     for _id, fields in client.xrange(keys.results_key("b1")):
@@ -195,7 +195,8 @@ def test_a_chunk_that_fails_midway_leaves_no_coroutine_running(fake_client: fake
             raise ConnectionError("redis went away")
 
     with pytest.raises(ConnectionError):
-        pool.run([TaskSpec(i, "aio.double", [i]) for i in range(10)], runtime, Broken(fake_client, "b", 0, 60, "w"))
+        specs = [TaskSpec(i, "aio.double", [i]) for i in range(10)]
+        pool.run(specs, runtime.context, Broken(fake_client, "b", 0, 60, "w"))
     assert not [task for task in asyncio.all_tasks(pool.loop()) if not task.done()]
     assert probe["running"] == 0
 

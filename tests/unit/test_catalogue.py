@@ -53,8 +53,9 @@ def test_unknown_task_lists_what_is_offered() -> None:
         ([1, 2], {"c": 2}, "unexpected keyword argument"),
     ],
 )
-def test_arguments_are_checked_against_signature_and_hints(args: list[object], kwargs: dict[str, object],
-                                                           message: str) -> None:  # fmt: skip
+def test_arguments_are_checked_against_signature_and_hints(
+    args: list[object], kwargs: dict[str, object], message: str
+) -> None:
     with pytest.raises(InvalidArguments, match=message):
         default_catalogue.get("add").check_arguments(args, kwargs)
 

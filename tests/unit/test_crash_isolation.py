@@ -358,7 +358,7 @@ def test_thread_and_async_slots_record_their_running_tasks(
     try:
         pool = runtime.pool()
         assert pool is not None
-        pool.run(specs, runtime, ResultPublisher(fake_client, "b1", 0, 60, "wc"))
+        pool.run(specs, runtime.context, ResultPublisher(fake_client, "b1", 0, 60, "wc"))
     finally:
         pool.close()
     assert len(seen) == 8 and all(1 <= len(now) <= max(threads, async_slots) for now in seen)
@@ -383,5 +383,5 @@ def test_a_chunk_stopped_by_a_shutdown_leaves_no_running_task(fake_client: faker
         with pytest.raises(SystemExit):
             job.perform()
     finally:
-        runtime_module._current = None
+        runtime_module.reset()
     assert all(i == IDLE for i in running.tasks())

@@ -27,8 +27,9 @@ from worker.job import SafeJob
 TIMESTAMPS = {b"created_at", b"enqueued_at"}
 
 
-def rq_enqueue(client: fakeredis.FakeRedis, settings: Settings, batch_id: str, chunk: int,
-               tasks: list[TaskSpec]) -> None:  # fmt: skip
+def rq_enqueue(
+    client: fakeredis.FakeRedis, settings: Settings, batch_id: str, chunk: int, tasks: list[TaskSpec]
+) -> None:
     """A chunk job through RQ's own path, with the arguments the submitter used to give it."""
     queue = Queue(settings.queue, connection=client, serializer=JSONSerializer)
     ttl = settings.result_ttl
@@ -82,8 +83,9 @@ def test_the_job_hash_has_exactly_rqs_fields_and_values(fake_client: fakeredis.F
     assert fake_client.smembers(keys.RQ_QUEUES) == {keys.rq_queue_key("q.a:b-c").encode()}
 
 
-def test_rq_and_our_workers_load_the_job_as_rq_wrote_it(fake_client: fakeredis.FakeRedis,
-                                                        fake_settings: Settings) -> None:  # fmt: skip
+def test_rq_and_our_workers_load_the_job_as_rq_wrote_it(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
     tasks = tasks_of(4)
     ours(fake_client, fake_settings, "b1", tasks)
     for job_class in (Job, InertJob, SafeJob):
@@ -109,8 +111,9 @@ def test_job_data_is_plain_json_that_zlib_never_mistakes_for_its_own() -> None:
 @pytest.mark.parametrize("arg", [2**70, {1: "int key"}, "\ud800"])
 def test_what_orjson_refuses_goes_through_rqs_json_serializer(arg: Any) -> None:
     data = encode_job_data({"a": [arg]})
-    assert JSONSerializer.loads(data) == JSONSerializer.loads(JSONSerializer.dumps([keys.CHUNK_FUNCTION, None,
-                                                                                   [{"a": [arg]}], {}]))  # fmt: skip
+    assert JSONSerializer.loads(data) == JSONSerializer.loads(
+        JSONSerializer.dumps([keys.CHUNK_FUNCTION, None, [{"a": [arg]}], {}])
+    )
 
 
 def test_what_json_cannot_carry_still_fails_before_anything_is_sent() -> None:

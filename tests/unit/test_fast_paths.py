@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from common import default_catalogue
 from common.catalogue import Catalogue
 from common.errors import InvalidArguments
+from common.fastjson import ORJSON_MARK
 from common.wire import TaskResult, decode_results, encode_results
 from dispatcher import lineparse, reader
 from dispatcher.chunking import auto_chunk_size
@@ -35,6 +36,7 @@ def _outcome(parse: Any, line: str) -> str:
         return f"error: {exc}"
 
 
+# A table of inputs, several to a line: it reads at a glance, one per line it does not.
 WORDS = st.sampled_from([
     "0", "00", "-0", "-01", "7", "-42", "1.5", "1e3", "true", "null", "NaN", "-Infinity", "abc", "-", "--",
     "12345678901234567890", "x_y", "²", "٣", "-٣", "é", "'a b'", '"q r"', "\x0b",
@@ -48,6 +50,7 @@ def test_text_fast_path_parses_like_shlex(words: list[tuple[str, str]], name: st
     assert _outcome(lambda text: lineparse.parse_text(text, 0), line) == _outcome(_shlex_parse, line)
 
 
+# A table of inputs, several to a line: it reads at a glance, one per line it does not.
 INTEGER_WORDS = st.sampled_from(["0", "00", "-0", "-01", "7", "-42", "123456789012345678", "1234567890123456789",
                                  "-999999999999999999", "1e3", "1_0", "+5", "٣", "0x1"])  # fmt: skip
 PADDING = st.sampled_from(["", " ", "\t", "\n", " \r\n", "\x0b", "\xa0"])
@@ -75,17 +78,23 @@ def test_integer_line_fast_path_reads_like_the_general_parser(
 
 
 VALUES = st.one_of(
-    st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(), st.text(max_size=3),
-    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
-)  # fmt: skip
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+)
 
 
 def _full_check(name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     definition = default_catalogue.get(name)
     try:
         # the general path: what check_arguments does when the fast path does not apply
-        type(definition).check_arguments(definition.__class__(definition.name, definition.func,
-                                         definition.signature, definition.hints), args, kwargs)  # fmt: skip
+        type(definition).check_arguments(
+            definition.__class__(definition.name, definition.func, definition.signature, definition.hints), args, kwargs
+        )
     except InvalidArguments as exc:
         return str(exc)
     return "ok"
@@ -99,8 +108,11 @@ def _check(name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     return "ok"
 
 
-@given(st.sampled_from(["add", "divide", "sleep", "fib", "sha256", "echo"]), st.lists(VALUES, max_size=3),
-       st.dictionaries(st.sampled_from(["a", "b", "n"]), VALUES, max_size=1))  # fmt: skip
+@given(
+    st.sampled_from(["add", "divide", "sleep", "fib", "sha256", "echo"]),
+    st.lists(VALUES, max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b", "n"]), VALUES, max_size=1),
+)
 def test_argument_fast_path_agrees_with_full_check(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
     assert _check(name, args, kwargs) == _full_check(name, args, kwargs)
 
@@ -130,7 +142,7 @@ def _entry(fields: dict[str, str]) -> dict[bytes, bytes]:
 def test_result_rows_round_trip_big_integers_exactly() -> None:
     big = TaskResult(1, "power", [2, 100], {}, "id", True, 2**100, None, None, "w", 0.25)
     fields = encode_results("w", 3, [big])
-    assert "n64" not in fields  # orjson cannot carry 2**100: readers must use json
+    assert ORJSON_MARK not in fields  # orjson cannot carry 2**100: readers must use json
     chunk, [result] = decode_results(_entry(fields))
     assert (chunk, result.value, result.id) == (3, 2**100, "id")
 
@@ -142,7 +154,7 @@ def test_a_nan_argument_echoed_back_does_not_break_the_entry() -> None:
     assert (result.ok, result.error_type) == (False, "LimitExceeded")
 
 
-def test_entries_without_the_n64_field_still_decode() -> None:
+def test_entries_without_the_orjson_mark_still_decode() -> None:
     rows = '[[4,null,"add",[2,2],{},1,4,0.01]]'
     _chunk, [result] = decode_results({b"v": b"1", b"w": b"old", b"c": b"0", b"r": rows.encode()})
     assert (result.index, result.value, result.worker) == (4, 4, "old")
@@ -159,17 +171,17 @@ def test_auto_chunk_size_spreads_slow_tasks_over_every_slot(total: int, processe
 
 @pytest.mark.parametrize("with_orjson", [True, False])
 def test_rows_decode_the_same_with_or_without_orjson(with_orjson: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from common import wire
+    from common import fastjson
 
     if not with_orjson:
-        monkeypatch.setattr(wire, "_orjson", None)
+        monkeypatch.setattr(fastjson, "_orjson", None)
     results = [
         TaskResult(0, "add", [1, 2], {}, None, True, 3, None, None, "w", 0.5),
         TaskResult(1, "echo", ["é", {"k": [1.5]}], {"a": 1}, "x", True, ["é"], None, None, "w", 0.25),
         TaskResult(2, "add", [math.inf, 1], {}, None, False, None, "LimitExceeded", "not finite", "w", 0.1),
     ]
     fields = encode_results("w", 5, results)
-    assert ("n64" in fields) is with_orjson
+    assert (ORJSON_MARK in fields) is with_orjson
     chunk, decoded = decode_results(_entry(fields))
     assert chunk == 5
     assert decoded[:2] == results[:2]

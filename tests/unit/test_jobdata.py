@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rq.serializers import JSONSerializer
 
-from common import jobdata, keys
+from common import fastjson, keys
 from common.jobdata import ORJSON_MARK, ChunkJobSerializer, encode_job_data
 from common.wire import TaskSpec, decode_chunk, encode_chunk
 
@@ -46,7 +46,7 @@ def test_big_integers_are_written_unmarked_and_read_exactly() -> None:
 
 def test_marked_data_goes_to_orjson_and_other_data_to_json(monkeypatch: pytest.MonkeyPatch) -> None:
     used: list[str] = []
-    monkeypatch.setattr(jobdata, "_orjson", _Spy(used))
+    monkeypatch.setattr(fastjson, "_orjson", _Spy(used))
     ChunkJobSerializer.loads(encode_job_data({"v": 1}))
     ChunkJobSerializer.loads(json.dumps([keys.CHUNK_FUNCTION, None, [{"v": 1}], {}]).encode())
     assert used == ["dumps", "loads"]

@@ -24,6 +24,7 @@ from tests.conftest import builtin_catalogue
 from worker import lean
 from worker import runtime as runtime_module
 from worker.job import SafeJob
+from worker.lean_restore import JobFactory
 from worker.runner import FastChunkWorker
 from worker.runtime import Runtime
 
@@ -40,8 +41,9 @@ def _worker(client: fakeredis.FakeRedis, settings: Settings, name: str = "w") ->
     return FastChunkWorker(runtime, client, [settings.queue])
 
 
-def _sends_while_working(client: fakeredis.FakeRedis, settings: Settings, jobs: int,
-                         monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[Any]]:  # fmt: skip
+def _sends_while_working(
+    client: fakeredis.FakeRedis, settings: Settings, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, list[Any]]:
     """Round trips a burst worker sends to serve `jobs` queued chunk jobs, and their results."""
     with Session(client, settings) as session:
         indexes = [session.submit("add", [i, i]) for i in range(jobs)]
@@ -107,8 +109,7 @@ def test_a_failing_chunk_job_goes_through_rqs_failure_path_and_retry(
     queue = Queue(settings.queue, connection=fake_client, serializer=JSONSerializer, job_class=SafeJob)
     payload = encode_chunk("b9", 0, 60, [])
     payload["v"] = 99  # a version this worker does not read: the job itself fails
-    job = queue.enqueue(keys.CHUNK_FUNCTION, payload, job_id="b9-0", retry=Retry(max=1), result_ttl=0,
-                        failure_ttl=60)  # fmt: skip
+    job = queue.enqueue(keys.CHUNK_FUNCTION, payload, job_id="b9-0", retry=Retry(max=1), result_ttl=0, failure_ttl=60)
     _worker(fake_client, settings).work(burst=True)
     assert FailedJobRegistry(queue=queue).get_job_ids() == [job.id]
     assert StartedJobRegistry(queue=queue).get_job_ids() == []
@@ -156,7 +157,7 @@ def test_the_quick_restore_reads_a_hash_as_rqs_restore_does(
             fields[name] = zlib.compress(fields[name])
         else:
             fields[name] = value
-    quick = lean.JobFactory(SafeJob, fake_client, JSONSerializer).restore("h1-0", fields)
+    quick = JobFactory(SafeJob, fake_client, JSONSerializer).restore("h1-0", fields)
     reference = SafeJob("h1-0", connection=fake_client, serializer=JSONSerializer)
     reference.restore(fields)
     if b"created_at" not in fields:  # both take "now", a moment apart

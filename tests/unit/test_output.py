@@ -30,9 +30,16 @@ def test_json_lines_carry_every_documented_field() -> None:
     writer.close()
     record = json.loads(out.getvalue())
     assert record == {
-        "index": 2, "id": "mine", "task": "divide", "args": [1, 0], "ok": False, "result": None,
-        "error": {"type": "ZeroDivisionError", "message": "division by zero"}, "worker": "w1", "elapsed_ms": 0.0,
-    }  # fmt: skip
+        "index": 2,
+        "id": "mine",
+        "task": "divide",
+        "args": [1, 0],
+        "ok": False,
+        "result": None,
+        "error": {"type": "ZeroDivisionError", "message": "division by zero"},
+        "worker": "w1",
+        "elapsed_ms": 0.0,
+    }
 
 
 def test_ordered_output_holds_early_arrivals() -> None:

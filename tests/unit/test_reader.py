@@ -55,16 +55,19 @@ def test_malformed_text_lines_become_bad_input_with_line_numbers() -> None:
 
 
 def test_json_lines() -> None:
-    items = specs([
-        '{"task": "add", "args": [10, 5]}',
-        '{"task": "echo", "args": ["x"], "kwargs": {}, "id": "job-7"}',
-        '{"task": "echo", "id": 42}',
-        "[1, 2]",
-        '{"task": "add", "arg": [1]}',
-        '{"task": "add", "args": "1 2"}',
-        "{not json",
-        '{"task": "add", "id": true}',
-    ], "jsonl")  # fmt: skip
+    items = specs(
+        [
+            '{"task": "add", "args": [10, 5]}',
+            '{"task": "echo", "args": ["x"], "kwargs": {}, "id": "job-7"}',
+            '{"task": "echo", "id": 42}',
+            "[1, 2]",
+            '{"task": "add", "arg": [1]}',
+            '{"task": "add", "args": "1 2"}',
+            "{not json",
+            '{"task": "add", "id": true}',
+        ],
+        "jsonl",
+    )
     assert [type(i).__name__ for i in items] == ["TaskSpec"] * 3 + ["BadInput"] * 5
     assert items[1].id == "job-7" and items[2].id == "42"  # type: ignore[union-attr]
     assert "unknown keys ['arg']" in items[4].message  # type: ignore[union-attr]
@@ -409,6 +412,7 @@ def _as_tuples(items: list[Item]) -> list[tuple[Any, ...]]:
     ]
 
 
+# A table of inputs, several to a line: it reads at a glance, one per line it does not.
 BLOCK_LINES = [
     b"add 1 2", b"add -3 0", b"add -0 7", b"add 123456789012345678 -123456789012345678", b"add", b"add 5",
     b"add 01 2", b"add 1234567890123456789 1", b"add 1  2", b"add 1\t2", b"add 1 2 ", b" add 1 2", b"",

@@ -33,8 +33,9 @@ def _submit(client: fakeredis.FakeRedis, settings: Settings, count: int, chunk_s
     return submit_batch(client, settings, items, SubmitOptions(chunk_size, wait=False), lambda r: None).batch_id
 
 
-def test_cancel_takes_queued_chunks_and_resolves_their_tasks(fake_client: fakeredis.FakeRedis,
-                                                             fake_settings: Settings) -> None:  # fmt: skip
+def test_cancel_takes_queued_chunks_and_resolves_their_tasks(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
     batch_id = _submit(fake_client, fake_settings, 10, 3)
     report = cancel_batch(fake_client, fake_settings, batch_id)
     assert report.cancelled_chunks == [0, 1, 2, 3] and report.left_chunks == 0
@@ -47,8 +48,9 @@ def test_cancel_takes_queued_chunks_and_resolves_their_tasks(fake_client: fakere
     assert cancel_batch(fake_client, fake_settings, batch_id).cancelled == []  # nothing left to cancel
 
 
-def test_a_worker_answers_a_cancelled_batch_without_running_it(fake_client: fakeredis.FakeRedis,
-                                                               fake_settings: Settings) -> None:  # fmt: skip
+def test_a_worker_answers_a_cancelled_batch_without_running_it(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
     batch_id = _submit(fake_client, fake_settings, 4, 2)
     fake_client.hset(keys.batch_key(batch_id), "cancelled", "1")  # the mark only: chunks stay queued
     runtime.configure(Runtime(fake_settings, default_catalogue, "w"))
@@ -92,29 +94,44 @@ def test_outage_guard_retries_then_gives_up_with_exit_3() -> None:
     assert "dispatcher results b1" in message and "hunter2" not in message and "redis://:***@db:6379/0" in message
 
 
+GOOD_META = {"kept": 1}
+"""The meta every test job is enqueued with: a broken field elsewhere must not lose it."""
+
+
 def _job_hash(fake_client: fakeredis.FakeRedis, **fields: object) -> InertJob:
     queue = Queue("tasks", connection=fake_client, serializer=JSONSerializer)
-    job = queue.enqueue("worker.chunk.run_chunk", {"v": 1}, job_id="j1")
+    job = queue.enqueue("worker.chunk.run_chunk", {"v": 1}, job_id="j1", meta=GOOD_META)
     if fields:
         fake_client.hset(job.key, mapping=fields)  # type: ignore[arg-type]
     return InertJob.fetch("j1", connection=fake_client, serializer=JSONSerializer)
 
 
-@pytest.mark.parametrize("fields", [
-    {"status": "bogus"}, {"timeout": "abc"}, {"created_at": "yesterday"}, {"retries_left": "x"},
-    {"data": zlib.compress(pickle.dumps(("os.system", None, ["true"], {})))}, {"data": b"\x78\x9c\x01"},
-    {"meta": pickle.dumps({"a": 1})}, {"result": pickle.dumps(1)}, {"failure_callback_name": "os.system"},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "bogus"},
+        {"timeout": "abc"},
+        {"created_at": "yesterday"},
+        {"retries_left": "x"},
+        {"data": zlib.compress(pickle.dumps(("os.system", None, ["true"], {})))},
+        {"data": b"\x78\x9c\x01"},
+        {"meta": pickle.dumps({"a": 1})},
+        {"result": pickle.dumps(1)},
+        {"failure_callback_name": "os.system"},
+    ],
+)
 def test_inert_job_loads_a_broken_hash_as_refused(fake_client: fakeredis.FakeRedis, fields: dict[str, object]) -> None:
     job = _job_hash(fake_client, **fields)
     assert isinstance(job.func_name, str) and isinstance(job.args, (list, tuple)) and job.kwargs is not None
     assert job.refusal and "refused" in job.refusal  # data is read lazily, on first use
-    assert job.meta == {} or "meta" not in fields
+    # A pickled meta is dropped unread; any other broken field leaves the readable meta as it was.
+    assert job.meta == ({} if "meta" in fields else GOOD_META)
 
 
 def test_inert_job_loads_a_good_hash_unchanged(fake_client: fakeredis.FakeRedis) -> None:
     job = _job_hash(fake_client)
     assert job.refusal is None and job.func_name == "worker.chunk.run_chunk" and job.args == [{"v": 1}]
+    assert job.meta == GOOD_META
 
 
 def test_results_with_nan_arguments_still_encode() -> None:

@@ -19,15 +19,21 @@ from worker.publish import ResultPublisher
 def _snapshot(now: float, done: int) -> dict[str, Any]:
     return {
         "time": now,
-        "queue": {"name": "tasks", "queued_chunks": 3, "running_chunks": 1, "failed_chunks": 1,
-                  "failed_chunk_ids": ["bad1-0"]},
-        "workers": [{"name": "w1", "host": "h1", "state": "busy", "slots": 1, "current_batch": "b1",
-                     "tasks_done": done}],
+        "queue": {
+            "name": "tasks",
+            "queued_chunks": 3,
+            "running_chunks": 1,
+            "failed_chunks": 1,
+            "failed_chunk_ids": ["bad1-0"],
+        },
+        "workers": [
+            {"name": "w1", "host": "h1", "state": "busy", "slots": 1, "current_batch": "b1", "tasks_done": done}
+        ],
         "batches": [
             {"batch_id": "b1", "state": "open", "created": now, "total": None, "done": 7, "failed": 0},
             {"batch_id": "b0", "state": "finished", "created": now, "total": 4, "done": 4, "failed": 2},
         ],
-    }  # fmt: skip
+    }
 
 
 def test_render_shows_workers_batches_in_flight_and_failures() -> None:
@@ -53,7 +59,9 @@ def test_watch_redraws_count_times_and_clears_only_a_terminal() -> None:
     watch(lambda: next(frames), out, interval=0.01, count=2)
     text = out.getvalue()
     assert text.count("workers: 1 live") == 2 and CLEAR not in text
-    assert "10" in text.splitlines()[-1] or "10" in text
+    first, second = (line.split() for line in text.splitlines() if line.strip().startswith("w1"))
+    assert first[4:6] == ["0", "-"]  # TASKS DONE, TASKS/S: no rate from one frame
+    assert second[4:6] == ["10", "10"]  # ten more tasks in one second
 
 
 def test_publisher_counts_tasks_done_in_the_worker_hash(fake_client: fakeredis.FakeRedis) -> None:
@@ -66,13 +74,16 @@ def test_publisher_counts_tasks_done_in_the_worker_hash(fake_client: fakeredis.F
     assert fake_client.hget(keys.rq_worker_key("w1"), "dw_tasks_done") == b"5"
 
 
-def test_status_snapshot_has_tasks_done_and_current_batch(fake_client: fakeredis.FakeRedis,
-                                                          fake_settings: Settings) -> None:  # fmt: skip
+def test_status_snapshot_has_tasks_done_and_current_batch(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
     key = keys.rq_worker_key("w1")
     fake_client.sadd(keys.RQ_WORKERS, key)
     fake_client.sadd(keys.rq_workers_by_queue_key("tasks"), key)
-    fake_client.hset(key, mapping={"state": "busy", "current_job": "abc123-4", "dw_tasks_done": "42",
-                                   "dw_tasks": json.dumps(["add"])})  # fmt: skip
+    fake_client.hset(
+        key,
+        mapping={"state": "busy", "current_job": "abc123-4", "dw_tasks_done": "42", "dw_tasks": json.dumps(["add"])},
+    )
     worker = collect_status(fake_client, fake_settings)["workers"][0]
     assert (worker["tasks_done"], worker["current_batch"]) == (42, "abc123")
 

@@ -12,10 +12,11 @@ from common.jobdata import ChunkJobSerializer
 from common.settings import Settings
 from dispatcher.batch import SubmitOptions, submit_batch
 from dispatcher.reader import read_tasks
+from worker.handback import hand_back, hand_back_worker
 from worker.job import SafeJob
 from worker.runner import ChunkWorker
 from worker.runtime import Runtime
-from worker.sweeper import Started, Sweeper, abandoned, client_name, hand_back, hand_back_worker
+from worker.sweeper import Started, Sweeper, abandoned, client_name
 
 QUEUE = "tasks"
 WIP = keys.rq_started_key(QUEUE)

@@ -35,8 +35,9 @@ def register(client: fakeredis.FakeRedis, settings: Settings, name: str) -> Fast
     return worker
 
 
-def test_a_freshly_registered_worker_of_this_host_is_healthy(fake_client: fakeredis.FakeRedis,
-                                                              fake_settings: Settings) -> None:  # fmt: skip
+def test_a_freshly_registered_worker_of_this_host_is_healthy(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
     register(fake_client, fake_settings, "w1")
     result = check_host(fake_client, socket.gethostname())
     assert result.code == CHECK_HEALTHY
@@ -76,17 +77,22 @@ def test_one_live_worker_among_stale_ones_is_enough(fake_client: fakeredis.FakeR
     assert "1 of 2" in result.message
 
 
-def test_heartbeat_age_is_measured_from_the_recorded_heartbeat(fake_client: fakeredis.FakeRedis,
-                                                               fake_settings: Settings) -> None:  # fmt: skip
+def test_heartbeat_age_is_measured_from_the_recorded_heartbeat(
+    fake_client: fakeredis.FakeRedis, fake_settings: Settings
+) -> None:
     worker = register(fake_client, fake_settings, "w")
     beat = datetime.datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
     fake_client.hset(worker.key, "last_heartbeat", utcformat(beat))
     (seen,) = registered_workers(fake_client, beat + datetime.timedelta(seconds=42))
     assert seen.heartbeat_age == pytest.approx(42.0)
-    assert check_host(fake_client, socket.gethostname(), max_age=41.0, now=beat + datetime.timedelta(seconds=42)).code \
-        == CHECK_STALE  # fmt: skip
-    assert check_host(fake_client, socket.gethostname(), max_age=43.0, now=beat + datetime.timedelta(seconds=42)).code \
-        == CHECK_HEALTHY  # fmt: skip
+    assert (
+        check_host(fake_client, socket.gethostname(), max_age=41.0, now=beat + datetime.timedelta(seconds=42)).code
+        == CHECK_STALE
+    )
+    assert (
+        check_host(fake_client, socket.gethostname(), max_age=43.0, now=beat + datetime.timedelta(seconds=42)).code
+        == CHECK_HEALTHY
+    )
 
 
 def test_a_worker_that_registered_its_death_is_gone(fake_client: fakeredis.FakeRedis, fake_settings: Settings) -> None:
@@ -103,8 +109,9 @@ def test_an_expired_worker_hash_is_not_alive(fake_client: fakeredis.FakeRedis, f
 
 
 @pytest.mark.parametrize("heartbeat_ttl", [1, 10, 30, 120])
-def test_an_idle_worker_heartbeats_well_within_the_allowed_age(fake_client: fakeredis.FakeRedis,
-                                                               heartbeat_ttl: int) -> None:  # fmt: skip
+def test_an_idle_worker_heartbeats_well_within_the_allowed_age(
+    fake_client: fakeredis.FakeRedis, heartbeat_ttl: int
+) -> None:
     settings = Settings.from_env({}, heartbeat_interval=heartbeat_ttl / 4, heartbeat_ttl=heartbeat_ttl)
     worker = register(fake_client, settings, f"idle-{heartbeat_ttl}")
     # RQ heartbeats an idle worker each time its blocking dequeue times out.
