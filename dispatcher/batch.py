@@ -9,33 +9,21 @@ from dataclasses import dataclass
 
 import redis
 
-from common.connection import describe_redis_error, is_out_of_memory, redact_url
-from common.errors import (
-    BatchInterrupted,
-    InputError,
-    LimitExceeded,
-    RedisOutOfMemory,
-    RedisUnavailable,
-    TaskNotOffered,
-    WaitTimeout,
-)
+from common.errors import InputError, LimitExceeded, TaskNotOffered, WaitTimeout
 from common.gctuning import full_collections_deferred
-from common.routing import route_of
 from common.settings import Settings
-from common.wire import TaskResult, TaskSpec
+from common.wire import TaskResult
 from dispatcher.cancel import cancel_batch
 from dispatcher.chunking import LOOKAHEAD, auto_chunk_size, peek_total
+from dispatcher.feed import feed_batch
 from dispatcher.lease import BatchRecord
-from dispatcher.lines import InputIdle
 from dispatcher.offered import NotOffered, OfferedFilter, OfferedTasks
 from dispatcher.outage import OutageGuard
 from dispatcher.reader import BadInput, Item, LiveItem
 from dispatcher.status import live_capacity
+from dispatcher.stopped import abort_reason, goes_on_note, in_flight_error, stopped_note
 from dispatcher.submit import BatchSubmitter, new_batch_id
-from dispatcher.watch import BatchWatcher, ChunkSpan
-
-BLOCK_MS = 500
-"""Longest single blocking read; between reads the watcher checks for failed or abandoned chunks."""
+from dispatcher.watch import BLOCK_MS, BatchWatcher
 
 ResultSink = Callable[[TaskResult], None]
 Progress = Callable[[BatchWatcher], None]
@@ -120,17 +108,17 @@ def submit_batch(
         _deliver_once(watcher, guard, sink, progress, deadline, block_ms)
 
     try:
-        _submit_all(submitter, watcher, stream, chunk_size, options, drain)
+        feed_batch(submitter, watcher, stream, chunk_size, options, drain)
     except BaseException as exc:
-        unrecorded = submitter.abort(_abort_reason(exc))
+        unrecorded = submitter.abort(abort_reason(exc))
         if isinstance(exc, LimitExceeded):  # over the batch limit: what was submitted must not run
             with contextlib.suppress(Exception):  # keep the original error, not one from the cleanup
                 cancel_batch(client, settings, batch_id)
             raise
-        stopped = _stopped_note(batch_id, submitter.sent, unrecorded)
+        stopped = stopped_note(batch_id, submitter.sent, unrecorded)
         if isinstance(exc, WaitTimeout):
             raise WaitTimeout(f"timed out while submitting; {stopped}") from None
-        error = _in_flight(exc, settings, stopped)
+        error = in_flight_error(exc, settings, stopped)
         if error is exc:
             raise
         raise error from exc
@@ -143,126 +131,12 @@ def submit_batch(
         while not watcher.complete:
             drain(BLOCK_MS)
     except BaseException as exc:
-        error = _in_flight(exc, settings, _goes_on_note(batch_id))
+        error = in_flight_error(exc, settings, goes_on_note(batch_id))
         if error is exc:
             raise
         raise error from exc
     ok = watcher.resolved - watcher.failed
     return BatchSummary(batch_id, submitter.tasks, ok, watcher.failed, True, chunk_size, not_offered=not_offered)
-
-
-def _abort_reason(exc: BaseException) -> str:
-    """Why submission stopped, as the batch record keeps it."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(exc, BrokenPipeError):
-        return "the dispatcher's output was closed"
-    if is_out_of_memory(exc):
-        return "Redis out of memory"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _goes_on_note(batch_id: str) -> str:
-    return (
-        f"batch {batch_id} goes on: `dispatcher results {batch_id}` shows its results, "
-        f"`dispatcher cancel {batch_id}` cancels it"
-    )
-
-
-def _stopped_note(batch_id: str, sent: int, unrecorded: str | None) -> str:
-    if sent:
-        note = (
-            f"batch {batch_id} stopped after {sent} tasks were enqueued; the rest of the input was not "
-            f"submitted. The {sent} tasks go on: `dispatcher results {batch_id}` shows their results, "
-            f"`dispatcher cancel {batch_id}` cancels them"
-        )
-    else:
-        note = f"nothing of batch {batch_id} was enqueued"
-    if unrecorded:
-        note += f" (its record could not be marked aborted: {unrecorded}; the next reader marks it abandoned)"
-    return note
-
-
-def _in_flight(exc: BaseException, settings: Settings, note: str) -> BaseException:
-    """The error that replaces `exc`, an interruption or a Redis failure while a batch is in flight,
-    saying what became of the batch; any other error is raised as it is."""
-    if isinstance(exc, KeyboardInterrupt):
-        return BatchInterrupted(f"interrupted; {note}")
-    if isinstance(exc, RedisUnavailable):
-        return exc  # the outage guard's message names the batch and both commands already
-    if isinstance(exc, redis.RedisError) or (isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError)):
-        if is_out_of_memory(exc):
-            where = redact_url(settings.redis_url)
-            return RedisOutOfMemory(f"Redis at {where} is out of memory (maxmemory reached, nothing to evict): {note}")
-        return RedisUnavailable(f"{describe_redis_error(settings.redis_url, exc)}; {note}")
-    return exc
-
-
-def _submit_all(
-    submitter: BatchSubmitter,
-    watcher: BatchWatcher,
-    stream: Iterable[LiveItem | NotOffered],
-    chunk_size: int,
-    options: SubmitOptions,
-    drain: Callable[[int | None], None],
-) -> None:
-    limit = submitter.settings.max_batch_tasks
-    chunk: list[TaskSpec] = []
-    name = ""  # the task name of the chunk's last task, and its route
-    route: str | None = None
-    for item in stream:
-        if submitter.tasks >= limit:
-            raise LimitExceeded(f"batch has more than {limit} tasks (the limit); the rest was not submitted")
-        if isinstance(item, InputIdle):  # a live input waits for its producer: send what is read, deliver results
-            if chunk:
-                _send_chunk(submitter, watcher, chunk, options, drain)
-                chunk = []
-            else:
-                submitter.flush()
-                if options.wait:
-                    drain(None)
-            continue
-        if not isinstance(item, TaskSpec):  # a malformed line or a task no live worker offers: its result
-            submitter.add_bad(item.to_result())
-            continue
-        if item.task != name:
-            name, previous = item.task, route
-            route = route_of(name)
-            if chunk and route != previous:  # a chunk holds one route (common.routing): cut it here
-                _send_chunk(submitter, watcher, chunk, options, drain)
-                chunk = []
-        chunk.append(item)
-        if len(chunk) >= chunk_size:
-            _send_chunk(submitter, watcher, chunk, options, drain)
-            chunk = []
-    if chunk:
-        _add_chunk(submitter, watcher, chunk)
-
-
-def _send_chunk(
-    submitter: BatchSubmitter,
-    watcher: BatchWatcher,
-    chunk: list[TaskSpec],
-    options: SubmitOptions,
-    drain: Callable[[int | None], None],
-) -> None:
-    """Add a finished chunk, then send and wait as the options ask (streaming, back-pressure)."""
-    sent = submitter.chunks
-    _add_chunk(submitter, watcher, chunk)
-    if options.wait and submitter.chunks != sent and not options.streaming:
-        drain(None)  # a pipeline just went out: take the results already there before they pile up
-    if options.streaming:
-        submitter.flush()
-        if options.wait:
-            drain(None)
-    while options.wait and submitter.tasks - watcher.resolved > options.max_in_flight:
-        submitter.flush()
-        drain(BLOCK_MS)
-
-
-def _add_chunk(submitter: BatchSubmitter, watcher: BatchWatcher, chunk: list[TaskSpec]) -> None:
-    submitter.add_chunk(chunk)
-    watcher.add_chunk(ChunkSpan(chunk[0].index, chunk[-1].index, len(chunk)))
 
 
 @full_collections_deferred()
@@ -283,7 +157,7 @@ def await_batch(
         while not watcher.complete:
             _deliver_once(watcher, guard, sink, progress, deadline, BLOCK_MS)
     except BaseException as exc:
-        error = _in_flight(exc, settings, _goes_on_note(batch_id))
+        error = in_flight_error(exc, settings, goes_on_note(batch_id))
         if error is exc:
             raise
         raise error from exc

@@ -85,6 +85,22 @@ def chunk_queues(client: redis.Redis, batch_id: str, queue: str, chunks: int) ->
     return [name if split_queue(name)[0] == queue else queue for name in names]
 
 
+def cancel_unstarted_chunks(client: redis.Redis, watcher: BatchWatcher, queue: str, live: set[int]) -> list[TaskResult]:
+    """Take the batch's queued chunks that hold no task of `live` off their queue (a batch submitted to
+    `queue`); their tasks get Cancelled results, which are returned."""
+    batch_id = watcher.batch_id
+    queues = chunk_queues(client, batch_id, queue, len(watcher.chunks))
+    fresh: list[TaskResult] = []
+    for chunk, span in enumerate(watcher.chunks):
+        if span.done >= span.size or any(i in live for i in range(span.first, span.last + 1)):
+            continue
+        job_id = keys.chunk_job_id(batch_id, chunk)
+        if client.lrem(keys.rq_queue_key(queues[chunk]), 0, job_id):
+            fresh.extend(watcher.resolve_chunk(chunk, "Cancelled", "cancelled before it ran"))
+            client.delete(keys.rq_job_key(job_id))
+    return fresh
+
+
 def _publish(client: redis.Redis, settings: Settings, batch_id: str, chunk: int, results: list[TaskResult]) -> None:
     stream = keys.results_key(batch_id)
     pipe = client.pipeline(transaction=False)

@@ -1,9 +1,11 @@
-"""Decide how many tasks go in one RQ job, and group tasks into chunks of one route each."""
+"""Decide how many tasks go in one RQ job, group tasks into chunks of one route each, and say where
+a chunk's tasks sit in its batch."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from common.routing import route_of
 from common.wire import TaskSpec
@@ -15,10 +17,9 @@ CHUNKS_PER_PROCESS = 8
 """Chunks each worker process should get at least, so faster processes can take more (balance)."""
 CHUNKS_PER_THREADED_PROCESS = 1
 """The same for processes with task slots (threads or async): they balance tasks inside a chunk,
-while each chunk boundary idles every slot for the chunk's tail, RQ's bookkeeping and a dequeue
-(3 ms on a quiet machine, up to 15 ms on a busy one). One chunk per process, back to back against
-two: W3 0.951 -> 0.962 (threads), W3b 0.894 -> 0.932 (async slots). Balance between processes
-barely suffers: the chunks still sit in one queue, and a free process takes the next."""
+while each chunk boundary idles every slot for the chunk's tail, RQ's bookkeeping and a dequeue.
+Balance between processes barely suffers: the chunks still sit in one queue, and a free process
+takes the next. Figures in docs/performance.md ("One chunk per process with task slots")."""
 MIN_CHUNK_SIZE = 250
 """Smallest automatic chunk while the batch still has MIN_CHUNKS_PER_PROCESS chunks of it for every
 process: a chunk job costs the worker as much as hundreds of the cheapest tasks, so smaller chunks
@@ -83,3 +84,49 @@ def cut_by_route(tasks: list[TaskSpec], size: int) -> Iterator[list[TaskSpec]]:
         route = spec_route
     if chunk:
         yield chunk
+
+
+Pending = list[tuple[bool, list[TaskSpec]]]
+"""Tasks queued by an executor, in order: (loose, tasks) for each submit (loose) or map() chunk."""
+
+
+def group_pending(pending: Pending, size: int) -> Iterator[list[TaskSpec]]:
+    """Chunks to enqueue: map's chunks as they are, runs of submitted tasks grouped up to `size`, one
+    route per chunk."""
+    for loose, run in itertools.groupby(pending, key=lambda entry: entry[0]):
+        if not loose:
+            for _loose, specs in run:
+                yield specs
+            continue
+        specs = sorted((spec for _loose, group in run for spec in group), key=lambda spec: spec.index)
+        yield from cut_by_route(specs, size)
+
+
+def order_by_route(pending: Pending) -> list[tuple[int, int]]:
+    """Renumber each run of pending submits within the run's own indices so that the tasks of one
+    route follow each other (a chunk holds one route and a contiguous index range; `group_pending`
+    cuts the run in index order). Returns (old index, new index) of each task renumbered."""
+    moves: list[tuple[int, int]] = []
+    for loose, run in itertools.groupby(pending, key=lambda entry: entry[0]):
+        if not loose:
+            continue
+        specs = [spec for _loose, group in run for spec in group]
+        routes = list(dict.fromkeys(route_of(spec.task) for spec in specs))
+        if len(routes) < 2:
+            continue
+        indices = sorted(spec.index for spec in specs)
+        order = sorted(specs, key=lambda spec: (routes.index(route_of(spec.task)), spec.index))
+        for spec, index in zip(order, indices, strict=True):
+            moves.append((spec.index, index))
+            spec.index = index
+    return moves
+
+
+@dataclass(slots=True)
+class ChunkSpan:
+    """Where a chunk's tasks sit in the batch, and how many of them have a result."""
+
+    first: int
+    last: int
+    size: int
+    done: int = 0

@@ -65,9 +65,14 @@ def patch_rq_dashboard() -> None:
 
     class JSONWorker(Worker):
         @classmethod
-        def all(cls, connection: redis.Redis | None = None, job_class: type[Job] | None = None,
-                queue_class: type[Queue] | None = None, queue: Queue | None = None,
-                serializer: Any = None) -> list[BaseWorker]:  # fmt: skip
+        def all(
+            cls,
+            connection: redis.Redis | None = None,
+            job_class: type[Job] | None = None,
+            queue_class: type[Queue] | None = None,
+            queue: Queue | None = None,
+            serializer: Any = None,
+        ) -> list[BaseWorker]:
             return super().all(connection, job_class, queue_class, queue, serializer or JSONSerializer)
 
     web.Worker = JSONWorker

@@ -47,8 +47,10 @@ def show_result(result: TaskResult) -> None:
     if result.ok:
         say(f"[Dispatcher] Got result: Task {task_label(result)} = {result.value} (by {result.worker})")
     else:
-        say(f"[Dispatcher] Got result: Task {task_label(result)} failed: "
-            f"{result.error_type}: {result.error_message} (by {result.worker})")  # fmt: skip
+        say(
+            f"[Dispatcher] Got result: Task {task_label(result)} failed: "
+            f"{result.error_type}: {result.error_message} (by {result.worker})"
+        )
 
 
 def run_demo(workers: int, pace: float) -> int:
@@ -64,7 +66,9 @@ def run_demo(workers: int, pace: float) -> int:
             wait_for_workers(client, workers)
             options = SubmitOptions(chunk_size=1, streaming=True, source="demo")
             summary = submit_batch(client, settings, incoming(pace), options, show_result)
-            say(f"[Dispatcher] All {summary.total} tasks done: {summary.ok} ok, {summary.failed} failed "
-                f"(one division by zero, on purpose). Stopping workers...")  # fmt: skip
+            say(
+                f"[Dispatcher] All {summary.total} tasks done: {summary.ok} ok, {summary.failed} failed "
+                f"(one division by zero, on purpose). Stopping workers..."
+            )
             del pool
     return 0 if summary.failed == 1 else 1

@@ -27,11 +27,6 @@ from common.jobdata import encode_job_data
 from common.settings import Settings
 from common.wire import JSONValue
 
-try:  # the `fast` extra
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the install
-    _orjson = None  # type: ignore[assignment]
-
 RQ_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 """rq.utils.utcformat's format, which Job.restore parses back."""
 
@@ -75,6 +70,18 @@ redis.call('RPUSH', KEYS[5], unpack(ids))
 return jobs
 """
 
+
+_EMPTY_JOB_FIELDS = (
+    "success_callback_name",
+    "failure_callback_name",
+    "stopped_callback_name",
+    "started_at",
+    "ended_at",
+    "last_heartbeat",
+    "worker_name",
+    "group_id",
+)
+"""Job.to_dict's fields that are empty for a job just enqueued, in the order RQ writes them."""
 
 Stage = Callable[[Pipeline], None]
 """Adds commands to a pipeline that a flush sends together with its script calls."""
@@ -121,10 +128,7 @@ class ChunkJobWriter:
         # failure_ttl=ttl, ttl=ttl, retry=Retry(max=job_retries)) and enqueued (status, origin;
         # created_at and enqueued_at are the script's timestamp); the empty ones are written by RQ
         # too, and restore reads them as absent.
-        fields: list[str | int] = [
-            "success_callback_name", "", "failure_callback_name", "", "stopped_callback_name", "",
-            "started_at", "", "ended_at", "", "last_heartbeat", "", "worker_name", "", "group_id", "",
-        ]  # fmt: skip
+        fields: list[str | int] = [part for name in _EMPTY_JOB_FIELDS for part in (name, "")]
         if settings.job_retries:
             fields += ["retries_left", settings.job_retries, "retry_intervals", json.dumps([0])]
         fields += ["origin", self.queue, "timeout", -1, "result_ttl", 0, "failure_ttl", self.ttl]

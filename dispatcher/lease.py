@@ -113,8 +113,11 @@ def _unrecorded_verdict(client: redis.Redis, batch_id: str, dead: bytes) -> Batc
         fields, lease = pipe.execute()
     record = _record(fields)
     if record.state in UNFINISHED_STATES and (lease is None or lease == dead):
-        log.warning("batch %s: its submitter is gone; Redis is out of memory, so the batch is not marked "
-                    "abandoned yet (the next reader does it)", batch_id)  # fmt: skip
+        log.warning(
+            "batch %s: its submitter is gone; Redis is out of memory, so the batch is not marked "
+            "abandoned yet (the next reader does it)",
+            batch_id,
+        )
         return BatchRecord("abandoned", record.sent, record.sent, record.read, record.read_all, record.reason, False)
     return record
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from common.wire import MAX_NESTING_DEPTH, encode_value
 
-try:  # the `fast` extra: long lines decode several times faster
+try:  # the `fast` extra: orjson decodes long lines faster than json
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the install
     _orjson = None  # type: ignore[assignment]

@@ -99,8 +99,9 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--save", "", "--appendonly", "no", "--protected-mode", "no", *self.extra_args]  # fmt: skip
+        where = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
+        ephemeral = ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
+        argv = [self.binary, *where, *ephemeral, *self.extra_args]
         with (self.dir / "redis.log").open("ab") as log:  # the child keeps its own descriptor
             self.process = spawn(argv, stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
@@ -135,8 +136,14 @@ class EmbeddedRedis:
 class LocalWorkers:
     """N real `worker` processes against a Redis URL, stopped (warm, then hard) on exit; killed on an error."""
 
-    def __init__(self, redis_url: str, count: int, extra_args: Sequence[str] = (),
-                 names: Sequence[str] | None = None, quiet: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        redis_url: str,
+        count: int,
+        extra_args: Sequence[str] = (),
+        names: Sequence[str] | None = None,
+        quiet: bool = True,
+    ) -> None:
         self.redis_url = redis_url
         self.count = count
         self.extra_args = list(extra_args)

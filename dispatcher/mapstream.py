@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from common.errors import RemoteTaskError, RemoteTraceback
-from common.wire import TaskResult
-
-if TYPE_CHECKING:
-    from dispatcher.executor import RedisExecutor
+from common.wire import TaskResult, TaskSpec
+from dispatcher.callspec import task_spec
 
 
 def remote_error(result: TaskResult) -> RemoteTaskError:
@@ -65,35 +62,31 @@ def fail_target(target: Target, exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-_BIG_INT = 2**63
-_PLAIN_TYPES = frozenset({str, bool, type(None)})
+class ChunkSender(Protocol):
+    """Where a MapStream sends its chunks (dispatcher.executorbatch.ExecutorBatch)."""
 
+    def add_chunk(self, specs: list[TaskSpec], slot: ChunkResults) -> None:
+        """Number a chunk's tasks and queue it; its results go to `slot`."""
 
-def plain_arguments(args: tuple[Any, ...], limit: int) -> bool:
-    """True for scalar arguments that JSON surely carries within `limit` bytes (no encoding needed)."""
-    text = 0
-    for value in args:
-        kind = type(value)
-        if kind is int:
-            if not -_BIG_INT < value < _BIG_INT:
-                return False
-        elif kind is float:
-            if not math.isfinite(value):
-                return False
-        elif kind is str:
-            text += len(value)
-        elif kind not in _PLAIN_TYPES:
-            return False
-    return text * 6 + 24 * len(args) <= limit
+    def flush(self) -> None:
+        """Send everything queued now, in one round trip."""
 
 
 class MapStream:
     """One map() call: reads its input a chunk at a time, keeping at most `window` tasks unconsumed."""
 
-    def __init__(self, executor: RedisExecutor, name: str, arguments: Iterator[tuple[Any, ...]], size: int,
-                 window: int) -> None:  # fmt: skip
-        self.executor = executor
+    def __init__(
+        self,
+        sender: ChunkSender,
+        name: str,
+        arguments: Iterator[tuple[Any, ...]],
+        size: int,
+        window: int,
+        max_arg_bytes: int,
+    ) -> None:
+        self.sender = sender
         self.name = name
+        self.max_arg_bytes = max_arg_bytes
         self.arguments = arguments
         self.size = size
         self.window = window
@@ -110,14 +103,14 @@ class MapStream:
                 self.exhausted = True
             if not items:
                 break
-            specs = [self.executor._spec(self.name, args, {}) for args in items]
+            specs = [task_spec(self.name, args, {}, self.max_arg_bytes) for args in items]
             slot = ChunkResults(len(specs))
-            self.executor._add(False, specs, slot)
+            self.sender.add_chunk(specs, slot)
             self.in_flight.append(slot)
             self.unconsumed += len(specs)
             added = True
         if added:
-            self.executor._flush()
+            self.sender.flush()
 
     def results(self, deadline: float | None) -> Iterator[Any]:
         """Yield each result in input order, refilling the window as results are consumed."""

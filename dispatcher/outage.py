@@ -51,8 +51,10 @@ class OutageGuard:
                     self.outages += 1
                     log.warning(
                         "dispatcher: Redis at %s unreachable (%s); retrying for up to %g s",
-                        redact_url(self.settings.redis_url), exc, self.settings.outage_grace,
-                    )  # fmt: skip
+                        redact_url(self.settings.redis_url),
+                        exc,
+                        self.settings.outage_grace,
+                    )
                 if now - since >= self.settings.outage_grace:
                     raise RedisUnavailable(
                         f"Redis at {redact_url(self.settings.redis_url)} unreachable for "

@@ -70,8 +70,10 @@ def incomplete_summary(record: BatchRecord) -> str:
     if record.unsubmitted is not None:
         missing = f"{record.unsubmitted} input lines were never submitted"
     elif record.read is not None and record.read > record.sent:
-        missing = (f"how many input lines were never submitted is unknown: at least {record.read - record.sent} "
-                   "(read but not sent), plus the rest of the input it never read")  # fmt: skip
+        missing = (
+            f"how many input lines were never submitted is unknown: at least {record.read - record.sent} "
+            "(read but not sent), plus the rest of the input it never read"
+        )
     else:
         missing = "how many input lines were never submitted is unknown (the input was not read to its end)"
     return f"{why}; it holds the {record.sent} tasks sent before that, and {missing}"
@@ -171,8 +173,10 @@ class ResultWriter:
 def died_summary(labels: list[str], shown: int = 10) -> str:
     """The summary line naming the tasks that killed their worker process (WorkerDied)."""
     named = ", ".join(labels[:shown]) + (f" and {len(labels) - shown} more" if len(labels) > shown else "")
-    return (f"{len(labels)} task(s) killed their worker process and failed alone (WorkerDied): {named}; "
-            "the other tasks of their chunks ran")  # fmt: skip
+    return (
+        f"{len(labels)} task(s) killed their worker process and failed alone (WorkerDied): {named}; "
+        "the other tasks of their chunks ran"
+    )
 
 
 class ProgressLine:

@@ -13,11 +13,9 @@ from common.direct import DirectConnection
 from common.errors import WaitTimeout
 from common.settings import Settings
 from common.wire import JSONValue, TaskResult, TaskSpec
+from dispatcher.chunking import ChunkSpan
 from dispatcher.submit import BatchSubmitter, new_batch_id
-from dispatcher.watch import READ_COUNT, BatchWatcher, ChunkSpan
-
-BLOCK_MS = 500
-"""Longest single blocking read while awaiting one result; between reads stalled chunks are checked."""
+from dispatcher.watch import BLOCK_MS, READ_COUNT, BatchWatcher
 
 
 class Session:
@@ -37,15 +35,21 @@ class Session:
         self._started = False
         self._closed = False
 
-    def submit(self, task: str, args: list[JSONValue] | None = None, kwargs: dict[str, JSONValue] | None = None,
-               task_id: str | None = None) -> int:  # fmt: skip
+    def submit(
+        self,
+        task: str,
+        args: list[JSONValue] | None = None,
+        kwargs: dict[str, JSONValue] | None = None,
+        task_id: str | None = None,
+    ) -> int:
         """Enqueue one task now; returns its index in the session's batch (the key for `result`)."""
         index = self._add(task, args, kwargs, task_id)
         self._submitter.flush()
         return index
 
-    def _add(self, task: str, args: list[JSONValue] | None, kwargs: dict[str, JSONValue] | None,
-             task_id: str | None) -> int:  # fmt: skip
+    def _add(
+        self, task: str, args: list[JSONValue] | None, kwargs: dict[str, JSONValue] | None, task_id: str | None
+    ) -> int:
         """Queue one task as a chunk of its own, not sent yet."""
         if self._closed:
             raise RuntimeError("session is closed")

@@ -40,20 +40,22 @@ def live_workers(client: redis.Redis, settings: Settings) -> list[dict[str, Any]
             continue  # expired: the worker died without unregistering
         text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
         current_job = _current_job(text, executions)
-        workers.append({
-            "name": name,
-            "host": text.get(F + "host") or text.get("hostname", ""),
-            "pid": int(text.get(F + "pid") or text.get("pid") or 0),
-            "state": text.get("state", "?"),
-            "slots": int(text.get(F + "slots") or 1),
-            "current_job": current_job,
-            "successful_jobs": int(text.get("successful_job_count") or 0),
-            "failed_jobs": int(text.get("failed_job_count") or 0),
-            "last_heartbeat": text.get("last_heartbeat"),
-            "tasks": json.loads(text.get(F + "tasks") or "[]"),
-            "tasks_done": int(text.get(keys.TASKS_DONE_FIELD) or 0),
-            "current_batch": _batch_of(current_job),
-        })  # fmt: skip
+        workers.append(
+            {
+                "name": name,
+                "host": text.get(F + "host") or text.get("hostname", ""),
+                "pid": int(text.get(F + "pid") or text.get("pid") or 0),
+                "state": text.get("state", "?"),
+                "slots": int(text.get(F + "slots") or 1),
+                "current_job": current_job,
+                "successful_jobs": int(text.get("successful_job_count") or 0),
+                "failed_jobs": int(text.get("failed_job_count") or 0),
+                "last_heartbeat": text.get("last_heartbeat"),
+                "tasks": json.loads(text.get(F + "tasks") or "[]"),
+                "tasks_done": int(text.get(keys.TASKS_DONE_FIELD) or 0),
+                "current_batch": _batch_of(current_job),
+            }
+        )
     return workers
 
 
@@ -106,17 +108,19 @@ def recent_batches(client: redis.Redis, limit: int = 10) -> list[dict[str, Any]]
                 text["total"] = str(verdict.total)
         total = int(text["total"]) if "total" in text else None
         done = int(text.get("done", 0))
-        batches.append({
-            "batch_id": batch_id,
-            "state": display_state(text.get("state", "?"), total, done),
-            "created": float(text.get("created", 0)),
-            "total": total,
-            "done": min(done, total) if total is not None else done,
-            "failed": int(text.get("failed", 0)),
-            "sent": int(text.get("sent", 0)),
-            "read": int(text["read"]) if "read" in text else None,
-            "queue": text.get("queue"),
-        })  # fmt: skip
+        batches.append(
+            {
+                "batch_id": batch_id,
+                "state": display_state(text.get("state", "?"), total, done),
+                "created": float(text.get("created", 0)),
+                "total": total,
+                "done": min(done, total) if total is not None else done,
+                "failed": int(text.get("failed", 0)),
+                "sent": int(text.get("sent", 0)),
+                "read": int(text["read"]) if "read" in text else None,
+                "queue": text.get("queue"),
+            }
+        )
     return batches
 
 

@@ -42,20 +42,25 @@ def render(snapshot: dict[str, Any], rates: dict[str, float | None] | None = Non
     lines: list[str] = []
     q = snapshot["queue"]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot["time"]))
-    lines.append(f"{stamp}  queue {q['name']}: {q['queued_chunks']} chunks queued, {q['running_chunks']} running, "
-                 f"{q['failed_chunks']} failed")  # fmt: skip
+    lines.append(
+        f"{stamp}  queue {q['name']}: {q['queued_chunks']} chunks queued, {q['running_chunks']} running, "
+        f"{q['failed_chunks']} failed"
+    )
     lines.extend(_route_lines(q.get("routes") or []))
     workers = snapshot["workers"]
     lines.append(f"workers: {len(workers)} live, {sum(w['slots'] for w in workers)} slots")
     if workers:
-        lines.append(f"  {'NAME':<28} {'HOST':<18} {'STATE':<8} {'BATCH':<18} {'TASKS DONE':>11} {'TASKS/S':>9}  "
-                     "USER TASKS")  # fmt: skip
+        lines.append(
+            f"  {'NAME':<28} {'HOST':<18} {'STATE':<8} {'BATCH':<18} {'TASKS DONE':>11} {'TASKS/S':>9}  USER TASKS"
+        )
     for w in workers:
         rate = (rates or {}).get(w["name"])
         shown_rate = "-" if rate is None else f"{rate:,.0f}"
-        lines.append(f"  {w['name'][:28]:<28} {w['host'][:18]:<18} {w['state'][:8]:<8} "
-                     f"{(w['current_batch'] or '-'):<18} {w['tasks_done']:>11,} {shown_rate:>9}  "
-                     f"{_user_tasks(w.get('user_tasks') or [])}")  # fmt: skip
+        lines.append(
+            f"  {w['name'][:28]:<28} {w['host'][:18]:<18} {w['state'][:8]:<8} "
+            f"{(w['current_batch'] or '-'):<18} {w['tasks_done']:>11,} {shown_rate:>9}  "
+            f"{_user_tasks(w.get('user_tasks') or [])}"
+        )
     lines.extend(_offered_lines(snapshot.get("offered") or {}, len(workers)))
     batches = snapshot["batches"]
     in_flight = [b for b in batches if b["state"] in IN_FLIGHT_STATES]
@@ -64,8 +69,10 @@ def render(snapshot: dict[str, Any], rates: dict[str, float | None] | None = Non
         lines.append("  " + _batch_line(b))
     failing = [b for b in batches if b["failed"]]
     failed_chunks = q.get("failed_chunk_ids") or []
-    lines.append(f"failures: {sum(b['failed'] for b in failing)} failed tasks in recent batches, "
-                 f"{q['failed_chunks']} failed chunks")  # fmt: skip
+    lines.append(
+        f"failures: {sum(b['failed'] for b in failing)} failed tasks in recent batches, "
+        f"{q['failed_chunks']} failed chunks"
+    )
     for b in failing:
         lines.append(f"  batch {b['batch_id']}: {b['failed']} failed of {b['done']} done")
     for job_id in failed_chunks:
@@ -79,8 +86,10 @@ def render(snapshot: dict[str, Any], rates: dict[str, float | None] | None = Non
 
 def _last_hour_line(events: dict[str, int]) -> str:
     """Tasks retried, worker processes lost and tasks failed for killing theirs (common.events)."""
-    return (f"last hour: {events.get('tasks_retried', 0):,} tasks retried, {events.get('workers_lost', 0):,} "
-            f"worker processes lost, {events.get('tasks_died', 0):,} tasks failed with WorkerDied")  # fmt: skip
+    return (
+        f"last hour: {events.get('tasks_retried', 0):,} tasks retried, {events.get('workers_lost', 0):,} "
+        f"worker processes lost, {events.get('tasks_died', 0):,} tasks failed with WorkerDied"
+    )
 
 
 def _route_lines(routes: list[dict[str, Any]]) -> list[str]:

@@ -67,9 +67,8 @@ class BatchSubmitter:
         self._pending_bad: list[TaskResult] = []
         self._pending_tasks = 0
         # The first pipeline carries one chunk per live worker process and each pipeline doubles up
-        # to PIPELINE_TASKS, so every worker starts while the rest is still being read and encoded
-        # (W1's 10,000 tasks used to wait for one pipeline holding all of them; with the first
-        # chunk alone, the second process waited 2-5 ms more for a second round trip).
+        # to PIPELINE_TASKS, so every worker starts while the rest is still being read and encoded,
+        # none waiting for a second round trip (docs/performance.md, items 7 and 16).
         self._flush_at = min(PIPELINE_TASKS, chunk_size * max(1, first_flush_chunks))
         self._lease_renewed = 0.0
         self._lease = LeaseKeeper(client, settings, batch_id)
@@ -80,10 +79,18 @@ class BatchSubmitter:
         ttl = self.settings.result_ttl
         pipe = self.client.pipeline(transaction=False)
         batch_key = keys.batch_key(self.batch_id)
-        pipe.hset(batch_key, mapping={
-            "state": "submitting", "created": f"{created:.3f}", "queue": self.settings.queue,
-            "chunk_size": self.chunk_size, "source": source[:200], "done": 0, "failed": 0,
-        })  # fmt: skip
+        pipe.hset(
+            batch_key,
+            mapping={
+                "state": "submitting",
+                "created": f"{created:.3f}",
+                "queue": self.settings.queue,
+                "chunk_size": self.chunk_size,
+                "source": source[:200],
+                "done": 0,
+                "failed": 0,
+            },
+        )
         pipe.expire(batch_key, ttl)
         pipe.set(keys.submitter_key(self.batch_id), holder(), ex=self.settings.submitter_lease)
         self._lease_renewed = time.monotonic()

@@ -1,47 +1,29 @@
-"""Await a batch's results: blocking reads of its result stream, de-duplicated by task index,
-plus detection of chunks that RQ gave up on or that vanished, so a wait never hangs forever."""
+"""Await a batch's results: blocking reads of its result stream, de-duplicated by task index; stalled
+chunks (failed, vanished, of dead workers) are recovered by dispatcher.stalls, so a wait never hangs."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import redis
-from rq import Queue
-from rq.registry import StartedJobRegistry
-from rq.serializers import JSONSerializer
 
 from common import keys
-from common.cancel import CANCEL_REASON
 from common.errors import BatchNotFound, PayloadError
-from common.jobs import ABANDONMENT_HANDLERS, InertJob
 from common.settings import Settings
-from common.wire import TaskResult, TaskSpec, decode_chunk, decode_results, encode_results
+from common.wire import TaskResult, decode_results
+from dispatcher.chunking import ChunkSpan
 from dispatcher.lease import UNFINISHED_STATES, BatchRecord, settle
-from dispatcher.status import route_queues
+from dispatcher.stalls import StallRecovery, StreamEntries
 
 log = logging.getLogger("dispatcher")
 
-STATUS_CHECKS_PER_SWEEP = 2000
-"""Chunks whose job status one failure sweep reads (one pipelined round trip)."""
+BLOCK_MS = 500
+"""Longest single blocking read of the result stream; between reads, stalled chunks are checked."""
 
 READ_COUNT = 50
 """Stream entries taken per read: each holds up to 2,000 results, and a reply is decoded whole, so
 this bounds the dispatcher's memory when it falls behind (1000 let one read carry a million results)."""
-
-
-@dataclass(slots=True)
-class ChunkSpan:
-    """Where a chunk's tasks sit in the batch, and how many of them have a result."""
-
-    first: int
-    last: int
-    size: int
-    done: int = 0
 
 
 class BatchWatcher:
@@ -58,11 +40,9 @@ class BatchWatcher:
         self.failed = 0
         self.chunks: list[ChunkSpan] = []
         self._seen = bytearray()
-        self._last_check = time.monotonic()
-        self._sweep_from = 0
         self.record: BatchRecord | None = None
         """The batch's record as a reattached reader last read it (None: this process submits it)."""
-        self._queue = Queue(settings.queue, connection=client, serializer=JSONSerializer, job_class=InertJob)
+        self._stalls = StallRecovery(client, batch_id, self)
 
     @property
     def complete(self) -> bool:
@@ -83,9 +63,8 @@ class BatchWatcher:
         if not record:
             raise BatchNotFound(f"no batch {self.batch_id!r} in Redis (wrong id, or its results expired)")
         queue = record.get(b"queue", b"").decode()
-        if queue and queue != self._queue.name:
+        if queue and queue != self.settings.queue:
             self.settings = self.settings.with_overrides(queue=queue)
-            self._queue = Queue(queue, connection=self.client, serializer=JSONSerializer, job_class=InertJob)
         self.refresh_total()
 
     def _load_chunks(self) -> None:
@@ -121,7 +100,13 @@ class BatchWatcher:
             self._absorb(entries, fresh)
         return fresh
 
-    def _absorb(self, entries: list[tuple[bytes, dict[bytes, bytes]]], fresh: list[TaskResult]) -> None:
+    def absorb_entries(self, entries: StreamEntries) -> list[TaskResult]:
+        """The results not seen before in stream entries that follow `last_id` (an XRANGE's reply)."""
+        fresh: list[TaskResult] = []
+        self._absorb(entries, fresh)
+        return fresh
+
+    def _absorb(self, entries: StreamEntries, fresh: list[TaskResult]) -> None:
         for entry_id, fields in entries:
             self.last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             try:
@@ -173,97 +158,15 @@ class BatchWatcher:
 
         Returns the results this produced (failures for tasks whose chunk is gone for good).
         """
-        now = time.monotonic()
-        if not force and now - self._last_check < self.settings.heartbeat_interval:
-            return []
-        self._last_check = now
-        self._recover_abandoned()
-        if self.total is None:
-            self.refresh_total()
-        outstanding = self._next_outstanding()
-        if not outstanding:
-            return []
-        with self.client.pipeline(transaction=True) as pipe:
-            for chunk in outstanding:
-                pipe.hget(keys.rq_job_key(keys.chunk_job_id(self.batch_id, chunk)), "status")
-            pipe.xrange(self.stream, min=f"({self.last_id}", max="+")
-            replies = pipe.execute()
-        fresh: list[TaskResult] = []
-        self._absorb(replies[-1], fresh)
-        for chunk, status in zip(outstanding, replies[:-1], strict=True):
-            span = self.chunks[chunk]
-            if span.done >= span.size:
-                continue
-            if status == b"failed":
-                fresh.extend(self._resolve_chunk(chunk, "ChunkFailed", self._failure_reason(chunk)))
-            elif status is None:
-                reason = "its job vanished from Redis (was Redis restarted without persistence?)"
-                fresh.extend(self._resolve_chunk(chunk, "TaskLost", reason))
-            elif status == b"canceled":  # taken off the queue by `dispatcher cancel`
-                fresh.extend(self._resolve_chunk(chunk, "Cancelled", CANCEL_REASON))
-        return fresh
-
-    def _next_outstanding(self) -> list[int]:
-        """Up to STATUS_CHECKS_PER_SWEEP chunks still missing results, round-robin from the last sweep,
-        so a batch of many small chunks costs Redis a bounded amount of work every few seconds."""
-        count = len(self.chunks)
-        picked: list[int] = []
-        for step in range(count):
-            chunk = (self._sweep_from + step) % count
-            span = self.chunks[chunk]
-            if span.done < span.size:
-                picked.append(chunk)
-                if len(picked) >= STATUS_CHECKS_PER_SWEEP:
-                    break
-        self._sweep_from = (picked[-1] + 1) % count if picked else 0
-        return picked
-
-    def _recover_abandoned(self) -> None:
-        """Run RQ's started-registry cleanup now, on the batch's queue and each of its task routes'
-        queues (common.routing): chunks of dead workers go back to the queue they came from."""
-        for name in route_queues(self.client, self._queue.name):
-            queue = self._queue if name == self._queue.name else self._route_queue(name)
-            registry = StartedJobRegistry(queue=queue, job_class=InertJob, serializer=JSONSerializer)
-            try:
-                registry.cleanup(exception_handlers=ABANDONMENT_HANDLERS)
-            except redis.RedisError:
-                raise
-            except Exception as exc:  # a planted or damaged job must not stop the dispatcher
-                log.warning("started-registry cleanup of %s failed: %s", name, exc)
-
-    def _route_queue(self, name: str) -> Queue:
-        return Queue(name, connection=self.client, serializer=JSONSerializer, job_class=InertJob)
-
-    def _failure_reason(self, chunk: int) -> str:
-        try:
-            job = InertJob.fetch(
-                keys.chunk_job_id(self.batch_id, chunk), connection=self.client, serializer=JSONSerializer
-            )
-            result = job.latest_result()
-            text = (result.exc_string or "").strip().splitlines() if result else []
-        except Exception as exc:
-            return f"its chunk failed and the reason could not be read ({exc})"
-        return f"its chunk failed after all retries: {text[-1] if text else 'no reason recorded'}"
+        return self._stalls.check(force)
 
     def resolve_chunk(self, chunk: int, error_type: str, reason: str) -> list[TaskResult]:
         """Give every task of the chunk still without a result a failure (e.g. a cancelled chunk)."""
-        return self._resolve_chunk(chunk, error_type, reason)
+        return self._stalls.resolve_chunk(chunk, error_type, reason)
 
-    def _resolve_chunk(self, chunk: int, error_type: str, reason: str) -> list[TaskResult]:
-        """Publish a failure for every task of the chunk that has no result, and return them."""
-        tasks = self._chunk_tasks(chunk)
-        failures = [
-            TaskResult(t.index, t.task, t.args, t.kwargs, t.id, False, None, error_type, reason, "dispatcher", 0.0)
-            for t in tasks
-            if not self._is_seen(t.index)
-        ]
-        if failures:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.xadd(self.stream, encode_results("dispatcher", chunk, failures))  # type: ignore[arg-type]
-            pipe.expire(self.stream, self.settings.result_ttl)
-            pipe.hincrby(keys.batch_key(self.batch_id), "done", len(failures))
-            pipe.hincrby(keys.batch_key(self.batch_id), "failed", len(failures))
-            pipe.execute()
+    def take_failures(self, chunk: int, failures: list[TaskResult]) -> list[TaskResult]:
+        """Count the failures stall recovery published for `chunk`; return the ones not seen before.
+        The chunk is done after them, whatever its count said."""
         fresh: list[TaskResult] = []
         span = self.chunks[chunk]
         for result in failures:
@@ -275,23 +178,6 @@ class BatchWatcher:
         span.done = max(span.done, span.size)
         return fresh
 
-    def _chunk_tasks(self, chunk: int) -> list[TaskSpec]:
-        """The chunk's tasks from its job in Redis; placeholders for its index range if the job is gone."""
-        raw: Any = self.client.hget(keys.rq_job_key(keys.chunk_job_id(self.batch_id, chunk)), "data")
-        if raw is not None:
-            try:
-                with contextlib.suppress(zlib.error):
-                    raw = zlib.decompress(raw)
-                _func, _instance, args, _kwargs = JSONSerializer.loads(raw)  # type: ignore[no-untyped-call]
-                return decode_chunk(args[0]).tasks
-            except Exception as exc:
-                log.warning("batch %s chunk %d: unreadable job data: %s", self.batch_id, chunk, exc)
-        span = self.chunks[chunk]
-        return [TaskSpec(index, "", [], {}, None) for index in range(span.first, span.last + 1)]
-
     def is_seen(self, index: int) -> bool:
         """Whether task `index` already has its result."""
-        return self._is_seen(index)
-
-    def _is_seen(self, index: int) -> bool:
         return index < len(self._seen) and bool(self._seen[index])

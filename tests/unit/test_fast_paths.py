@@ -16,7 +16,7 @@ from common.catalogue import Catalogue
 from common.errors import InvalidArguments
 from common.fastjson import ORJSON_MARK
 from common.wire import TaskResult, decode_results, encode_results
-from dispatcher import reader
+from dispatcher import lineparse, reader
 from dispatcher.chunking import auto_chunk_size
 
 
@@ -25,14 +25,14 @@ def _shlex_parse(line: str) -> Any:
     lexer.whitespace_split = True
     lexer.commenters = ""
     tokens = list(lexer)
-    reader._check_name(tokens[0])
-    return reader.TaskSpec(0, tokens[0], [reader._scalar(token) for token in tokens[1:]], {}, None)
+    lineparse.check_name(tokens[0])
+    return reader.TaskSpec(0, tokens[0], [lineparse.scalar(token) for token in tokens[1:]], {}, None)
 
 
 def _outcome(parse: Any, line: str) -> str:
     try:
         return repr(parse(line))
-    except reader._LineError as exc:
+    except lineparse.LineError as exc:
         return f"error: {exc}"
 
 
@@ -47,7 +47,7 @@ SEPARATORS = st.sampled_from([" ", "  ", "\t", " \t "])
 @given(st.lists(st.tuples(SEPARATORS, WORDS), max_size=6), st.sampled_from(["add", "echo", "a.b", "bad-name"]))
 def test_text_fast_path_parses_like_shlex(words: list[tuple[str, str]], name: str) -> None:
     line = (name + "".join(sep + word for sep, word in words)).strip()
-    assert _outcome(lambda text: reader._parse_text(text, 0), line) == _outcome(_shlex_parse, line)
+    assert _outcome(lambda text: lineparse.parse_text(text, 0), line) == _outcome(_shlex_parse, line)
 
 
 # A table of inputs, several to a line: it reads at a glance, one per line it does not.
@@ -70,8 +70,8 @@ def test_integer_line_fast_path_reads_like_the_general_parser(
         assert fast == []
         return
     try:
-        expected: Any = reader._parse_text(stripped, 0)
-    except reader._LineError as exc:
+        expected: Any = lineparse.parse_text(stripped, 0)
+    except lineparse.LineError as exc:
         assert len(fast) == 1 and isinstance(fast[0], reader.BadInput) and fast[0].message == str(exc)
         return
     assert fast == [expected]

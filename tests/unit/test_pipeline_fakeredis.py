@@ -156,9 +156,9 @@ def test_planted_jobs_are_refused_and_never_run(
 def test_failure_sweeps_are_bounded_and_reach_every_chunk(
     fake_client: fakeredis.FakeRedis, fake_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dispatcher import watch
+    from dispatcher import stalls
 
-    monkeypatch.setattr(watch, "STATUS_CHECKS_PER_SWEEP", 3)
+    monkeypatch.setattr(stalls, "STATUS_CHECKS_PER_SWEEP", 3)
     batch_id = submit(fake_client, fake_settings, [f"add {i} 0" for i in range(10)], chunk_size=1)
     fake_client.delete(*[keys.rq_job_key(f"{batch_id}-{n}") for n in range(10)])  # every chunk vanished
     watcher = BatchWatcher(fake_client, fake_settings, batch_id)

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.wire import MAX_NESTING_DEPTH, TaskSpec
-from dispatcher import reader
+from dispatcher import lineparse, reader
 from dispatcher.reader import BadInput, Item, detect_format, read_stream, read_tasks
 
 
@@ -396,13 +396,13 @@ def test_many_arguments_decode_as_token_by_token(tokens: list[str]) -> None:
     def outcome(parse: Callable[[], Any]) -> str:
         try:
             return repr(parse())
-        except reader._LineError as exc:
+        except lineparse.LineError as exc:
             return f"error: {exc}"
 
-    assert outcome(lambda: reader._many_values(tokens)) == outcome(lambda: [reader._scalar(t) for t in tokens])
+    assert outcome(lambda: lineparse.many_values(tokens)) == outcome(lambda: [lineparse.scalar(t) for t in tokens])
     args = tokens + ["7"] * 600  # long enough for the one-decode paths (_numbers_line, _many_values)
     line = "echo " + " ".join(args)
-    assert outcome(lambda: reader._parse_text(line, 0).args) == outcome(lambda: [reader._scalar(t) for t in args])
+    assert outcome(lambda: lineparse.parse_text(line, 0).args) == outcome(lambda: [lineparse.scalar(t) for t in args])
 
 
 def _as_tuples(items: list[Item]) -> list[tuple[Any, ...]]:

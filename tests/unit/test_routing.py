@@ -7,16 +7,15 @@ import json
 from concurrent.futures import Future
 
 import fakeredis
-import pytest
 
 from common import keys
 from common.catalogue import Catalogue
 from common.routing import BUILTIN_TASKS, queue_family, queue_of, route_of, served_queues, split_queue
 from common.settings import Settings
 from common.wire import TaskSpec
-from dispatcher import executor as executor_module
 from dispatcher.batch import SubmitOptions, submit_batch
-from dispatcher.chunking import cut_by_route
+from dispatcher.chunking import cut_by_route, group_pending
+from dispatcher.executorbatch import ExecutorBatch
 from dispatcher.status import collect_status
 from dispatcher.statusview import render
 from tests.conftest import builtin_catalogue
@@ -138,18 +137,14 @@ def test_status_shows_routes_and_who_offers_what(fake_client: fakeredis.FakeRedi
     assert offer_lines == [["images.resize", "by", "offering"], ["x.y", "by", "offering"]]
 
 
-def test_executor_submits_that_arrive_together_are_grouped_by_route(
-    fake_client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(executor_module, "connect", lambda settings: fake_client)
-    monkeypatch.setattr(executor_module, "check_connection", lambda client, settings: None)
-    executor = executor_module.RedisExecutor("redis://fake:6379/0", chunksize=3, check_tasks=False)
+def test_executor_submits_that_arrive_together_are_grouped_by_route(fake_client: fakeredis.FakeRedis) -> None:
+    batch = ExecutorBatch(fake_client, Settings.from_env(redis_url="redis://fake:6379/0"), "b1", chunksize=3)
     names = ["add", "a.x", "fib", "a.x", "b.y", "add", "a.x"]
     futures: list[Future[object]] = [Future() for _ in names]
     pending = [(True, [TaskSpec(i, name, [i])]) for i, name in enumerate(names)]
-    executor._futures = dict(enumerate(futures))
-    executor._group_submits_by_route(pending)
-    chunks = list(executor_module._group(pending, 3))
+    batch._futures = dict(enumerate(futures))
+    batch._group_submits_by_route(pending)
+    chunks = list(group_pending(pending, 3))
     assert [[(s.index, s.task) for s in chunk] for chunk in chunks] == [
         [(0, "add"), (1, "fib"), (2, "add")],
         [(3, "a.x"), (4, "a.x"), (5, "a.x")],
@@ -157,5 +152,5 @@ def test_executor_submits_that_arrive_together_are_grouped_by_route(
     ]
     # each task keeps its own future, under its new index
     by_arg = {spec.args[0]: spec.index for chunk in chunks for spec in chunk}
-    assert all(executor._futures[by_arg[i]] is futures[i] for i in range(len(names)))
-    executor.shutdown(wait=False)
+    assert all(batch._futures[by_arg[i]] is futures[i] for i in range(len(names)))
+    batch.close(wait=False, cancel_futures=False)

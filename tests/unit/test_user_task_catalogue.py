@@ -7,7 +7,7 @@ import pytest
 from common import default_catalogue
 from common.errors import InvalidArguments
 from common.wire import TaskSpec
-from dispatcher.executor import _group
+from dispatcher.chunking import group_pending
 from tests import usertasks
 
 
@@ -46,5 +46,5 @@ def test_executor_groups_loose_submits_and_keeps_map_chunks() -> None:
         return [TaskSpec(i, "add", [i, i]) for i in range(first, first + count)]
 
     pending = [(True, specs(0, 1)), (True, specs(1, 1)), (True, specs(2, 1)), (False, specs(3, 4)), (True, specs(7, 1))]
-    chunks = [[s.index for s in chunk] for chunk in _group(pending, 2)]
+    chunks = [[s.index for s in chunk] for chunk in group_pending(pending, 2)]
     assert chunks == [[0, 1], [2], [3, 4, 5, 6], [7]]
