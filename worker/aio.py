@@ -14,7 +14,7 @@ from common.catalogue import TaskDefinition
 from common.errors import TaskTimeout
 from common.settings import Settings
 from common.wire import TaskResult, TaskSpec
-from worker.execute import PendingRetry, check_result_size, format_task_traceback
+from worker.execute import PendingRetry, check_result_size, failed_attempt, format_task_traceback
 
 
 class Deadlines:
@@ -120,38 +120,11 @@ async def execute_coroutine_task(
     except Exception as exc:
         elapsed = (time.perf_counter() - started) * 1000
         policy = definition.retry if in_task else None
+        delay = None
         if policy is not None and policy.retries_error(exc, attempt):
-            return PendingRetry(
-                spec.index,
-                spec.task,
-                spec.args,
-                spec.kwargs,
-                spec.id,
-                False,
-                None,
-                type(exc).__name__,
-                str(exc) or type(exc).__name__,
-                worker,
-                elapsed,
-                task_traceback,
-                attempt,
-                policy.delay(attempt, previous_delay),
-            )
-        return TaskResult(
-            spec.index,
-            spec.task,
-            spec.args,
-            spec.kwargs,
-            spec.id,
-            False,
-            None,
-            type(exc).__name__,
-            str(exc) or type(exc).__name__,
-            worker,
-            elapsed,
-            task_traceback,
-            attempt,
-        )
+            delay = policy.delay(attempt, previous_delay)
+        message = str(exc) or type(exc).__name__
+        return failed_attempt(spec, type(exc).__name__, message, worker, elapsed, task_traceback, attempt, delay)
     elapsed = (time.perf_counter() - started) * 1000
     return TaskResult(
         spec.index, spec.task, spec.args, spec.kwargs, spec.id, True, value, None, None, worker, elapsed, None, attempt

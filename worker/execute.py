@@ -100,6 +100,24 @@ class PendingRetry(TaskResult):
     delay: float = 0.0
 
 
+def failed_attempt(
+    spec: TaskSpec,
+    error_type: str,
+    message: str,
+    worker: str,
+    elapsed_ms: float,
+    task_traceback: str | None,
+    attempt: int,
+    retry_delay: float | None = None,
+) -> TaskResult:
+    """The failed result of one attempt of `spec`; a PendingRetry when its retry policy gives it a
+    `retry_delay` (the attempt is tried again instead of published)."""
+    fields = (spec.index, spec.task, spec.args, spec.kwargs, spec.id, False, None, error_type, message)
+    if retry_delay is not None:
+        return PendingRetry(*fields, worker, elapsed_ms, task_traceback, attempt, retry_delay)
+    return TaskResult(*fields, worker, elapsed_ms, task_traceback, attempt)
+
+
 def execute_task(
     spec: TaskSpec,
     catalogue: Catalogue,
@@ -142,37 +160,8 @@ def execute_task(
         )
         if policy is not None and attempt <= policy.retries and retryable:
             delay = policy.delay(attempt, previous_delay)
-            return PendingRetry(
-                spec.index,
-                spec.task,
-                spec.args,
-                spec.kwargs,
-                spec.id,
-                False,
-                None,
-                error_type,
-                message,
-                worker,
-                elapsed,
-                task_traceback,
-                attempt,
-                delay,
-            )
-        return TaskResult(
-            spec.index,
-            spec.task,
-            spec.args,
-            spec.kwargs,
-            spec.id,
-            False,
-            None,
-            error_type,
-            message,
-            worker,
-            elapsed,
-            task_traceback,
-            attempt,
-        )
+            return failed_attempt(spec, error_type, message, worker, elapsed, task_traceback, attempt, delay)
+        return failed_attempt(spec, error_type, message, worker, elapsed, task_traceback, attempt)
     elapsed = (time.perf_counter() - started) * 1000
     return TaskResult(
         spec.index, spec.task, spec.args, spec.kwargs, spec.id, True, value, None, None, worker, elapsed, None, attempt
