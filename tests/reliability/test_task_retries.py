@@ -74,8 +74,8 @@ def test_a_task_over_its_own_time_limit_fails_alone_and_its_slot_goes_on(
     procs = procs_factory(redis_url, {**FAST_RECOVERY, **MODULES})
     worker = procs.worker("--task-timeout", "60", *slots)  # the tasks' own limit (1 s) is what stops them
     lines = [f"rt.limited 3600 {i}" for i in range(4)]  # more runaways than slots: each slot is reused
-    lines += [f"rt.limited 0 {i}" for i in range(4, 8)]
-    lines += ["rt.spinlimited 3600", "rt.alimited 3600 9", "rt.alimited 0 10", "add 2 3"]
+    lines += [f"rt.roomy {i}" for i in range(4, 8)]
+    lines += ["rt.spinlimited 3600", "rt.alimited 3600 9", "rt.aroomy 10", "add 2 3"]
     batch = write_tasks(tmp_path / "limits.txt", lines)
     done = procs.run("submit", str(batch), "--json", "--no-check", "--timeout", "90", timeout=120)
     assert done.returncode == 1, done.stderr
