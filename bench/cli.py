@@ -208,7 +208,7 @@ _RULES: list[tuple[str, str, str]] = [
     ("dispatcher/lines.py", "", "reading"),
     ("dispatcher/linejson.py", "", "reading"),
     ("dispatcher/offered.py", "__call__", "reading"),
-    ("dispatcher/chunking.py", "peek_total", "reading"),
+    ("dispatcher/chunking.py", "peek_ahead", "reading"),
     ("dispatcher/submit.py", "", "enqueueing"),
     ("dispatcher/enqueue.py", "", "enqueueing"),
     ("common/wire.py", "encode_chunk", "enqueueing"),

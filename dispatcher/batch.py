@@ -14,7 +14,7 @@ from common.gctuning import full_collections_deferred
 from common.settings import Settings
 from common.wire import TaskResult
 from dispatcher.cancel import cancel_batch
-from dispatcher.chunking import LOOKAHEAD, auto_chunk_size, peek_total
+from dispatcher.chunking import auto_chunk_size, peek_ahead
 from dispatcher.feed import feed_batch
 from dispatcher.lease import BatchRecord
 from dispatcher.offered import NotOffered, OfferedFilter, OfferedTasks
@@ -81,11 +81,12 @@ def submit_batch(
         screen = OfferedFilter(offered)
         screened = screen(items)
     total_hint: int | None = None
+    read_ahead = 0
     processes = 1
     if options.chunk_size:
         chunk_size, stream = options.chunk_size, iter(screened)
     else:
-        total_hint, stream = peek_total(screened, live=options.streaming)  # type: ignore[assignment]
+        total_hint, read_ahead, stream = peek_ahead(screened, live=options.streaming)  # type: ignore[assignment]
         processes, slots = live_capacity(client, settings)
         chunk_size = auto_chunk_size(total_hint, processes, slots)
     if total_hint is not None and total_hint > settings.max_batch_tasks:
@@ -95,7 +96,7 @@ def submit_batch(
     batch_id = batch_id or new_batch_id()
     submitter = BatchSubmitter(client, settings, batch_id, chunk_size, first_flush_chunks=processes)
     if not options.chunk_size:  # the look-ahead read this much of the input before anything was sent
-        submitter.read_ahead = LOOKAHEAD if total_hint is None else total_hint
+        submitter.read_ahead = read_ahead
         submitter.read_all = total_hint is not None
     watcher = BatchWatcher(client, settings, batch_id)
     submitter.start(options.source)

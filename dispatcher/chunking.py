@@ -56,18 +56,29 @@ def peek_total(
 
     On a `live` input, an INPUT_IDLE ends the look-ahead: the total is not known yet, and what the
     producer sent so far must not wait for more."""
+    total, _, iterator = peek_ahead(items, limit, live)
+    return total, iterator
+
+
+def peek_ahead(
+    items: Iterable[object], limit: int = LOOKAHEAD, live: bool = False
+) -> tuple[int | None, int, Iterator[object]]:
+    """peek_total, also saying how many items it read ahead (INPUT_IDLE markers not counted): a
+    live input's look-ahead can end well before `limit`."""
     iterator = iter(items)
     if not live:
         head = list(itertools.islice(iterator, limit))
         if len(head) < limit:
-            return len(head), iter(head)
-        return None, itertools.chain(head, iterator)
+            return len(head), len(head), iter(head)
+        return None, len(head), itertools.chain(head, iterator)
     head = []
     for item in iterator:
         head.append(item)
-        if len(head) >= limit or isinstance(item, InputIdle):
-            return None, itertools.chain(head, iterator)
-    return len(head), iter(head)
+        if isinstance(item, InputIdle):
+            return None, len(head) - 1, itertools.chain(head, iterator)
+        if len(head) >= limit:
+            return None, len(head), itertools.chain(head, iterator)
+    return len(head), len(head), iter(head)
 
 
 def cut_by_route(tasks: list[TaskSpec], size: int) -> Iterator[list[TaskSpec]]:

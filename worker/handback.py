@@ -24,13 +24,16 @@ if not redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', 1, ARGV[1])
 return 1
 """
-# KEYS: a gone worker's hash, RQ's set of workers. ARGV: its `birth` as the sweeper read it.
-# Unregisters it (as RQ's maintenance would once its hash expired), unless a process registered
-# under the same name since (another birth).
+# KEYS: a gone worker's hash, RQ's set of workers, then RQ 3's set of its executions (none on RQ 2).
+# ARGV: its `birth` as the sweeper read it. Unregisters it (as RQ's maintenance would once its hash
+# expired), unless a process registered under the same name since (another birth). Its executions
+# go too: a replacement under its name (a supervisor's) would otherwise inherit them and be shown
+# running a chunk it never took.
 _UNREGISTER = """
 if redis.call('HGET', KEYS[1], 'birth') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], KEYS[1])
+if KEYS[3] then redis.call('DEL', KEYS[3]) end
 return 1
 """
 _MARKED = 2
@@ -43,7 +46,9 @@ def unregister(client: redis.Redis, births: dict[str, bytes | None]) -> None:
     script = client.register_script(_UNREGISTER)
     for worker, birth in births.items():
         if birth is not None:
-            script(keys=[keys.RQ_WORKER_PREFIX + worker, keys.RQ_WORKERS], args=[birth])
+            executions = keys.rq_worker_executions_key(worker)
+            worker_keys = [keys.RQ_WORKER_PREFIX + worker, keys.RQ_WORKERS] + ([executions] if executions else [])
+            script(keys=worker_keys, args=[birth])
 
 
 def hand_back(

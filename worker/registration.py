@@ -85,7 +85,11 @@ class Registration(HeartbeatThread):
         reason = dead_namesake(fields, socket.gethostname(), self.runtime.settings.heartbeat_ttl)
         if reason is not None:
             log.warning("worker %s: replacing a registration under this name: %s", self.name, reason)
-            self.connection.delete(self.key)
+            stale = [self.key]
+            executions = keys.rq_worker_executions_key(self.name)
+            if executions is not None and fields.get(keys.WORKER_FIELD_PREFIX + "pid") != str(os.getpid()):
+                stale.append(executions)  # a dead process's (RQ 3): this one would be shown running them
+            self.connection.delete(*stale)
 
 
 def advertisement(runtime: Runtime, connection_name: str | None = None) -> dict[str, str]:

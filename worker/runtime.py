@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 import threading
+import traceback
 from dataclasses import dataclass, field
 
 from common import Settings, default_catalogue
@@ -90,6 +91,17 @@ def import_task_modules(modules: list[str]) -> list[str]:
             raise ConfigurationError(f"cannot import task module {module!r}: {exc}") from None
         except ConfigurationError as exc:
             raise ConfigurationError(f"task module {module!r}: {exc}") from None
+        except Exception as exc:  # the module's own code failed: a bad task module (exit 2), said in one line
+            raise ConfigurationError(f"cannot import task module {module!r}: {_raised_where(exc)}") from None
         if len(default_catalogue) == before and module not in default_catalogue.modules():
             idle.append(module)
     return idle
+
+
+def _raised_where(exc: Exception) -> str:
+    """`Type: message (file, line N)`: the innermost frame of the module's own code (none for a
+    SyntaxError, whose message says where)."""
+    machinery = os.path.dirname(importlib.__file__)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)[1:] if not f.filename.startswith(("<", machinery))]
+    where = f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
