@@ -97,7 +97,16 @@ def test_ha_compose_up_then_the_master_dies_and_work_goes_on(compose: ComposeNet
     assert master.process is not None
     master.process.kill()
     master.process.wait()
-    wait_until(lambda: role(compose, replica) == "master", 120, "the replica's promotion", interval=0.2)
+
+    def promoted() -> bool:
+        """The replica is master and every Sentinel names it. The old master comes back (empty) only
+        then: a Sentinel still on the old configuration could otherwise keep it a master, or make
+        the new master its replica (docs/reliability.md, guarantee 14)."""
+        if role(compose, replica) != "master":
+            return False
+        return all(sentinel_view(compose, s).get("ip") in (replica.address, replica.hostname) for s in sentinels)
+
+    wait_until(promoted, 120, "the replica's promotion, known to every Sentinel", interval=0.2)
     compose.start(master)  # `restart: unless-stopped` brings the old master back, as a replica
     wait_until(lambda: role(compose, master) == "slave", 120, "the old master to rejoin as a replica", interval=0.2)
     run_example(compose, dispatcher)
