@@ -15,6 +15,7 @@ says. Anything else is a bug, and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -143,6 +144,10 @@ def error_edge(prog: str) -> Iterator[None]:
         raise  # not ours to map: a bug, with its traceback
 
 
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+"""Errors of writing a file or a device (a full disk, an I/O error): never of a connection to Redis."""
+
+
 def _exit_for(prog: str, exc: BaseException) -> None:
     """Exit as `exc` says (SystemExit); return if it is not an error the edge maps."""
     from common.errors import EXIT_INTERRUPTED, BatchInterrupted, DispatchError
@@ -153,6 +158,10 @@ def _exit_for(prog: str, exc: BaseException) -> None:
         _fail(prog, str(exc), exc.exit_code)
     elif isinstance(exc, KeyboardInterrupt):
         _fail(prog, str(exc) if isinstance(exc, BatchInterrupted) else "interrupted", EXIT_INTERRUPTED)
+    elif isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+        from common.errors import EXIT_OUTPUT
+
+        _fail(prog, f"cannot write the output: {exc.strerror or exc}", EXIT_OUTPUT)
     elif isinstance(exc, OSError) or _is_redis_error(exc):
         from common.connection import describe_redis_error
 

@@ -14,6 +14,7 @@
     |   |   +-- RedisOutOfMemory .... 3  Redis is full (maxmemory, noeviction)
     |   +-- WaitTimeout ............. 4  the wait timed out; the batch goes on
     |   +-- BatchIncomplete ......... 5  the batch's input was not all submitted
+    |   +-- OutputFailed ............ 74 the results could not be written (a full disk, an I/O error)
     +-- TaskError ................... one task's failed result, never an exit (its class name is
     |   |                             the error type the result reports)
     |   +-- UnknownTask, InvalidArguments, TaskTimeout, ChunkFailed, TaskLost, WorkerDied, Cancelled
@@ -36,6 +37,7 @@ __all__ = [
     "EXIT_INCOMPLETE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_OUTPUT",
     "EXIT_REDIS",
     "EXIT_TASKS_FAILED",
     "EXIT_TIMEOUT",
@@ -51,6 +53,7 @@ __all__ = [
     "InvalidArguments",
     "LimitExceeded",
     "MalformedInput",
+    "OutputFailed",
     "PayloadError",
     "RedisOutOfMemory",
     "RedisUnavailable",
@@ -78,6 +81,8 @@ EXIT_TIMEOUT = 4
 """The wait timed out; the batch goes on and its results can be fetched later."""
 EXIT_INCOMPLETE = 5
 """The batch's input was not all submitted (its dispatcher stopped or died midway): what was sent ran."""
+EXIT_OUTPUT = 74
+"""Our output could not be written (a full disk, an I/O error): sysexits' EX_IOERR. The batch goes on."""
 EXIT_INTERRUPTED = 130
 """Interrupted by the user (Ctrl-C)."""
 EXIT_BROKEN_PIPE = 141
@@ -118,6 +123,12 @@ class BatchIncomplete(DispatchError):
     """The batch's input was not all submitted: its dispatcher stopped, or was found gone, midway."""
 
     exit_code = EXIT_INCOMPLETE
+
+
+class OutputFailed(DispatchError):
+    """Writing the results failed (a full disk, an I/O error; not a closed pipe, which ends quietly)."""
+
+    exit_code = EXIT_OUTPUT
 
 
 class BatchInterrupted(KeyboardInterrupt):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Literal, TextIO
 
+from common.errors import OutputFailed
 from common.wire import TaskResult
 from dispatcher.lease import BatchRecord
 from dispatcher.watch import BatchWatcher
@@ -120,12 +123,42 @@ class ResultWriter:
         """Labels of the tasks written as WorkerDied (they killed their worker process), for the summary."""
         self._format = json_line if as_json else human_bytes
         self._bytes_out: BinaryIO | Literal[False] | None = False  # False: not looked up yet
+        self._failed = False
 
     def __call__(self, result: TaskResult) -> None:
         self.write_many((result,))
 
     def write_many(self, results: Iterable[TaskResult]) -> None:
-        """Write a block of results (held back for input order with `ordered`), then flush it."""
+        """Write a block of results (held back for input order with `ordered`), then flush it.
+
+        A write that fails (a full disk, an I/O error) raises OutputFailed; a closed pipe raises
+        BrokenPipeError as it is (the CLI edge ends quietly on it)."""
+        with self._writing():
+            self._write_many(results)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a failed write into OutputFailed. After it nothing more is written, and the lines still
+        buffered go nowhere (not into an error at exit): the stream's descriptor is pointed at
+        /dev/null, as for a closed pipe."""
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self._failed = True
+            self._discard_output()
+            raise OutputFailed(f"cannot write the results: {exc.strerror or exc}") from exc
+
+    def _discard_output(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.out.fileno())
+            finally:
+                os.close(devnull)
+
+    def _write_many(self, results: Iterable[TaskResult]) -> None:
         results = self._in_order(results) if self.ordered else list(results)
         self.died.extend(task_label(r) for r in results if not r.ok and r.error_type == "WorkerDied")
         fmt = self._format
@@ -164,10 +197,13 @@ class ResultWriter:
 
     def close(self) -> None:
         """Write whatever is still held (only after an incomplete wait), in index order."""
+        if self._failed:
+            return
         ordered, self.ordered = self.ordered, False
         self.write_many([self._held.pop(index) for index in sorted(self._held)])
         self.ordered = ordered
-        self.out.flush()
+        with self._writing():
+            self.out.flush()
 
 
 def died_summary(labels: list[str], shown: int = 10) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 
 from common.connection import describe_redis_error, is_out_of_memory, redact_url
-from common.errors import BatchInterrupted, RedisOutOfMemory, RedisUnavailable
+from common.errors import BatchInterrupted, OutputFailed, RedisOutOfMemory, RedisUnavailable
 from common.settings import Settings
 
 
@@ -51,6 +51,8 @@ def in_flight_error(exc: BaseException, settings: Settings, note: str) -> BaseEx
         return BatchInterrupted(f"interrupted; {note}")
     if isinstance(exc, RedisUnavailable):
         return exc  # the outage guard's message names the batch and both commands already
+    if isinstance(exc, OutputFailed):
+        return OutputFailed(f"{exc}; {note}")
     if isinstance(exc, redis.RedisError) or (isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError)):
         if is_out_of_memory(exc):
             where = redact_url(settings.redis_url)

@@ -49,3 +49,33 @@ def test_a_closed_stdout_ends_the_dispatcher_quietly(
     assert code == EXIT_BROKEN_PIPE, err
     assert "Redis" not in err and "Broken pipe" not in err and "Traceback" not in err, err
     assert [line for line in err.splitlines() if "submitting" not in line] == [], err
+
+
+@pytest.mark.parametrize("command", ["results", "submit"])
+def test_a_full_disk_under_the_output_is_told_as_such(
+    command: str, redis_url: str, start_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    start_worker()
+    batch = tmp_path / "tasks.txt"
+    batch.write_text("".join(f"add {i} 1\n" for i in range(20_000)))
+    env = {**os.environ, "REDIS_URL": redis_url}
+    if command == "results":
+        submitted = run_cli("submit", str(batch), "--no-wait", env={"REDIS_URL": redis_url})
+        assert submitted.returncode == 0, submitted.stderr
+        args = ["results", submitted.stdout.strip(), "--json"]
+    else:
+        args = ["submit", str(batch), "--json"]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "dispatcher", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 74, done.stderr
+    assert "cannot write the results: No space left on device" in done.stderr, done.stderr
+    assert "Redis" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "dispatcher results" in done.stderr, done.stderr  # what became of the batch, and how to follow it

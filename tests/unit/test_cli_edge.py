@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import click
 import pytest
 import redis
@@ -49,6 +51,7 @@ EXPECTED_CODES = {
     "RedisOutOfMemory": 3,
     "WaitTimeout": 4,
     "BatchIncomplete": 5,
+    "OutputFailed": 74,
 }
 """The exit code of each, as README's table of exit codes gives it."""
 
@@ -90,6 +93,12 @@ def test_a_redis_or_network_error_that_escaped_is_described_and_exits_3(error: E
     result = invoke(group_raising(error), ["fail"])
     assert result.exit_code == 3
     assert result.stderr.startswith("prog: ") and "Connection refused" in result.stderr
+
+
+def test_a_full_disk_under_our_output_exits_74_not_as_a_redis_error() -> None:
+    result = invoke(group_raising(OSError(errno.ENOSPC, "No space left on device")), ["fail"])
+    assert result.exit_code == 74
+    assert result.stderr == "prog: cannot write the output: No space left on device\n"
 
 
 def test_a_task_error_is_not_an_exit_code_it_stays_a_bug() -> None:

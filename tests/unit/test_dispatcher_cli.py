@@ -3,6 +3,7 @@ setting comes from (option, else environment variable, else default)."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,15 @@ def test_141_stdout_closed(redis_of: list[str], monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr("dispatcher.status.collect_status", closed)
     done = invoke(main, ["status", "--json"])
     assert (done.exit_code, done.stderr) == (141, "")
+
+
+def test_74_the_output_could_not_be_written(redis_of: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(*_: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("dispatcher.status.collect_status", full_disk)
+    done = invoke(main, ["status", "--json"])
+    assert (done.exit_code, done.stderr) == (74, "dispatcher: cannot write the output: No space left on device\n")
 
 
 # Where settings come from: the option, else the environment variable, else the default.
