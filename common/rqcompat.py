@@ -29,8 +29,13 @@ FAST_PATH_ENV = "DW_RQ_FAST_PATH"
 def fast_path_refusal(environ: Mapping[str, str] | None = None) -> str | None:
     """Why the worker must take RQ's own per-job path; None when the fast path may run."""
     env = os.environ if environ is None else environ
-    if env.get(FAST_PATH_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    value = env.get(FAST_PATH_ENV, "1").strip().lower()
+    if value in ("0", "false", "no", "off"):
         return f"{FAST_PATH_ENV}={env[FAST_PATH_ENV]}"
+    if value not in ("1", "true", "yes", "on", ""):
+        from common.errors import ConfigurationError
+
+        raise ConfigurationError(f"{FAST_PATH_ENV}={env[FAST_PATH_ENV]!r} is not a yes/no value (1/0, true/false)")
     series = RQ_VERSION[:2]
     if series not in VERIFIED_SERIES:
         verified = ", ".join(f"{major}.{minor}" for major, minor in sorted(VERIFIED_SERIES))
