@@ -93,8 +93,7 @@ def main(args: list[str] | None = None, prog_name: str = "python -m dispatcher.d
 
 
 if __name__ == "__main__":
-    try:
+    from common.cli import error_edge
+
+    with error_edge("python -m dispatcher.dashboard"):
         main()
-    except ConfigurationError as exc:
-        print(f"python -m dispatcher.dashboard: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)

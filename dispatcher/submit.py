@@ -1,4 +1,7 @@
-"""Record a batch in Redis and enqueue its chunks as RQ jobs, one round trip per flush."""
+"""Record a batch in Redis and enqueue its chunks as RQ jobs, one round trip per flush.
+
+Kept whole, though just over 250 lines: one class whose counters (tasks, sent, chunks, pending) every method shares.
+"""
 
 from __future__ import annotations
 

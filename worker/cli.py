@@ -16,7 +16,6 @@ from common.cli import (
     EdgeCommand,
     connection_options,
     error_edge,
-    given,
     setting_option,
     settings_from_options,
     task_modules_option,
@@ -121,7 +120,7 @@ def main(
     2 bad option or task module, 3 Redis unreachable or refused, 130 interrupted.
     """
     if check:
-        sys.exit(run_check(given("redis_url")))
+        sys.exit(run_check(settings_from_options()))
     # RQ names its Redis client after the worker; names with spaces ("Worker 0") cannot be client
     # names, which only costs RQ its record of our IP address.
     warnings.filterwarnings("ignore", message="CLIENT SETNAME command not supported")

@@ -12,8 +12,7 @@ from rq.utils import utcparse
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from common import keys
-from common.connection import connect, describe_redis_error
-from common.errors import EXIT_REDIS, DispatchError
+from common.connection import connect
 from common.settings import Settings
 
 HEARTBEAT_MAX_AGE = 60.0
@@ -103,19 +102,12 @@ def check_host(
     return CheckResult(CHECK_HEALTHY, f"{len(fresh)} of {len(mine)} worker(s) of {hostname} alive: {listed}", mine)
 
 
-def run_check(redis_url: str | None) -> int:
-    """`worker --check`: print whether a worker of this host is alive; returns the exit code."""
-    try:
-        settings = Settings.from_env(redis_url=redis_url)
-        client = connect(settings, socket_timeout=5.0)
-    except DispatchError as exc:
-        click.echo(f"worker: {exc}", err=True)
-        return exc.exit_code
+def run_check(settings: Settings) -> int:
+    """`worker --check`: print whether a worker of this host is alive; returns the exit code (0, 1 or
+    5). An unusable Redis raises, for the CLI's error edge to describe (exit 3)."""
+    client = connect(settings, socket_timeout=5.0)
     try:
         result = check_host(client, socket.gethostname(), heartbeat_max_age(settings))
-    except (redis.RedisError, OSError) as exc:
-        click.echo(f"worker: {describe_redis_error(settings.redis_url, exc)}", err=True)
-        return EXIT_REDIS
     finally:
         client.close()
     click.echo(("ok: " if result.code == CHECK_HEALTHY else "unhealthy: ") + result.message)

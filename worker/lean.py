@@ -1,8 +1,8 @@
 """The worker's fast path: RQ's per-job bookkeeping in three round trips, same keys, same records.
 
-RQ's SimpleWorker spends about 60 Redis commands, in some 25 round trips, and much Python on each
+RQ's SimpleWorker spends dozens of Redis commands, in many round trips, and much Python on each
 job besides the job itself. For a chunk of a thousand tasks that does not matter; for chunk size 1
-(one task, awaited at once) it is the latency (docs/performance.md). Here a job costs:
+(one task, awaited at once) it is the latency (the counts: docs/performance.md). Here a job costs:
 
 1. the dequeue (RQ's own BLMOVE into the intermediate list, or BLPOP for several queues);
 2. the start script (worker.lean_scripts.START), which reads the job hash and writes everything RQ

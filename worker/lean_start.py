@@ -1,5 +1,7 @@
 """The start of the worker's fast path (worker.lean): the dequeue and the start script.
 
+Kept whole, though just over 250 lines: a hot path, clearer as one class of the RQ methods it overrides.
+
 The idle loop is RQ's; the job is popped as RQ pops it, then read and started by one script
 (worker.lean_scripts.START) instead of RQ's Job.fetch and two pipelines.
 """

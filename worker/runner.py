@@ -228,8 +228,8 @@ class ChunkWorker(ResilientLoop, Registration):
 
 
 class FastChunkWorker(ChunkWorker, LeanBookkeeping):
-    """A ChunkWorker whose per-job bookkeeping takes a few round trips instead of RQ's ~60
-    (worker.lean.LeanBookkeeping); only on the RQ series common.rqcompat lists as verified."""
+    """A ChunkWorker whose per-job bookkeeping takes a few round trips instead of RQ's dozens of
+    commands (worker.lean.LeanBookkeeping); only on the RQ series common.rqcompat lists as verified."""
 
 
 def worker_class() -> type[ChunkWorker]:

@@ -81,8 +81,9 @@ def test_ctrl_c_exits_130(make: object) -> None:
     assert told.exit_code == 130 and told.stderr.endswith(": interrupted; batch b1 goes on\n")
 
 
-def test_a_closed_stdout_exits_141_without_a_word() -> None:
-    result = invoke(group_raising(BrokenPipeError()), ["fail"])
+@pytest.mark.parametrize("make", [group_raising, command_raising], ids=["group", "command"])
+def test_a_closed_stdout_exits_141_without_a_word(make: object) -> None:
+    result = invoke(make(BrokenPipeError()), ["fail"] if make is group_raising else [])  # type: ignore[operator]
     assert result.exit_code == 141 and result.stderr == ""
 
 
