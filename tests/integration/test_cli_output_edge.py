@@ -32,19 +32,24 @@ def first_line_then_close(redis_url: str, *args: str) -> tuple[int, str]:
     return process.wait(120), err
 
 
+def big_batch_command(command: str, redis_url: str, tmp_path: Path) -> list[str]:
+    """The arguments of `dispatcher submit` of 20,000 tasks, or of `dispatcher results` of such a
+    batch submitted first: far more output than a pipe holds."""
+    batch = tmp_path / "tasks.txt"
+    batch.write_text("".join(f"add {i} 1\n" for i in range(20_000)))
+    if command == "submit":
+        return ["submit", str(batch), "--json"]
+    submitted = run_cli("submit", str(batch), "--no-wait", env={"REDIS_URL": redis_url})
+    assert submitted.returncode == 0, submitted.stderr
+    return ["results", submitted.stdout.strip(), "--json"]
+
+
 @pytest.mark.parametrize("command", ["results", "submit"])
 def test_a_closed_stdout_ends_the_dispatcher_quietly(
     command: str, redis_url: str, start_worker: WorkerFactory, tmp_path: Path
 ) -> None:
     start_worker()
-    batch = tmp_path / "tasks.txt"
-    batch.write_text("".join(f"add {i} 1\n" for i in range(20_000)))
-    if command == "results":
-        submitted = run_cli("submit", str(batch), "--no-wait", env={"REDIS_URL": redis_url})
-        assert submitted.returncode == 0, submitted.stderr
-        args = ["results", submitted.stdout.strip(), "--json"]
-    else:
-        args = ["submit", str(batch), "--json"]
+    args = big_batch_command(command, redis_url, tmp_path)
     code, err = first_line_then_close(redis_url, *args)
     assert code == EXIT_BROKEN_PIPE, err
     assert "Redis" not in err and "Broken pipe" not in err and "Traceback" not in err, err
@@ -56,15 +61,8 @@ def test_a_full_disk_under_the_output_is_told_as_such(
     command: str, redis_url: str, start_worker: WorkerFactory, tmp_path: Path
 ) -> None:
     start_worker()
-    batch = tmp_path / "tasks.txt"
-    batch.write_text("".join(f"add {i} 1\n" for i in range(20_000)))
+    args = big_batch_command(command, redis_url, tmp_path)
     env = {**os.environ, "REDIS_URL": redis_url}
-    if command == "results":
-        submitted = run_cli("submit", str(batch), "--no-wait", env={"REDIS_URL": redis_url})
-        assert submitted.returncode == 0, submitted.stderr
-        args = ["results", submitted.stdout.strip(), "--json"]
-    else:
-        args = ["submit", str(batch), "--json"]
     with open("/dev/full", "wb") as full:
         done = subprocess.run(
             [sys.executable, "-m", "dispatcher", *args],
