@@ -39,7 +39,9 @@ class CancelReport:
     """The Cancelled results published, one per task that had no result."""
     cancelled_chunks: list[int] = field(default_factory=list)
     left_chunks: int = 0
-    """Chunks already running or finished, which go on to their end."""
+    """Chunks already running (some of their tasks have no result yet), which go on to their end."""
+    finished_chunks: int = 0
+    """Chunks whose every task already has a result: finished, or cancelled before."""
 
 
 def cancel_batch(client: redis.Redis, settings: Settings, batch_id: str) -> CancelReport:
@@ -63,7 +65,11 @@ def cancel_batch(client: redis.Redis, settings: Settings, batch_id: str) -> Canc
     for chunk, chunk_queue in enumerate(chunk_queues(client, batch_id, queue, len(watcher.chunks))):
         job_id = keys.chunk_job_id(batch_id, chunk)
         if not take(keys=[keys.rq_queue_key(chunk_queue), keys.rq_job_key(job_id)], args=[job_id]):
-            report.left_chunks += 1
+            span = watcher.chunks[chunk]
+            if span.done >= span.size:
+                report.finished_chunks += 1
+            else:
+                report.left_chunks += 1
             continue
         report.cancelled_chunks.append(chunk)
         tasks = [t for t in _chunk_tasks(client, watcher, chunk) if not watcher.is_seen(t.index)]

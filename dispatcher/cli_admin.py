@@ -72,11 +72,16 @@ def cancel(batch_id: str, as_json: bool) -> None:
             "cancelled_ids": [r.id for r in report.cancelled],
             "cancelled_chunks": report.cancelled_chunks,
             "chunks_left_running": report.left_chunks,
+            "chunks_finished": report.finished_chunks,
         }
         click.echo(json.dumps(fields))
         return
     cancelled = f"cancelled {len(indices)} tasks in {len(report.cancelled_chunks)} queued chunks"
-    click.echo(f"batch {batch_id}: {cancelled}; {report.left_chunks} chunks already running or finished go on")
+    finished = f"; {report.finished_chunks} chunks had finished (or were cancelled before)"
+    click.echo(
+        f"batch {batch_id}: {cancelled}; {report.left_chunks} chunks already running go on"
+        + (finished if report.finished_chunks else "")
+    )
     if indices:
         click.echo(f"cancelled tasks (input positions): {ranges([i + 1 for i in indices])}")
 

@@ -53,12 +53,15 @@ def test_cancel_stops_queued_chunks_and_ends_the_wait(
     assert report["cancelled_tasks"], report
     assert set(report["cancelled_tasks"]) <= stopped
     # Only chunks a worker had already taken ran: at most the ones the cancel found off the queue.
-    assert len(ran) <= CHUNK * report["chunks_left_running"], (len(ran), report)
+    taken = report["chunks_left_running"] + report["chunks_finished"]
+    assert len(ran) <= CHUNK * taken, (len(ran), report)
     assert real_client.llen(keys.rq_queue_key("tasks")) == 0
     assert worker.poll() is None
 
     human = procs.run("cancel", batch_id)  # a second cancel finds nothing left to cancel
     assert human.returncode == 0 and "cancelled 0 tasks" in human.stdout, human.stdout + human.stderr
+    # Every chunk now has all its results: none is said to be running any more.
+    assert "0 chunks already running go on" in human.stdout, human.stdout
     missing = procs.run("cancel", "nosuchbatch")
     assert missing.returncode == 2 and "no batch" in missing.stderr
 

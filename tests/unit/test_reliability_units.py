@@ -45,7 +45,8 @@ def test_cancel_takes_queued_chunks_and_resolves_their_tasks(
     results: list[TaskResult] = []
     summary = await_batch(fake_client, fake_settings, batch_id, results.append, timeout=10)
     assert summary.failed == 10 and {r.error_type for r in results} == {"Cancelled"}
-    assert cancel_batch(fake_client, fake_settings, batch_id).cancelled == []  # nothing left to cancel
+    again = cancel_batch(fake_client, fake_settings, batch_id)  # nothing left to cancel, nothing running
+    assert (again.cancelled, again.left_chunks, again.finished_chunks) == ([], 0, 4)
 
 
 def test_a_worker_answers_a_cancelled_batch_without_running_it(
