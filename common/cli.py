@@ -202,9 +202,18 @@ def _end_quietly() -> NoReturn:
     Python's documented recipe: point stdout at /dev/null, so that the flush at exit cannot raise
     again. The exit code is a shell's for a tool killed by SIGPIPE.
     """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    with contextlib.suppress(OSError, ValueError):
-        os.dup2(devnull, sys.stdout.fileno())
+    discard_writes(sys.stdout)
     from common.errors import EXIT_BROKEN_PIPE
 
     sys.exit(EXIT_BROKEN_PIPE)
+
+
+def discard_writes(stream: Any) -> None:
+    """Point `stream`'s file descriptor at /dev/null: whatever is still buffered for it, and any later
+    write, goes nowhere instead of raising again (after its reader went away or its disk filled)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Literal, TextIO
 
+from common.cli import discard_writes
 from common.errors import OutputFailed
 from common.wire import TaskResult
 from dispatcher.lease import BatchRecord
@@ -147,16 +147,8 @@ class ResultWriter:
             raise
         except OSError as exc:
             self._failed = True
-            self._discard_output()
+            discard_writes(self.out)
             raise OutputFailed(f"cannot write the results: {exc.strerror or exc}") from exc
-
-    def _discard_output(self) -> None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, self.out.fileno())
-            finally:
-                os.close(devnull)
 
     def _write_many(self, results: Iterable[TaskResult]) -> None:
         results = self._in_order(results) if self.ordered else list(results)
