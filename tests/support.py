@@ -9,6 +9,9 @@ from typing import Any, NoReturn
 
 import pytest
 
+HANG_GUARD = 60.0
+"""Far above any designed wait; only there so that a broken recovery fails instead of hanging."""
+
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll `predicate` until it returns something truthy, and return that; fail the test after

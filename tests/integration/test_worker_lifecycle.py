@@ -17,13 +17,11 @@ from common import keys
 from common.routing import BUILTIN_TASKS
 from dispatcher.local import EmbeddedRedis, spawn, stop
 from tests.conftest import current_job
-from tests.support import wait_until
+from tests.support import HANG_GUARD, wait_until
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "lifecycle-s3cret"
-HANG_GUARD = 60.0
-"""Only so that a broken worker fails the test instead of hanging it."""
 
 
 @pytest.fixture

@@ -16,14 +16,12 @@ from common import keys
 from dispatcher.local import spawn, stop
 from tests.conftest import WorkerFactory
 from tests.integration.test_worker_liveness import registration_problems
-from tests.support import wait_until
+from tests.support import HANG_GUARD, wait_until
 
 pytestmark = pytest.mark.integration
 
 REFUSAL = "There exists an active worker named"
 """RQ's message when a name is taken."""
-HANG_GUARD = 60.0
-"""Only so that a broken start fails instead of hanging; the checks are on the log, not on time."""
 
 
 def child_pid(client: redis.Redis, name: str) -> int:

@@ -25,12 +25,9 @@ from tests.reliability.conftest import (
     stream_entries,
     write_tasks,
 )
-from tests.support import wait_until
+from tests.support import HANG_GUARD, wait_until
 
 pytestmark = pytest.mark.reliability
-
-HANG_GUARD = 60.0
-"""Far above the designed recovery time; only here so that a broken recovery fails instead of hanging."""
 
 
 def _job_started_at(client: redis.Redis, job_id: str) -> bytes | None:
