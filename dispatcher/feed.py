@@ -51,8 +51,6 @@ def feed_batch(
     name = ""  # the task name of the chunk's last task, and its route
     route: str | None = None
     for item in stream:
-        if submitter.tasks >= limit:
-            raise LimitExceeded(f"batch has more than {limit} tasks (the limit); the rest was not submitted")
         if isinstance(item, InputIdle):  # a live input waits for its producer: send what is read, deliver results
             if chunk:
                 _send_chunk(submitter, watcher, chunk, pace, drain)
@@ -62,6 +60,8 @@ def feed_batch(
                 if pace.wait:
                     drain(None)
             continue
+        if submitter.tasks >= limit:
+            raise LimitExceeded(f"batch has more than {limit} tasks (the limit); the rest was not submitted")
         if not isinstance(item, TaskSpec):  # a malformed line or a task no live worker offers: its result
             submitter.add_bad(item.to_result())
             continue

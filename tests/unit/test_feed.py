@@ -92,3 +92,12 @@ def test_the_batch_limit_stops_the_feed(fake_client: fakeredis.FakeRedis, fake_s
     with pytest.raises(LimitExceeded, match="more than 3 tasks"):
         feed_batch(submitter, watcher, _tasks("add " * 5), 1, SubmitOptions(wait=False), lambda block: None)
     assert submitter.tasks == 3
+
+
+def test_a_batch_at_its_limit_may_wait_for_input(fake_client: fakeredis.FakeRedis, fake_settings: Settings) -> None:
+    # Exactly the limit, then the producer pauses: a pause is not a task over the limit.
+    settings = fake_settings.with_overrides(max_batch_tasks=3)
+    submitter, watcher = _parts(fake_client, settings, 1)
+    items = [*_tasks("add " * 3), INPUT_IDLE, INPUT_IDLE]
+    feed_batch(submitter, watcher, items, 1, SubmitOptions(wait=False), lambda block: None)
+    assert submitter.tasks == 3
